@@ -1,0 +1,1 @@
+"""Wire format: framing, address encoding, keys, secure channel and generated protobuf."""

@@ -1,0 +1,80 @@
+"""RustDesk TCP framing (PROTOCOL.md §2.1): a 1-4 byte little-endian length header.
+
+The low two bits of the first byte give the header size minus one; the header value
+shifted right by two is the payload length. Decoding accepts non-minimal headers, as the
+official decoder does, but enforces a caller-chosen maximum payload size.
+"""
+
+from __future__ import annotations
+
+MAX_PAYLOAD = 0x3FFFFFFF  # largest length the 4-byte header can express
+
+
+class FrameError(Exception):
+    """Raised for a frame the encoder cannot express or the decoder must refuse."""
+
+
+def encode_header(length: int) -> bytes:
+    """Return the shortest header for a payload of ``length`` bytes."""
+    if length <= 0x3F:
+        return bytes((length << 2,))
+    if length <= 0x3FFF:
+        return ((length << 2) | 1).to_bytes(2, "little")
+    if length <= 0x3FFFFF:
+        return ((length << 2) | 2).to_bytes(3, "little")
+    if length <= MAX_PAYLOAD:
+        return ((length << 2) | 3).to_bytes(4, "little")
+    raise FrameError(f"payload of {length} bytes is too long for a frame")
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """Return ``payload`` with its frame header prepended."""
+    return encode_header(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Incremental frame decoder with a hard payload-size limit.
+
+    Feed it whatever the socket delivered; it returns every complete payload and keeps the
+    rest. A header announcing more than ``max_payload`` raises :class:`FrameError` at once,
+    before any of that payload is buffered, so a hostile peer cannot make us hold more
+    than ``max_payload`` plus one read.
+    """
+
+    __slots__ = ("_buf", "max_payload")
+
+    def __init__(self, max_payload: int) -> None:
+        self.max_payload = max_payload
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            head_len = (buf[pos] & 3) + 1
+            if end - pos < head_len:
+                break
+            length = int.from_bytes(buf[pos : pos + head_len], "little") >> 2
+            if length > self.max_payload:
+                raise FrameError(f"frame of {length} bytes exceeds the {self.max_payload} limit")
+            start = pos + head_len
+            if end - start < length:
+                break
+            frames.append(bytes(buf[start : start + length]))
+            pos = start + length
+        if pos:
+            del buf[:pos]
+        return frames
+
+    def take_buffered(self) -> bytes:
+        """Return and forget the bytes that do not yet form a complete frame."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
