@@ -1,0 +1,1 @@
+"""Configuration: option sources with the official precedence, and each server's options."""

@@ -1,0 +1,1 @@
+"""Transport helpers shared by hbbs and hbbr: listening sockets, console gate, proxies."""
