@@ -1,0 +1,1 @@
+"""Peer storage: the interface the rendezvous server needs, and its SQLite implementation."""
