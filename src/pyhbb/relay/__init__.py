@@ -1,0 +1,1 @@
+"""hbbr, the relay server: pairing, splice pass-through, WebSocket bridging, limits."""

@@ -1,0 +1,73 @@
+"""blacklist.txt and blocklist.txt (PROTOCOL.md §8.5), with normalised IPs.
+
+Upstream compares raw text, so on a dual-stack socket the peer ``::ffff:1.2.3.4`` never
+matches the entry ``1.2.3.4``. Here every entry and every looked-up address goes through
+the same normalisation (IPv4-mapped IPv6 becomes IPv4, IPv6 gets its canonical text), so
+both spellings match. Text that is not an IP is kept verbatim and matches only itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pyhbb.wire.addr_mangle import try_into_v4
+
+log = logging.getLogger(__name__)
+
+BLACKLIST_FILE = "blacklist.txt"
+BLOCKLIST_FILE = "blocklist.txt"
+
+
+def normalize_ip(text: str) -> str:
+    """Canonical text of an IP (mapped IPv6 -> IPv4); other text is returned stripped."""
+    text = text.strip()
+    try:
+        return try_into_v4(str(ipaddress.ip_address(text)))
+    except ValueError:
+        return text
+
+
+class IpList:
+    """A set of IP strings in insertion order (so the console lists them predictably)."""
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self._set: dict[str, None] = {}
+        self.add(entries)
+
+    @classmethod
+    def from_file(cls, path: Path) -> IpList:
+        """Each line: the text before the first space is an IP. A missing file is empty."""
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return cls()
+        except OSError as e:
+            log.warning("cannot read %s (%s); treating it as empty", path, e.strerror)
+            return cls()
+        return cls(line.strip().split(" ", 1)[0] for line in text.split("\n"))
+
+    def add(self, entries: Iterable[str]) -> None:
+        for entry in entries:
+            ip = normalize_ip(entry)
+            if ip:  # upstream keeps an empty entry for blank lines; it never matches a peer
+                self._set[ip] = None
+
+    def remove(self, entries: Iterable[str]) -> None:
+        for entry in entries:
+            self._set.pop(normalize_ip(entry), None)
+
+    def clear(self) -> None:
+        self._set.clear()
+
+    def __contains__(self, ip: object) -> bool:
+        # Peers are normalised at ingress, so the fast path is a plain dict look-up.
+        return isinstance(ip, str) and (ip in self._set or normalize_ip(ip) in self._set)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._set))
+
+    def __len__(self) -> int:
+        return len(self._set)

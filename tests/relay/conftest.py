@@ -1,0 +1,45 @@
+"""Fixtures that run hbbr in-process on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Awaitable
+from pathlib import Path
+
+import pytest
+
+from pyhbb.config.hbbr import HbbrOptions
+from pyhbb.relay.app import raise_fd_limit
+from pyhbb.relay.server import RelayServer
+from tests.support.ports import free_base_port
+
+# Bandwidth far above what loopback tests move, unless a test asks for a cap.
+FAST = {"total_bandwidth": 1e6, "single_bandwidth": 1e6, "limit_speed": 1e6}
+
+StartRelay = Callable[..., Awaitable[RelayServer]]
+
+
+@pytest.fixture
+async def start_relay(tmp_path: Path) -> AsyncIterator[StartRelay]:
+    """``await start_relay(key="", **option_overrides)`` -> a started RelayServer."""
+    raise_fd_limit()
+    servers: list[RelayServer] = []
+
+    async def start(licence_key: str = "", **overrides: object) -> RelayServer:
+        values: dict[str, object] = {**FAST, "workdir": tmp_path}
+        values.update(overrides)
+        for _ in range(5):
+            opts = dataclasses.replace(HbbrOptions(), port=free_base_port((0, 2)), **values)
+            server = RelayServer(opts, licence_key)
+            try:
+                await server.start()
+            except OSError:
+                continue  # lost a race for the port: pick another
+            servers.append(server)
+            return server
+        raise RuntimeError("could not bind hbbr")
+
+    yield start
+    for server in servers:
+        await asyncio.wait_for(server.close(), 20)
