@@ -89,20 +89,24 @@ def connect(path: str, *, busy_timeout: float, create: bool) -> sqlite3.Connecti
 
 def prepare(conn: sqlite3.Connection) -> None:
     """Switch to WAL and create the schema if absent (both no-ops on a ready database)."""
+    readonly: sqlite3.Error | None = None
     try:
         conn.execute("pragma journal_mode = wal")
+        # "if not exists" on existing objects writes nothing, so a complete schema in a
+        # read-only file gets here without error.
+        conn.execute(CREATE_TABLE)
+        for statement in CREATE_INDEXES:
+            conn.execute(statement)
     except sqlite3.OperationalError as e:
-        # A read-only file cannot change journal mode; it still serves reads, and every
-        # write reports StoreError, which beats refusing to start.
+        # A read-only file can still serve reads, with every write reporting StoreError:
+        # better than refusing to start, provided the table itself is there.
         if not _is_readonly(e):
             raise
-        log.warning("database is read-only (%s): peers can be read but not stored", e)
-    # "if not exists" on existing objects writes nothing, so this works read-only too.
-    conn.execute(CREATE_TABLE)
-    for statement in CREATE_INDEXES:
-        conn.execute(statement)
+        readonly = e
     # Proves the file is a database with the columns we use (a Pro table may add more).
     conn.execute("select guid, id, uuid, pk, info from peer limit 0").fetchall()
+    if readonly is not None:
+        log.warning("database is read-only (%s): peers can be read, not stored", readonly)
 
 
 def info_json(ip: str, previous: object = None) -> str:
