@@ -12,7 +12,9 @@ from nacl.signing import VerifyKey
 from pyhbb.wire import keys
 
 SEED = bytes(range(32))
-SECRET_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8DoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA=="
+SECRET_B64 = (
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8DoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA=="
+)
 PUBLIC_B64 = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
 IDPK_HEX = "0a093132333435363738391220" + "11" * 32
 SIG_HEX = (

@@ -23,11 +23,19 @@ def _rr_pk() -> pb.RelayResponse:
 
 
 CASES = [
-    (pb.RendezvousMessage(register_peer=pb.RegisterPeer(id="123456789")), "320b0a09313233343536373839"),
-    (pb.RendezvousMessage(register_peer_response=pb.RegisterPeerResponse(request_pk=True)), "3a021001"),
+    (
+        pb.RendezvousMessage(register_peer=pb.RegisterPeer(id="123456789")),
+        "320b0a09313233343536373839",
+    ),
+    (
+        pb.RendezvousMessage(register_peer_response=pb.RegisterPeerResponse(request_pk=True)),
+        "3a021001",
+    ),
     (pb.RendezvousMessage(register_peer_response=pb.RegisterPeerResponse()), "3a00"),
     (
-        pb.RendezvousMessage(register_pk=pb.RegisterPk(id="123456789", uuid=b"abc", pk=b"\x11" * 32)),
+        pb.RendezvousMessage(
+            register_pk=pb.RegisterPk(id="123456789", uuid=b"abc", pk=b"\x11" * 32)
+        ),
         "7a320a0931323334353637383912036162631a20" + "11" * 32,
     ),
     (pb.RendezvousMessage(register_pk_response=pb.RegisterPkResponse()), "820100"),
@@ -56,7 +64,9 @@ CASES = [
     ),
     (pb.RendezvousMessage(punch_hole_response=pb.PunchHoleResponse()), "5a00"),
     (
-        pb.RendezvousMessage(punch_hole_response=pb.PunchHoleResponse(failure=pb.PunchHoleResponse.OFFLINE)),
+        pb.RendezvousMessage(
+            punch_hole_response=pb.PunchHoleResponse(failure=pb.PunchHoleResponse.OFFLINE)
+        ),
         "5a021802",
     ),
     (
@@ -67,7 +77,10 @@ CASES = [
     ),
     (pb.RendezvousMessage(punch_hole_response=_phr_nat()), "5a060a0201022800"),
     (pb.RendezvousMessage(relay_response=_rr_pk()), "9a01022a00"),
-    (pb.RendezvousMessage(request_relay=pb.RequestRelay(uuid="u1", licence_key="K")), "920107120275313201 4b".replace(" ", "")),
+    (
+        pb.RendezvousMessage(request_relay=pb.RequestRelay(uuid="u1", licence_key="K")),
+        "920107120275313201 4b".replace(" ", ""),
+    ),
     (
         pb.RendezvousMessage(
             configure_update=pb.ConfigUpdate(serial=5, rendezvous_servers=["rs.example.com"])
@@ -80,7 +93,12 @@ CASES = [
         pb.RendezvousMessage(
             online_request=pb.OnlineRequest(id="111111111", peers=["123456789", "987654321"])
         ),
-        "ba01210a09" + b"111111111".hex() + "1209" + b"123456789".hex() + "1209" + b"987654321".hex(),
+        "ba01210a09"
+        + b"111111111".hex()
+        + "1209"
+        + b"123456789".hex()
+        + "1209"
+        + b"987654321".hex(),
     ),
     (pb.RendezvousMessage(online_response=pb.OnlineResponse(states=b"\xa0")), "c201030a01a0"),
 ]

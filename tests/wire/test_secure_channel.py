@@ -13,7 +13,9 @@ from pyhbb.wire.framing import encode_frame
 from pyhbb.wire.rendezvous_pb2 import KeyExchange, RendezvousMessage
 from pyhbb.wire.secure_channel import HandshakeError, SecureSession, ServerHandshake
 
-SECRET_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8DoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA=="
+SECRET_B64 = (
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8DoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA=="
+)
 SERVER_EPH_PK = "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20"
 HELLO_FRAME = (
     "9501ca01620a60"

@@ -88,6 +88,10 @@ class OptionSource:
     def get(self, name: str) -> str | None:
         return self._values.get(normalize_name(name))
 
+    def as_dict(self) -> dict[str, str]:
+        """The merged values by normalised name (a layer for another source)."""
+        return dict(self._values)
+
     def get_str(self, name: str, default: str) -> str:
         value = self.get(name)
         return default if value is None else value

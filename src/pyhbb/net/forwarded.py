@@ -1,9 +1,9 @@
 """Client address behind a reverse proxy (PROTOCOL.md §1.5, §13).
 
 ``X-Real-IP`` / ``X-Forwarded-For`` are honoured only when the TCP peer is a trusted
-proxy; the ``X-Forwarded-For`` is read from the right, skipping
-trusted proxies, so a client cannot spoof its address by sending the header itself. The real TCP source
-port is kept (upstream uses port 0), so requester-table keys stay unique per connection.
+proxy. ``X-Forwarded-For`` is read from the right, skipping trusted proxies, so a client
+cannot spoof its address by sending the header itself. The real TCP source port is kept
+(upstream uses port 0), so requester-table keys stay unique per connection.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ ports fails loudly instead of silently sharing the traffic.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 
@@ -50,7 +51,11 @@ def _make(kind: socket.SocketKind, bind: str | None, port: int) -> socket.socket
         return sock
     proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
     where = f"{bind or '[::]/0.0.0.0'} port {port}"
-    hint = " (is another hbbs/hbbr already running?)" if last and last.errno == errno.EADDRINUSE else ""
+    hint = (
+        " (is another hbbs/hbbr already running?)"
+        if last and last.errno == errno.EADDRINUSE
+        else ""
+    )
     raise BindError(f"cannot listen on {proto} {where}: {last}{hint}")
 
 
@@ -73,7 +78,5 @@ def is_loopback(ip: str) -> bool:
 
 
 def set_nodelay(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass

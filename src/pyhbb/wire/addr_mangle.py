@@ -63,9 +63,7 @@ def encode(addr: Addr, t: int | None = None) -> bytes:
     ip, port = addr
     ip = try_into_v4(ip)
     if ":" in ip:
-        return socket.inet_pton(socket.AF_INET6, ip.split("%", 1)[0]) + port.to_bytes(
-            2, "little"
-        )
+        return socket.inet_pton(socket.AF_INET6, ip.split("%", 1)[0]) + port.to_bytes(2, "little")
     if t is None:
         t = now_t()
     value_ip = int.from_bytes(socket.inet_aton(ip), "little")

@@ -131,14 +131,13 @@ def resolve_hbbs_key(value: str, directory: Path) -> ServerKey:
     """Resolve hbbs ``-k``/``KEY`` (default ``-``) as PROTOCOL.md §5.2 prescribes."""
     secret = _b64decode(value) if value else None
     if secret is not None and len(secret) == 64:
-        key = signing_key_from_secret(secret)
-        return ServerKey(base64.b64encode(secret[32:]).decode(), key)
+        return ServerKey(base64.b64encode(secret[32:]).decode(), signing_key_from_secret(secret))
     if value in ("", "-", "_"):
-        key = load_or_generate(directory)
-        if key is None:
+        loaded = load_or_generate(directory)
+        if loaded is None:
             return ServerKey("", None)
-        public = base64.b64encode(bytes(key.verify_key)).decode()
-        return ServerKey(public if value else "", key)
+        public = base64.b64encode(bytes(loaded.verify_key)).decode()
+        return ServerKey(public if value else "", loaded)
     return ServerKey(value, None)
 
 

@@ -1,0 +1,97 @@
+"""The ``pyhbb`` command: ``pyhbb run`` starts hbbs and hbbr together."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pyhbb.observability.logs import setup_logging
+from pyhbb.wire.keys import KeyError_, load_or_generate
+
+RUN_HELP = """\
+Start the ID/rendezvous server (hbbs) and the relay server (hbbr) together, each in its
+own process (so both CPU cores work), in the current directory: key files and database
+are created there when missing. Options after -- go to hbbs, e.g.
+  pyhbb run -- -r relay.example.com
+Environment variables and .env apply to both, as with the official servers. hbbr enforces
+the same key as hbbs (-k -), so only clients configured with your key can relay. When one
+service exits, the other is stopped too."""
+
+
+def _run(hbbs_args: list[str], hbbr_args: list[str]) -> int:
+    setup_logging(os.environ.get("RUST_LOG"))
+    try:
+        # Create the key pair once, before either child could race to generate it.
+        load_or_generate(Path.cwd())
+    except KeyError_ as e:
+        print(f"pyhbb: {e}", file=sys.stderr)
+        return 2
+    python = sys.executable
+    children = [
+        subprocess.Popen([python, "-m", "pyhbb.rendezvous.cli", *hbbs_args]),
+        subprocess.Popen([python, "-m", "pyhbb.relay.cli", "-k", "-", *hbbr_args]),
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    status = 0
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is not None and child.returncode:
+            status = status or child.returncode
+    forward(signal.SIGTERM, None)
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pyhbb", description="pyhbb: RustDesk server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run hbbs and hbbr together",
+        description=RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--hbbr-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to hbbr (repeatable), e.g. --hbbr-arg=--port=21117",
+    )
+    run.add_argument("hbbs_args", nargs="*", help="arguments for hbbs (after --)")
+    sub.add_parser("hbbs", help="run hbbs only (same as the hbbs command)", add_help=False)
+    sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "hbbs":
+        from pyhbb.rendezvous.cli import main as hbbs_main
+
+        return hbbs_main(rest)
+    if args.command == "hbbr":
+        from pyhbb.relay.cli import main as hbbr_main
+
+        return hbbr_main(rest)
+    if rest:
+        parser.error(f"unknown arguments {rest}; put hbbs arguments after --")
+    return _run(args.hbbs_args, args.hbbr_arg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

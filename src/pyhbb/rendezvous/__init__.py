@@ -1,0 +1,1 @@
+"""The rendezvous/ID server (hbbs): protocol core, tables and asyncio adapters."""

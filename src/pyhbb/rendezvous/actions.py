@@ -1,0 +1,95 @@
+"""What the protocol core asks its adapters to do. Plain data, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyhbb.rendezvous.links import Link
+from pyhbb.wire.addr_mangle import Addr
+
+
+@dataclass(slots=True)
+class SendUdp:
+    """Send one datagram from the P socket."""
+
+    payload: bytes
+    addr: Addr
+
+
+@dataclass(slots=True)
+class Send:
+    """Send one message on a TCP/WebSocket link (the adapter frames and encrypts it)."""
+
+    link: Link
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Close:
+    """Close a link once what was sent before has been written."""
+
+    link: Link
+
+
+@dataclass(slots=True)
+class LoadPeer:
+    """Look ``peer_id`` up in the store, then call ``core.peer_loaded`` (or
+    ``core.peer_load_failed``) so the events waiting for it resume."""
+
+    peer_id: str
+
+
+@dataclass(slots=True)
+class InsertPeer:
+    guid: bytes
+    peer_id: str
+    uuid: bytes
+    pk: bytes
+    ip: str
+
+
+@dataclass(slots=True)
+class UpdatePeer:
+    guid: bytes
+    peer_id: str
+    pk: bytes
+    ip: str
+
+
+@dataclass(slots=True)
+class RenamePeer:
+    guid: bytes
+    old_id: str
+    new_id: str
+
+
+StoreWrite = InsertPeer | UpdatePeer | RenamePeer
+
+
+@dataclass(slots=True)
+class Persist:
+    """Perform ``write``; then run ``on_ok``, or call ``core.persist_failed(write)`` and run
+    ``on_fail`` (replies wait for the database, so an acknowledged change is durable)."""
+
+    write: StoreWrite
+    on_ok: list[Action] = field(default_factory=list)
+    on_fail: list[Action] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ResolveServers:
+    """Resolve host names, then call ``core.adopt_config(serial, resolvable)``."""
+
+    serial: int
+    servers: list[str]
+
+
+@dataclass(slots=True)
+class ProxyHttp:
+    """Forward an HttpProxyRequest to the API server and send the answer on ``link``."""
+
+    link: Link
+    request: bytes
+
+
+Action = SendUdp | Send | Close | LoadPeer | Persist | ResolveServers | ProxyHttp

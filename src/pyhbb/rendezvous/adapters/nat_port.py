@@ -1,0 +1,141 @@
+"""P-1: the second NAT-test endpoint and the online query; for loopback, the console.
+
+One frame is read (30 s), answered and the connection closed (§6.12). A loopback
+connection whose first bytes are console text is a console session instead (§9, "pyhbb
+decision"), so a RustDesk client on the server machine itself can still use this port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from pyhbb.net.console_gate import (
+    CONSOLE_READ_LIMIT,
+    CONSOLE_READ_TIMEOUT,
+    Verdict,
+    classify,
+    parse_command,
+)
+from pyhbb.net.sockets import is_loopback
+from pyhbb.rendezvous.adapters.base import AdapterContext, IoLink
+from pyhbb.rendezvous.adapters.idle import IdleTimer
+from pyhbb.rendezvous.console import COMMANDS
+from pyhbb.rendezvous.links import Transport
+from pyhbb.wire.addr_mangle import normalize
+from pyhbb.wire.framing import FrameDecoder, FrameError, encode_frame
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+
+class NatPortLink(asyncio.Protocol, IoLink):
+    """One connection on P-1."""
+
+    __slots__ = (
+        "_buf",
+        "_closed",
+        "_ctx",
+        "_decoder",
+        "_idle",
+        "_mode",
+        "_registered",
+        "_transport",
+    )
+
+    def __init__(self, ctx: AdapterContext) -> None:
+        self._ctx = ctx
+        self._closed = True
+        self._registered = False
+        self._buf = b""
+        self._mode: Verdict = Verdict.UNDECIDED
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ctx = self._ctx
+        self._transport = cast(asyncio.Transport, transport)
+        IoLink.__init__(self, normalize(transport.get_extra_info("peername")), Transport.NAT)
+        if not ctx.limiter.acquire(self.addr[0]):
+            self._transport.abort()
+            return
+        self._registered = True
+        self._closed = False
+        ctx.links.add(self)
+        if ctx.console is None or not is_loopback(self.addr[0]):
+            self._mode = Verdict.PROTOCOL
+        self._decoder = FrameDecoder(ctx.max_frame)
+        self._idle = IdleTimer(ctx.idle_timeout, self._on_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._mode is Verdict.UNDECIDED:
+            self._buf += data
+            self._mode = classify(self._buf[:CONSOLE_READ_LIMIT], COMMANDS)
+            if self._mode is Verdict.UNDECIDED:
+                # a lone printable byte: a console "h" or half of a frame header
+                self._idle.set_timeout(CONSOLE_READ_TIMEOUT)
+                return
+            data, self._buf = self._buf, b""
+            if self._mode is Verdict.CONSOLE:
+                self._run_console(data)
+                return
+        if self._mode is Verdict.CONSOLE:
+            return  # one read per console session, as upstream
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as e:
+            log.debug("%r: %s; closing", self, e)
+            self.abort()
+            return
+        if frames:
+            ctx = self._ctx
+            ctx.executor.run(ctx.core.on_nat_frame(self, frames[0], ctx.executor.clock()))
+            self.close()
+
+    def _run_console(self, data: bytes) -> None:
+        console = self._ctx.console
+        assert console is not None
+        self._idle.cancel()
+
+        async def run() -> None:
+            try:
+                output = await console.execute(parse_command(data[:CONSOLE_READ_LIMIT]))
+            except Exception:  # a console bug must not leave the connection hanging
+                log.exception("console command failed")
+                output = ""
+            if not self._transport.is_closing():
+                self._transport.write(output.encode())
+            self.close()
+
+        asyncio.get_running_loop().create_task(run())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        self._closed = True
+        self._idle.cancel()
+        ctx = self._ctx
+        ctx.limiter.release(self.addr[0])
+        ctx.links.discard(self)
+        ctx.core.on_link_closed(self, ctx.executor.clock())
+
+    def send_message(self, payload: bytes) -> None:
+        if not self._closed:
+            self._transport.write(encode_frame(payload))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._transport.abort()
+
+    def _on_idle(self) -> None:
+        if self._mode is Verdict.UNDECIDED and self._buf:
+            self._mode = Verdict.CONSOLE  # only a console client sends one byte and waits
+            self._run_console(self._buf)
+            return
+        self.close()

@@ -1,0 +1,187 @@
+"""WebSocket connections on P+2 (§1.5, §2.4), on the sans-IO protocol of ``websockets``.
+
+Each binary message is one RendezvousMessage with no length header. Text messages only
+count as activity. ``X-Real-IP``/``X-Forwarded-For`` are honoured from trusted proxies only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from pyhbb.net.forwarded import client_addr, in_networks
+from pyhbb.net.sockets import set_nodelay
+from pyhbb.rendezvous.adapters.base import (
+    MAX_WRITE_BUFFER,
+    WS_HANDSHAKE_TIMEOUT,
+    AdapterContext,
+    IoLink,
+)
+from pyhbb.rendezvous.adapters.idle import IdleTimer, MessageBucket
+from pyhbb.rendezvous.links import Transport
+from pyhbb.wire.addr_mangle import normalize
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+
+class WsLink(asyncio.Protocol, IoLink):
+    """One WebSocket client connection on P+2."""
+
+    __slots__ = (
+        "_bucket",
+        "_closed",
+        "_ctx",
+        "_fragments",
+        "_idle",
+        "_open",
+        "_registered",
+        "_transport",
+        "_ws",
+        "peer",
+    )
+
+    def __init__(self, ctx: AdapterContext) -> None:
+        self._ctx = ctx
+        self._closed = True
+        self._registered = False
+        self._open = False
+        self._fragments: list[bytes] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ctx = self._ctx
+        self._transport = cast(asyncio.Transport, transport)
+        self.peer = normalize(transport.get_extra_info("peername"))
+        IoLink.__init__(self, self.peer, Transport.WS)
+        from_proxy = in_networks(self.peer[0], ctx.trusted_proxies)
+        if not ctx.limiter.acquire(self.peer[0], per_ip=not from_proxy):
+            self._transport.abort()
+            return
+        self._registered = True
+        self._closed = False
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            set_nodelay(sock)
+        ctx.links.add(self)
+        self._ws = ServerProtocol(max_size=ctx.max_frame)
+        self._bucket = MessageBucket(ctx.message_burst, asyncio.get_running_loop().time())
+        # Upstream has no handshake timeout; a half-open handshake must not hold a slot.
+        self._idle = IdleTimer(WS_HANDSHAKE_TIMEOUT, self._on_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._idle.touch()
+        self._ws.receive_data(data)
+        for event in self._ws.events_received():
+            if self._closed:
+                break
+            if isinstance(event, Request):
+                self._on_request(event)
+            elif isinstance(event, Frame):
+                self._on_frame(event)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self._ws.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        self._closed = True
+        self._idle.cancel()
+        ctx = self._ctx
+        ctx.limiter.release(self.peer[0])
+        ctx.links.discard(self)
+        ctx.core.on_link_closed(self, ctx.executor.clock())
+
+    # -- WebSocket events -----------------------------------------------------------------
+
+    def _on_request(self, request: Request) -> None:
+        response = self._ws.accept(request)
+        self._ws.send_response(response)
+        if response.status_code != 101:
+            log.debug("%r: WebSocket handshake refused (%d)", self, response.status_code)
+            self._flush()
+            self.close()
+            return
+        self.addr = client_addr(self.peer, request.headers, self._ctx.trusted_proxies)
+        self.key = self.addr
+        self._open = True
+        self._idle.set_timeout(self._ctx.idle_timeout)
+
+    def _on_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.BINARY:
+            if frame.fin:
+                self._on_message(bytes(frame.data))
+            else:
+                self._fragments = [bytes(frame.data)]
+        elif frame.opcode is Opcode.CONT and self._fragments is not None:
+            # websockets bounds the total size of a fragmented message by max_size.
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = None
+                self._on_message(data)
+        elif frame.opcode is Opcode.TEXT and not frame.fin:
+            self._fragments = None  # text: activity only, never dispatched
+
+    def _on_message(self, payload: bytes) -> None:
+        ctx = self._ctx
+        now = ctx.executor.clock()
+        if not self._bucket.take(now):
+            log.debug("%r: too many messages; closing", self)
+            self.abort()
+            return
+        ctx.executor.run(ctx.core.on_frame(self, payload, now))
+
+    def _flush(self) -> None:
+        if self._transport.is_closing():
+            return
+        for chunk in self._ws.data_to_send():
+            if chunk:
+                self._transport.write(chunk)
+            else:  # the protocol asks for end of stream after the closing handshake
+                self._closed = True
+                self._transport.close()
+                return
+        if self._ws.close_expected() or self._ws.state is State.CLOSED:
+            self._closed = True
+            self._transport.close()
+        elif self._transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            self.abort()
+
+    # -- IoLink ---------------------------------------------------------------------------
+
+    def send_message(self, payload: bytes) -> None:
+        if self._closed or not self._open or self._ws.state is not State.OPEN:
+            return
+        self._ws.send_binary(payload)
+        self._flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._open and self._ws.state is State.OPEN:
+            self._ws.send_close(1000)
+            for chunk in self._ws.data_to_send():
+                if chunk:
+                    self._transport.write(chunk)
+        self._closed = True
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._transport.abort()
+
+    def _on_idle(self) -> None:
+        log.debug("%r: idle; closing", self)
+        self.close()

@@ -1,0 +1,225 @@
+"""hbbs assembled: options → keys, store, core, listeners; then run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pyhbb.config.hbbs import HbbsOptions
+from pyhbb.net.conn_limits import ConnectionLimiter
+from pyhbb.net.sockets import tcp_listener, udp_socket
+from pyhbb.rendezvous import relay_health, watchdog
+from pyhbb.rendezvous.adapters.base import AdapterContext
+from pyhbb.rendezvous.adapters.executor import Executor, resolves
+from pyhbb.rendezvous.adapters.nat_port import NatPortLink
+from pyhbb.rendezvous.adapters.tcp import TcpLink
+from pyhbb.rendezvous.adapters.udp import UdpEndpoint
+from pyhbb.rendezvous.adapters.ws import WsLink
+from pyhbb.rendezvous.console import Console
+from pyhbb.rendezvous.core import RendezvousCore
+from pyhbb.rendezvous.lan import detect_local_ip
+from pyhbb.rendezvous.rate_limits import BlockerLimits
+from pyhbb.rendezvous.state import CoreSettings
+from pyhbb.store.base import PeerStore
+from pyhbb.store.sqlite_store import SqlitePeerStore
+from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+HOUSEKEEPING_INTERVAL = 10.0
+NAT_PORT_MAX_FRAME = 64 * 1024
+
+
+def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
+    local_ip = opts.local_ip or (detect_local_ip() if opts.mask else "")
+    return CoreSettings(
+        enforced_key=key.enforced,
+        signing=key.signing,
+        relay_servers=opts.relay_servers,
+        serial=opts.serial,
+        rendezvous_servers=opts.rendezvous_servers,
+        software_url=opts.software_url,
+        always_use_relay=opts.always_use_relay,
+        mask=opts.mask,
+        local_ip=local_ip,
+        blocker=BlockerLimits(burst=opts.register_burst_per_ip, max_ids=opts.register_ids_per_ip),
+        max_peers=opts.max_peers,
+    )
+
+
+class HbbsServer:
+    """One running hbbs: listeners on P (UDP+TCP), P-1 and P+2 around one core."""
+
+    def __init__(self, opts: HbbsOptions, key: ServerKey, store: PeerStore) -> None:
+        self.opts = opts
+        self.key = key
+        self.store = store
+        self.core = RendezvousCore(core_settings(opts, key))
+        loop = asyncio.get_running_loop()
+        self.executor = Executor(self.core, store, loop.time)
+        self.limiter = ConnectionLimiter(opts.max_connections_per_ip, opts.max_connections, "hbbs")
+        console = Console(self.core.state, resolves, loop.time, self._extra_stats)
+        self.ctx = AdapterContext(
+            core=self.core,
+            executor=self.executor,
+            limiter=self.limiter,
+            console=console if opts.console else None,
+            signing=key.signing,
+            secure_tcp=opts.secure_tcp,
+            trusted_proxies=list(opts.trusted_proxies),
+            max_frame=opts.max_frame,
+        )
+        self.nat_ctx = AdapterContext(
+            core=self.core,
+            executor=self.executor,
+            limiter=self.limiter,
+            console=self.ctx.console,
+            max_frame=NAT_PORT_MAX_FRAME,
+            links=self.ctx.links,
+        )
+        self._servers: list[asyncio.Server] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.exit_code = 0
+        self.stopped = asyncio.Event()
+
+    def _extra_stats(self) -> dict[str, int]:
+        return {
+            "connections_open": self.limiter.count,
+            "connections_refused": self.limiter.refused,
+            "db_tasks_in_flight": len(self.executor.tasks),
+        }
+
+    async def start(self) -> None:
+        """Bind every port (raising BindError with advice on failure) and start serving."""
+        opts = self.opts
+        loop = asyncio.get_running_loop()
+        udp = udp_socket(opts.bind, opts.port, opts.rmem)
+        tcp = tcp_listener(opts.bind, opts.port)
+        nat = tcp_listener(opts.bind, opts.nat_port)
+        ws = tcp_listener(opts.bind, opts.ws_port)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: UdpEndpoint(self.core, self.executor), sock=udp
+        )
+        self._udp = transport
+        for sock, factory in (
+            (tcp, lambda: TcpLink(self.ctx)),
+            (nat, lambda: NatPortLink(self.nat_ctx)),
+            (ws, lambda: WsLink(self.ctx)),
+        ):
+            self._servers.append(await loop.create_server(factory, sock=sock))
+        self._spawn(self._housekeeping())
+        self._spawn(relay_health.check_forever(self.core.state.relays))
+        dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
+        if dest is not None:
+            self._spawn(watchdog.run(dest, lambda: self.request_stop(1)))
+        self._log_startup()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    def _log_startup(self) -> None:
+        opts, key = self.opts, self.key
+        where = f" on {opts.bind}" if opts.bind else ""
+        log.info(
+            "hbbs listening%s: UDP+TCP %d, TCP %d (NAT test, online status%s), WebSocket %d",
+            where,
+            opts.port,
+            opts.nat_port,
+            ", console" if opts.console else "",
+            opts.ws_port,
+        )
+        if key.signing is not None:
+            log.info(
+                "public key: %s%s",
+                key.public_b64,
+                "" if key.enforced else " (not enforced: any client key is accepted)",
+            )
+        elif key.enforced:
+            log.warning(
+                "key %s is enforced but nothing is signed: clients will get "
+                "unencrypted sessions; use -k - or a secret key",
+                key.enforced,
+            )
+        else:
+            log.warning("no key: clients will get unencrypted sessions")
+        relays = ",".join(opts.relay_servers)
+        log.info(
+            "relay servers: %s", relays or f"none (clients use this host, port {opts.port + 1})"
+        )
+        if self.core.state.always_use_relay:
+            log.info("ALWAYS_USE_RELAY is on: every connection is relayed")
+
+    async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            self.executor.run(self.core.on_timer(loop.time()))
+
+    def request_stop(self, exit_code: int = 0) -> None:
+        self.exit_code = max(self.exit_code, exit_code)
+        self.stopped.set()
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection, finish every database write."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for server in self._servers:
+            server.close()
+        if self._udp is not None:
+            self._udp.close()
+        for link in list(self.ctx.links):
+            link.close()
+        await self.executor.drain()
+        await self.store.close()
+        log.info("hbbs stopped")
+
+
+async def serve(
+    opts: HbbsOptions,
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[HbbsServer], None] | None = None,
+) -> int:
+    """Run hbbs until ``stop`` is set (or the self-test fails); returns the exit status."""
+    key = resolve_hbbs_key(opts.key, opts.workdir)
+    db_url = opts.db_url
+    if not Path(db_url).is_absolute() and "://" not in db_url and not db_url.startswith("sqlite:"):
+        db_url = str(opts.workdir / db_url)
+    started = time.monotonic()
+    store = await SqlitePeerStore.open(db_url, readers=opts.db_readers)
+    try:
+        count = await store.count()
+    except Exception:
+        await store.close()
+        raise
+    log.info(
+        "database %s: %d peers (opened in %.0f ms; peers load on demand)",
+        db_url,
+        count,
+        (time.monotonic() - started) * 1000,
+    )
+    server = HbbsServer(opts, key, store)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
+    if on_started is not None:
+        on_started(server)
+    waiters = [asyncio.ensure_future(server.stopped.wait())]
+    if stop is not None:
+        waiters.append(asyncio.ensure_future(stop.wait()))
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await server.stop()
+    return server.exit_code

@@ -1,0 +1,178 @@
+"""The rendezvous protocol core: events in, actions out, no I/O (DESIGN.md).
+
+Adapters call :meth:`RendezvousCore.on_udp`, :meth:`on_frame` and :meth:`on_nat_frame`
+with bytes, where they came from and ``now`` (monotonic seconds), and perform the actions
+returned. Where the official server answers, pyhbb answers the same bytes; where the
+official server has a quirk, PROTOCOL.md's recommendation is followed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from pyhbb.net.sockets import is_loopback
+from pyhbb.rendezvous.actions import (
+    Action,
+    Close,
+    ResolveServers,
+    Send,
+    SendUdp,
+    StoreWrite,
+)
+from pyhbb.rendezvous.links import Link, Transport
+from pyhbb.rendezvous.messages import REGISTER_PK, parse
+from pyhbb.rendezvous.punching import Punching
+from pyhbb.rendezvous.queries import Queries
+from pyhbb.rendezvous.registration import Registration
+from pyhbb.rendezvous.state import CoreSettings, CoreState
+from pyhbb.store.base import StoredPeer
+from pyhbb.wire import rendezvous_pb2 as pb
+from pyhbb.wire.addr_mangle import Addr
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+
+class RendezvousCore:
+    """hbbs decisions for every message of PROTOCOL.md §6 (sans-IO)."""
+
+    def __init__(
+        self, settings: CoreSettings, random_bytes: Callable[[int], bytes] = os.urandom
+    ) -> None:
+        self.state = CoreState(settings, random_bytes)
+        self.registration = Registration(self.state)
+        self.punching = Punching(self.state)
+        self.queries = Queries(self.state)
+
+    # -- UDP on P (§6.2) --------------------------------------------------------------------
+
+    def on_udp(self, data: bytes, src: Addr, now: float) -> list[Action]:
+        msg = parse(data)
+        if msg is None:
+            self.state.stats["udp_malformed"] += 1
+            log.debug("undecodable datagram of %d bytes from %s dropped", len(data), src)
+            return []
+        kind = msg.WhichOneof("union")
+        if kind == "register_peer":
+            self.state.stats["register_peer"] += 1
+            return self.registration.register_peer(msg.register_peer, src, now)
+        if kind == "register_pk":
+            req = msg.register_pk
+            if not req.uuid or not req.pk:
+                return []
+            return self.registration.register_pk(
+                req, src, lambda result: SendUdp(REGISTER_PK[result], src), now
+            )
+        if kind == "configure_update":
+            return self._configure_update(msg.configure_update, src)
+        if kind == "software_update":
+            return self._software_update(msg.software_update, src)
+        # PunchHoleRequest, PunchHoleSent, LocalAddr, ... are ignored on UDP on purpose:
+        # answering them would make us a reflector (§6.2).
+        self.state.stats["udp_ignored"] += 1
+        return []
+
+    def _configure_update(self, msg: pb.ConfigUpdate, src: Addr) -> list[Action]:
+        if not is_loopback(src[0]) or msg.serial <= self.state.serial:
+            return []
+        servers = [s for s in msg.rendezvous_servers if s]
+        return [ResolveServers(msg.serial, servers)]
+
+    def adopt_config(self, serial: int, servers: list[str]) -> None:
+        """Result of :class:`ResolveServers`: the new serial and the resolvable servers."""
+        if serial > self.state.serial:
+            self.state.set_config(serial, servers)
+            log.info("config serial %d, rendezvous servers %s", serial, ",".join(servers))
+
+    def _software_update(self, msg: pb.SoftwareUpdate, src: Addr) -> list[Action]:
+        settings = self.state.settings
+        version = settings.software_version
+        if not version or msg.url == version:
+            return []
+        reply = pb.RendezvousMessage(software_update=pb.SoftwareUpdate(url=settings.software_url))
+        return [SendUdp(reply.SerializeToString(), src)]
+
+    # -- TCP on P and WebSocket on P+2 (§6.5) ----------------------------------------------
+
+    def on_frame(self, link: Link, payload: bytes, now: float) -> list[Action]:
+        """One frame (TCP) or binary message (WebSocket) from a client connection.
+
+        Only PunchHoleRequest and RequestRelay keep the connection open (A waits on it for
+        B's answer); every other outcome closes it after any reply, as upstream does.
+        """
+        s = self.state
+        msg = parse(payload) if payload else None
+        if msg is None:
+            log.debug("%r: %s frame, closing", link, "empty" if not payload else "undecodable")
+            return [Close(link)]
+        kind = msg.WhichOneof("union")
+        actions: list[Action]
+        if kind == "punch_hole_request":
+            s.requesters.register(link)
+            return self.punching.punch_hole_request(link, msg.punch_hole_request, now)
+        if kind == "request_relay":
+            s.requesters.register(link)
+            return self.punching.request_relay(link, msg.request_relay, now)
+        if kind == "punch_hole_sent":
+            actions = self.punching.punch_hole_sent(link, msg.punch_hole_sent, now)
+        elif kind == "local_addr":
+            actions = self.punching.local_addr(link, msg.local_addr, now)
+        elif kind == "relay_response":
+            actions = self.punching.relay_response(link, msg.relay_response, now)
+        elif kind == "test_nat_request":
+            reply = self.queries.test_nat(link.addr[1], msg.test_nat_request, with_config=True)
+            actions = [Send(link, reply)]
+        elif kind == "online_request":
+            # Not answered here upstream, but WebSocket clients send it to P+2 (§6.12).
+            actions = [Send(link, self.queries.online(msg.online_request, now))]
+        elif kind == "register_pk":
+            actions = [Send(link, REGISTER_PK[pb.RegisterPkResponse.NOT_SUPPORT])]
+        else:
+            log.debug("%r: unhandled %s, closing", link, kind)
+            actions = []
+        actions.append(Close(link))
+        return actions
+
+    def on_nat_frame(self, link: Link, payload: bytes, now: float) -> list[Action]:
+        """The one frame read on P-1: a NAT test or an online query (§6.12)."""
+        msg = parse(payload) if payload else None
+        kind = msg.WhichOneof("union") if msg is not None else None
+        actions: list[Action] = []
+        if msg is not None and kind == "test_nat_request":
+            reply = self.queries.test_nat(link.addr[1], msg.test_nat_request, with_config=False)
+            actions.append(Send(link, reply))
+        elif msg is not None and kind == "online_request":
+            actions.append(Send(link, self.queries.online(msg.online_request, now)))
+        actions.append(Close(link))
+        return actions
+
+    def on_link_closed(self, link: Link, now: float) -> None:
+        self.state.link_closed(link)
+
+    # -- store results --------------------------------------------------------------------
+
+    def peer_loaded(self, peer_id: str, row: StoredPeer | None, now: float) -> list[Action]:
+        return self.state.peer_loaded(peer_id, row, now)
+
+    def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
+        log.error("database read for %s failed", peer_id)
+        return self.state.peer_load_failed(peer_id, now)
+
+    def persist_failed(self, write: StoreWrite) -> None:
+        self.registration.persist_failed(write)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def on_timer(self, now: float) -> list[Action]:
+        """Periodic pruning that keeps every table bounded (call every few seconds)."""
+        s = self.state
+        s.blocker.prune(now)
+        evicted = s.peers.evict(now)
+        if evicted:
+            log.debug("evicted %d long-offline peers from memory", evicted)
+        return []
+
+    @property
+    def transport_kinds(self) -> tuple[Transport, ...]:
+        return (Transport.TCP, Transport.WS, Transport.NAT)

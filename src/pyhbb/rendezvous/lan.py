@@ -1,0 +1,46 @@
+"""Deprecated same-LAN logic (``--mask``, ``LOCAL-IP``; PROTOCOL.md §6.17)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+
+class LanPolicy:
+    """Whether an address lies in the configured LAN, and which relay LAN peers get."""
+
+    def __init__(self, mask: str | None, local_ip: str) -> None:
+        self.network = ipaddress.IPv4Network(mask, strict=False) if mask else None
+        self.local_ip = local_ip
+
+    def is_lan(self, ip: str) -> bool:
+        if self.network is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address):
+            # the v4-conversion here has no ::1 exception (upstream's is_lan)
+            mapped = addr.ipv4_mapped or (
+                ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF) if int(addr) >> 32 == 0 else None
+            )
+            if mapped is None:
+                return False
+            addr = mapped
+        return addr in self.network
+
+
+def detect_local_ip() -> str:
+    """The host's primary IP: the source address the kernel would use to reach the
+    internet (a UDP ``connect`` sends no packet)."""
+    for family, target in ((socket.AF_INET, "8.8.8.8"), (socket.AF_INET6, "2001:4860:4860::8888")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((target, 53))
+                ip = s.getsockname()[0]
+                if isinstance(ip, str):
+                    return ip
+        except OSError:
+            continue
+    return "127.0.0.1"

@@ -1,0 +1,211 @@
+"""Connecting A to B: punch requests, B's answers and relay requests (PROTOCOL.md §6.6-6.10).
+
+A's request arrives on a TCP/WebSocket link that stays open in the requester table; the
+server tells B (by UDP, or over B's registration session) and forwards B's answer, which
+arrives on a new connection from B, to A's link.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyhbb.rendezvous.actions import Action, Send
+from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.messages import (
+    PUNCH_ID_NOT_EXIST,
+    PUNCH_LICENSE_MISMATCH,
+    PUNCH_OFFLINE,
+    Failure,
+    punch_failure,
+)
+from pyhbb.rendezvous.peer_registry import PeerRecord
+from pyhbb.rendezvous.state import CoreState, PeerCont
+from pyhbb.wire import addr_mangle
+from pyhbb.wire import rendezvous_pb2 as pb
+from pyhbb.wire.addr_mangle import Addr
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+DB_FAILURE_TEXT = "The ID server could not read its database; please try again later."
+KNOWN_NAT_TYPES = frozenset(pb.NatType.values())
+
+
+def _decoded(data: bytes) -> Addr:
+    ip, port = addr_mangle.decode(data)
+    return addr_mangle.try_into_v4(ip), port
+
+
+def _fmt(addr: Addr) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+
+
+class Punching:
+    """Punch-hole and relay-request flows between a requester A and a target B."""
+
+    def __init__(self, state: CoreState) -> None:
+        self.s = state
+
+    # -- A → hbbs --------------------------------------------------------------------------
+
+    def punch_hole_request(self, link: Link, msg: pb.PunchHoleRequest, now: float) -> list[Action]:
+        s = self.s
+        s.stats["punch_requests"] += 1
+        key = s.settings.enforced_key
+        if key and msg.licence_key != key:
+            log.info("punch request from %s to %s refused: key mismatch", _fmt(link.addr), msg.id)
+            return [Send(link, PUNCH_LICENSE_MISMATCH)]
+
+        def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            if not ok:
+                return [Send(link, punch_failure(Failure.ID_NOT_EXIST, DB_FAILURE_TEXT))]
+            if record is None:
+                log.debug("punch request from %s: %s does not exist", _fmt(link.addr), msg.id)
+                return [Send(link, PUNCH_ID_NOT_EXIST)]
+            if not record.online(now) or (record.addr is None and record.session is None):
+                log.debug("punch request from %s: %s is offline", _fmt(link.addr), msg.id)
+                return [Send(link, PUNCH_OFFLINE)]
+            return self._notify_target(link, msg, record, now)
+
+        return s.with_peer(msg.id, now, decide)
+
+    def _notify_target(
+        self, link: Link, msg: pb.PunchHoleRequest, record: PeerRecord, now: float
+    ) -> list[Action]:
+        s = self.s
+        a_ip = link.addr[0]
+        b_ip = s.peer_ip(record)
+        s.punch_log.record(a_ip, b_ip, msg.id, now)
+        peer_is_lan = s.lan.is_lan(b_ip)
+        is_lan = s.lan.is_lan(a_ip)
+        relay_server = s.relays.next()
+        nat_type = msg.nat_type
+        if s.always_use_relay or peer_is_lan != is_lan:
+            if peer_is_lan:
+                relay_server = s.lan.local_ip
+            nat_type = pb.SYMMETRIC
+        # Upstream still sends FetchLocalAddr to same-intranet peers when relay is forced,
+        # which does not force relay; an admin who forces relay means it, so we do not.
+        same_intranet = (
+            not link.is_ws and not s.always_use_relay and ((peer_is_lan and is_lan) or b_ip == a_ip)
+        )
+        socket_addr = addr_mangle.encode(link.addr)
+        out: pb.RendezvousMessage
+        if same_intranet:
+            out = pb.RendezvousMessage(
+                fetch_local_addr=pb.FetchLocalAddr(
+                    socket_addr=socket_addr,
+                    relay_server=relay_server,
+                    socket_addr_v6=msg.socket_addr_v6,
+                )
+            )
+        else:
+            out = pb.RendezvousMessage(
+                punch_hole=pb.PunchHole(
+                    socket_addr=socket_addr,
+                    relay_server=relay_server,
+                    nat_type=nat_type,
+                    force_relay=msg.force_relay,
+                    upnp_port=msg.upnp_port,
+                    socket_addr_v6=msg.socket_addr_v6,
+                    udp_port=msg.udp_port if s.settings.udp_punch else 0,
+                )
+            )
+        action = s.route(record, out.SerializeToString())
+        if action is None:
+            return [Send(link, PUNCH_OFFLINE)]
+        log.info(
+            "punch request from %s to %s (%s)%s",
+            _fmt(link.addr),
+            msg.id,
+            b_ip,
+            " same intranet" if same_intranet else "",
+        )
+        return [action]
+
+    def request_relay(self, link: Link, msg: pb.RequestRelay, now: float) -> list[Action]:
+        s = self.s
+        s.stats["relay_requests"] += 1
+        record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
+        if record is None:
+            log.debug("relay request from %s: %s not in memory", _fmt(link.addr), msg.id)
+            return []
+        fwd = pb.RequestRelay()
+        fwd.CopyFrom(msg)
+        fwd.socket_addr = addr_mangle.encode(link.addr)
+        action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
+        if action is None:
+            return []
+        log.info("relay request from %s to %s (uuid %s)", _fmt(link.addr), msg.id, msg.uuid)
+        return [action]
+
+    # -- B → hbbs → A ----------------------------------------------------------------------
+
+    def _deliver(self, requester: Addr, payload: bytes, what: str, peer_id: str) -> list[Action]:
+        target = self.s.requesters.take(requester)
+        if target is None:
+            log.debug("%s from %s for %s: requester gone", what, peer_id, _fmt(requester))
+            self.s.stats["answers_undeliverable"] += 1
+            return []
+        log.info("%s from %s forwarded to %s", what, peer_id, _fmt(requester))
+        return [Send(target, payload)]
+
+    def punch_hole_sent(self, link: Link, msg: pb.PunchHoleSent, now: float) -> list[Action]:
+        requester = _decoded(msg.socket_addr)
+
+        def answer(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            resp = pb.PunchHoleResponse(
+                socket_addr=addr_mangle.encode(link.addr),
+                pk=self.s.signed_pk(record, msg.id, msg.version),
+                relay_server=msg.relay_server,
+                upnp_port=msg.upnp_port,
+                socket_addr_v6=msg.socket_addr_v6,
+            )
+            if msg.nat_type in KNOWN_NAT_TYPES:
+                resp.nat_type = msg.nat_type
+            payload = pb.RendezvousMessage(punch_hole_response=resp).SerializeToString()
+            return self._deliver(requester, payload, "punch answer", msg.id)
+
+        return self._signed(msg.id, msg.version, now, answer)
+
+    def local_addr(self, link: Link, msg: pb.LocalAddr, now: float) -> list[Action]:
+        requester = _decoded(msg.socket_addr)
+
+        def answer(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            resp = pb.PunchHoleResponse(
+                socket_addr=msg.local_addr,
+                pk=self.s.signed_pk(record, msg.id, msg.version),
+                relay_server=msg.relay_server,
+                socket_addr_v6=msg.socket_addr_v6,
+            )
+            resp.is_local = True
+            payload = pb.RendezvousMessage(punch_hole_response=resp).SerializeToString()
+            return self._deliver(requester, payload, "local address", msg.id)
+
+        return self._signed(msg.id, msg.version, now, answer)
+
+    def relay_response(self, link: Link, msg: pb.RelayResponse, now: float) -> list[Action]:
+        s = self.s
+        requester = _decoded(msg.socket_addr)
+        fwd = pb.RelayResponse()
+        fwd.CopyFrom(msg)
+        fwd.ClearField("socket_addr")
+        peer_id = msg.id if msg.WhichOneof("union") == "id" else ""
+        if fwd.relay_server:
+            if s.lan.is_lan(requester[0]):
+                fwd.relay_server = s.lan.local_ip
+            elif s.lan.local_ip and fwd.relay_server == s.lan.local_ip:
+                fwd.relay_server = s.relays.next()
+
+        def answer(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            if peer_id:
+                fwd.pk = s.signed_pk(record, peer_id, msg.version)
+            payload = pb.RendezvousMessage(relay_response=fwd).SerializeToString()
+            return self._deliver(requester, payload, "relay answer", peer_id or "peer")
+
+        return self._signed(peer_id, msg.version, now, answer)
+
+    def _signed(self, peer_id: str, version: str, now: float, answer: PeerCont) -> list[Action]:
+        """Run ``answer`` with B's record when a signature will be made, else at once."""
+        if peer_id and version and self.s.settings.signing is not None:
+            return self.s.with_peer(peer_id, now, answer)
+        return answer(None, now, True)

@@ -1,0 +1,40 @@
+"""NAT-type test and online-status query (PROTOCOL.md §6.11, §6.12)."""
+
+from __future__ import annotations
+
+from pyhbb.rendezvous.state import CoreState
+from pyhbb.wire import rendezvous_pb2 as pb
+
+
+class Queries:
+    """Answers that depend only on the asking connection and the peer table."""
+
+    def __init__(self, state: CoreState) -> None:
+        self.s = state
+
+    def test_nat(self, port: int, msg: pb.TestNatRequest, with_config: bool) -> bytes:
+        """TestNatResponse echoing the observed source ``port`` (the client compares the
+        ports seen on P and P-1 from one local port to tell its NAT type)."""
+        self.s.stats["nat_tests"] += 1
+        resp = pb.TestNatResponse(port=port)
+        if with_config and self.s.serial > msg.serial:
+            resp.cu.CopyFrom(self.s.config_update)
+        return pb.RendezvousMessage(test_nat_response=resp).SerializeToString()
+
+    def online(self, msg: pb.OnlineRequest, now: float) -> bytes:
+        """Bitmap of online peers, MSB first, always ceil(N/8) bytes: clients index it
+        without bounds checks. IDs beyond ``max_online_query`` are reported offline."""
+        self.s.stats["online_queries"] += 1
+        peers = msg.peers
+        states = bytearray((len(peers) + 7) // 8)
+        limit = self.s.settings.max_online_query
+        get = self.s.peers.get
+        for i, peer_id in enumerate(peers):
+            if i >= limit:
+                break
+            record = get(peer_id)
+            if record is not None and record.online(now):
+                states[i >> 3] |= 0x80 >> (i & 7)
+        return pb.RendezvousMessage(
+            online_response=pb.OnlineResponse(states=bytes(states))
+        ).SerializeToString()

@@ -1,0 +1,172 @@
+"""Rate limits and bounded logs of hbbs (PROTOCOL.md §11), all with injected time.
+
+Whole-second truncation as upstream: "more than N whole seconds" means elapsed >= N + 1.
+Unlike upstream every table here is bounded and pruned.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+def _secs(elapsed: float) -> int:
+    return int(elapsed)
+
+
+def blocker_key(ip: str) -> str:
+    """IPv6 clients are limited per /64: one host or site usually owns the whole prefix."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.IPv6Network((ip.split("%", 1)[0], 64), strict=False))
+    except ValueError:
+        return ip
+
+
+@dataclass
+class BlockerEntry:
+    count: int
+    t_count: float
+    ids: set[str]
+    t_ids: float
+
+
+@dataclass
+class BlockerLimits:
+    """RegisterPk limits per source IP (upstream: 30 per 60 s, 300 ids per day)."""
+
+    burst: int = 30
+    window: int = 60
+    max_ids: int = 300
+    ids_window: int = 86_400
+    max_entries: int = 200_000
+
+
+class IpBlocker:
+    """Upstream IP_BLOCKER: RegisterPk bursts and distinct ids per IP."""
+
+    def __init__(self, limits: BlockerLimits | None = None) -> None:
+        self.limits = limits or BlockerLimits()
+        self.entries: dict[str, BlockerEntry] = {}
+
+    def allow(self, ip: str, peer_id: str, now: float) -> bool:
+        lim = self.limits
+        key = blocker_key(ip)
+        entry = self.entries.get(key)
+        if entry is None:
+            if len(self.entries) >= lim.max_entries:
+                self.prune(now)
+                if len(self.entries) >= lim.max_entries:
+                    log.warning("IP blocker table full (%d IPs): refusing %s", lim.max_entries, ip)
+                    return False
+            self.entries[key] = BlockerEntry(0, now, set(), now)
+            return True
+        if _secs(now - entry.t_count) > lim.window:
+            entry.count = 0
+        elif entry.count > lim.burst:
+            return False
+        entry.count += 1
+        entry.t_count = now
+        is_new = peer_id not in entry.ids
+        if _secs(now - entry.t_ids) > lim.ids_window:
+            entry.ids.clear()
+        elif len(entry.ids) > lim.max_ids and is_new:
+            return False
+        if is_new:
+            entry.ids.add(peer_id)
+        entry.t_ids = now
+        return True
+
+    def prune(self, now: float) -> None:
+        """Drop entries whose both windows have expired (console ``ib`` does this too)."""
+        lim = self.limits
+        expired = [
+            key
+            for key, e in self.entries.items()
+            if _secs(now - e.t_count) > lim.window and _secs(now - e.t_ids) > lim.ids_window
+        ]
+        for key in expired:
+            del self.entries[key]
+
+
+@dataclass
+class IpChangeEntry:
+    t: float
+    ips: dict[str, int] = field(default_factory=dict)
+
+
+class IpChanges:
+    """Upstream IP_CHANGES: which IPs an id registered from recently (console ``ic``)."""
+
+    WINDOW = 180
+    MAX_ENTRIES = 100_000
+    MAX_IPS = 64
+
+    def __init__(self) -> None:
+        self.entries: dict[str, IpChangeEntry] = {}
+
+    def record(self, peer_id: str, ip: str, now: float) -> None:
+        entry = self.entries.get(peer_id)
+        if entry is None or _secs(now - entry.t) > self.WINDOW:
+            if entry is None and len(self.entries) >= self.MAX_ENTRIES:
+                self.prune(now)
+                if len(self.entries) >= self.MAX_ENTRIES:
+                    return
+            self.entries[peer_id] = IpChangeEntry(now, {ip: 1})
+            return
+        if ip in entry.ips or len(entry.ips) < self.MAX_IPS:
+            entry.ips[ip] = entry.ips.get(ip, 0) + 1
+
+    def prune(self, now: float) -> None:
+        """Console rule: drop entries older than 360 s or with at most one IP."""
+        stale = [
+            k
+            for k, e in self.entries.items()
+            if _secs(now - e.t) > 2 * self.WINDOW or len(e.ips) <= 1
+        ]
+        for k in stale:
+            del self.entries[k]
+
+
+@dataclass(frozen=True, slots=True)
+class PunchEntry:
+    from_ip: str
+    to_ip: str
+    to_id: str
+
+
+class PunchLog:
+    """Upstream PUNCH_REQS: recent punch requests that reached an online target, capped."""
+
+    DUP_SCAN = 30
+    DUP_WINDOW = 60
+
+    def __init__(self, cap: int = 10_000) -> None:
+        self.entries: deque[tuple[float, PunchEntry]] = deque(maxlen=cap)
+
+    def record(self, from_ip: str, to_ip: str, to_id: str, now: float) -> None:
+        for scanned, (t, e) in enumerate(reversed(self.entries)):
+            if scanned >= self.DUP_SCAN:
+                break
+            if e.from_ip == from_ip and e.to_id == to_id:
+                if _secs(now - t) < self.DUP_WINDOW:
+                    return
+                break
+        self.entries.append((now, PunchEntry(from_ip, to_ip, to_id)))
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def reg_pk_allowed(count: int, last: float, now: float) -> tuple[bool, int]:
+    """Per-id RegisterPk limit (§6.4 step 6): returns (allowed, new counter)."""
+    if _secs(now - last) > 6:
+        count = 0
+    elif count > 2:
+        return False, count
+    return True, count + 1

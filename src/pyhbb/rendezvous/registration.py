@@ -1,0 +1,185 @@
+"""Registration: RegisterPeer heartbeats and RegisterPk (PROTOCOL.md §6.3, §6.4, §7.4)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pyhbb.net.sockets import is_loopback
+from pyhbb.rendezvous.actions import (
+    Action,
+    InsertPeer,
+    Persist,
+    RenamePeer,
+    SendUdp,
+    StoreWrite,
+    UpdatePeer,
+)
+from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.messages import (
+    REGISTER_PEER_OK,
+    REGISTER_PEER_SEND_PK,
+    Result,
+)
+from pyhbb.rendezvous.peer_registry import PeerRecord
+from pyhbb.rendezvous.rate_limits import reg_pk_allowed
+from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
+from pyhbb.wire import rendezvous_pb2 as pb
+from pyhbb.wire.addr_mangle import Addr, try_into_v4
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+# Builds the action that answers a RegisterPk with a result code.
+Reply = Callable[[int], Action]
+
+
+def id_format_ok(peer_id: str) -> bool:
+    """Cap what we store: upstream has no check at all (§6.4 notes)."""
+    return len(peer_id.encode()) <= MAX_ID_BYTES and all(c >= " " and c != "\x7f" for c in peer_id)
+
+
+class Registration:
+    """Decides RegisterPeer and RegisterPk for UDP and for TCP/WebSocket sessions."""
+
+    def __init__(self, state: CoreState) -> None:
+        self.s = state
+
+    # -- RegisterPeer (UDP heartbeat every 15 s): the hot path ----------------------------
+
+    def register_peer(self, msg: pb.RegisterPeer, src: Addr, now: float) -> list[Action]:
+        peer_id = msg.id
+        if not peer_id:
+            return []
+        record = self.s.peers.get(peer_id)
+        if record is None:
+            request_pk = True
+        else:
+            ip = src[0]
+            old_ip = record.addr[0] if record.addr is not None else record.ip
+            ip_change = ip != old_ip and not is_loopback(ip)
+            request_pk = not record.pk or ip_change
+            if not request_pk:
+                record.addr = src
+                record.last_reg = now
+                record.session = None  # the latest registration decides the route
+            elif ip_change and record.reg_pk_count <= 2:
+                log.info("IP change of %s from %s to %s", peer_id, old_ip, ip)
+        actions: list[Action] = [
+            SendUdp(REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK, src)
+        ]
+        if self.s.serial > msg.serial:
+            actions.append(SendUdp(self.s.config_update_payload, src))
+        return actions
+
+    # -- RegisterPk -----------------------------------------------------------------------
+
+    def register_pk(
+        self,
+        msg: pb.RegisterPk,
+        src: Addr,
+        reply: Reply,
+        now: float,
+        session: Link | None = None,
+    ) -> list[Action]:
+        """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success)."""
+        s = self.s
+        peer_id = msg.id
+        if len(peer_id.encode()) < 6:
+            s.stats["register_pk_refused"] += 1
+            return [reply(Result.UUID_MISMATCH)]
+        if not id_format_ok(peer_id):
+            s.stats["register_pk_refused"] += 1
+            return [reply(Result.INVALID_ID_FORMAT)]
+        ip = src[0]
+        if not s.blocker.allow(ip, peer_id, now):
+            s.stats["register_pk_too_frequent"] += 1
+            log.debug("RegisterPk of %s from %s refused by the IP blocker", peer_id, ip)
+            return [reply(Result.TOO_FREQUENT)]
+        uuid = bytes(msg.uuid)
+        pk = bytes(msg.pk)
+
+        def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            if not ok:
+                return [reply(Result.SERVER_ERROR)]
+            if record is None:
+                if not s.peers.has_room(now):
+                    log.warning("peer table full (%d): refusing new id %s", len(s.peers), peer_id)
+                    return [reply(Result.TOO_FREQUENT)]
+                record = PeerRecord()
+                s.peers.put(peer_id, record)
+            return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
+
+        return s.with_peer(peer_id, now, decide)
+
+    def _apply(
+        self,
+        record: PeerRecord,
+        peer_id: str,
+        uuid: bytes,
+        pk: bytes,
+        src: Addr,
+        reply: Reply,
+        now: float,
+        session: Link | None,
+    ) -> list[Action]:
+        s = self.s
+        ip = src[0]
+        old_ip = try_into_v4(record.ip)
+        if not record.uuid:
+            changed, ip_changed = True, False
+        elif record.uuid == uuid:
+            if old_ip != ip and record.pk != pk:
+                log.info("RegisterPk of %s from %s refused: new key and new IP", peer_id, ip)
+                s.stats["register_pk_refused"] += 1
+                return [reply(Result.UUID_MISMATCH)]
+            ip_changed = old_ip != ip
+            changed = record.pk != pk or ip_changed
+        else:
+            log.info("RegisterPk of %s from %s refused: id owned by another machine", peer_id, ip)
+            s.stats["register_pk_refused"] += 1
+            return [reply(Result.UUID_MISMATCH)]
+        allowed, record.reg_pk_count = reg_pk_allowed(record.reg_pk_count, record.reg_pk_time, now)
+        if not allowed:
+            s.stats["register_pk_too_frequent"] += 1
+            return [reply(Result.TOO_FREQUENT)]
+        record.reg_pk_time = now
+        if ip_changed:
+            s.ip_changes.record(peer_id, ip, now)
+        if session is not None:
+            record.session = session
+            record.last_reg = now
+        if not changed:
+            return [reply(Result.OK)]
+        is_new = not record.guid
+        pk_changed = bool(record.pk) and record.pk != pk
+        record.uuid = uuid
+        record.pk = pk
+        record.ip = ip
+        record.last_reg = now
+        if session is None:
+            record.addr = src
+            record.session = None
+        write: StoreWrite
+        if is_new:
+            record.guid = s.random_bytes(16)
+            write = InsertPeer(record.guid, peer_id, uuid, pk, ip)
+            log.info("new peer %s registered from %s", peer_id, _fmt(src))
+        else:
+            write = UpdatePeer(record.guid, peer_id, pk, ip)
+            what = "key changed" if pk_changed else "IP changed"
+            log.info("peer %s re-registered from %s (%s)", peer_id, _fmt(src), what)
+        s.stats["register_pk_stored"] += 1
+        return [Persist(write, [reply(Result.OK)], [reply(Result.SERVER_ERROR)])]
+
+    def persist_failed(self, write: StoreWrite) -> None:
+        """Forget the in-memory record whose write failed: it reloads from the database."""
+        self.s.stats["db_errors"] += 1
+        peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
+        record = self.s.peers.get(peer_id)
+        if record is not None and record.guid == write.guid:
+            self.s.peers.remove(peer_id, record)
+        log.error("database write for %s failed; its record will be reloaded", peer_id)
+
+
+def _fmt(addr: Addr) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"

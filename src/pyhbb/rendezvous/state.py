@@ -1,0 +1,162 @@
+"""Shared state of the rendezvous core: settings, tables, and the peer-loading helper."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nacl.signing import SigningKey
+
+from pyhbb.rendezvous.actions import Action, LoadPeer, Send, SendUdp
+from pyhbb.rendezvous.lan import LanPolicy
+from pyhbb.rendezvous.links import Link, RequesterTable
+from pyhbb.rendezvous.messages import config_update
+from pyhbb.rendezvous.peer_registry import PeerRecord, PeerRegistry
+from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker, IpChanges, PunchLog
+from pyhbb.rendezvous.relay_servers import RelayServers
+from pyhbb.store.base import StoredPeer
+from pyhbb.wire import rendezvous_pb2 as pb
+from pyhbb.wire.keys import sign_id_pk
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+# A continuation waiting for a peer record: (record or None, now, lookup_succeeded).
+PeerCont = Callable[[PeerRecord | None, float, bool], list[Action]]
+
+MAX_ID_BYTES = 100  # the DB column is varchar(100); no real client ID comes close
+MAX_PENDING_LOADS = 10_000
+MAX_WAITERS_PER_ID = 64
+
+
+@dataclass
+class CoreSettings:
+    """Everything configurable that the core decides with (built from the CLI options)."""
+
+    enforced_key: str = ""
+    signing: SigningKey | None = None
+    relay_servers: list[str] = field(default_factory=list)
+    serial: int = 0
+    rendezvous_servers: list[str] = field(default_factory=list)
+    software_url: str = ""
+    always_use_relay: bool = False
+    mask: str | None = None
+    local_ip: str = ""
+    blocker: BlockerLimits = field(default_factory=BlockerLimits)
+    max_peers: int = 2_000_000
+    evict_after: float = 86_400.0
+    max_online_query: int = 10_000
+    keep_alive: int = 60
+    """Seconds announced to TCP/WebSocket-registered clients in RegisterPkResponse."""
+    heartbeat: float = 20.0
+    """Interval of empty heartbeat frames on registration sessions."""
+    udp_punch: bool = False
+    """Forward udp_port and accept UDP PunchHoleSent (§7.9)."""
+    id_change: bool = True
+
+    @property
+    def software_version(self) -> str:
+        """Upstream derives the version from the URL text after its last ``-``."""
+        if not self.software_url:
+            return ""
+        tail = self.software_url.rsplit("-", 1)[-1]
+        for ext in (".exe", ".msi", ".dmg", ".deb", ".rpm", ".apk"):
+            tail = tail.removesuffix(ext)
+        return tail
+
+
+class CoreState:
+    """Tables and settings shared by the handlers of the rendezvous core."""
+
+    def __init__(self, settings: CoreSettings, random_bytes: Callable[[int], bytes] = os.urandom):
+        self.settings = settings
+        self.random_bytes = random_bytes
+        self.peers = PeerRegistry(settings.max_peers, settings.evict_after)
+        self.requesters = RequesterTable()
+        self.blocker = IpBlocker(settings.blocker)
+        self.ip_changes = IpChanges()
+        self.punch_log = PunchLog()
+        self.relays = RelayServers(settings.relay_servers)
+        self.lan = LanPolicy(settings.mask, settings.local_ip)
+        self.always_use_relay = settings.always_use_relay
+        self.stats: Counter[str] = Counter()
+        self._waiting: dict[str, list[PeerCont]] = {}
+        self.set_config(settings.serial, settings.rendezvous_servers)
+
+    # -- ConfigUpdate -------------------------------------------------------------------
+
+    def set_config(self, serial: int, servers: list[str]) -> None:
+        self.serial = serial
+        self.rendezvous_servers = list(servers)
+        self.config_update = config_update(serial, self.rendezvous_servers)
+        self.config_update_payload = pb.RendezvousMessage(
+            configure_update=self.config_update
+        ).SerializeToString()
+
+    # -- peers ----------------------------------------------------------------------------
+
+    def with_peer(self, peer_id: str, now: float, cont: PeerCont) -> list[Action]:
+        """Run ``cont`` with the record of ``peer_id`` from memory, or after loading it
+        from the store (memory-then-database look-up, §6.1)."""
+        record = self.peers.get(peer_id)
+        if record is not None:
+            return cont(record, now, True)
+        waiting = self._waiting.get(peer_id)
+        if waiting is not None:
+            if len(waiting) >= MAX_WAITERS_PER_ID:
+                self.stats["dropped_load_waiters"] += 1
+                return []
+            waiting.append(cont)
+            return []
+        if len(self._waiting) >= MAX_PENDING_LOADS:
+            self.stats["dropped_loads"] += 1
+            return cont(None, now, False)
+        self._waiting[peer_id] = [cont]
+        return [LoadPeer(peer_id)]
+
+    def peer_loaded(self, peer_id: str, row: StoredPeer | None, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for cont in self._waiting.pop(peer_id, ()):
+            # Look up afresh for each waiter: an earlier one may have created the record.
+            record = self.peers.get(peer_id)
+            if record is None and row is not None:
+                record = PeerRecord.from_stored(row)
+                self.peers.put(peer_id, record)
+            actions += cont(record, now, True)
+        return actions
+
+    def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
+        self.stats["db_errors"] += 1
+        actions: list[Action] = []
+        for cont in self._waiting.pop(peer_id, ()):
+            actions += cont(self.peers.get(peer_id), now, False)
+        return actions
+
+    @property
+    def pending_loads(self) -> int:
+        return len(self._waiting)
+
+    def route(self, record: PeerRecord, payload: bytes) -> Action | None:
+        """Deliver a message to a registered peer: over its session, else by UDP."""
+        if record.session is not None:
+            return Send(record.session, payload)
+        if record.addr is not None:
+            return SendUdp(payload, record.addr)
+        return None
+
+    def peer_ip(self, record: PeerRecord) -> str:
+        if record.session is not None:
+            return record.session.addr[0]
+        return record.addr[0] if record.addr is not None else ""
+
+    def signed_pk(self, record: PeerRecord | None, peer_id: str, version: str) -> bytes:
+        """Signed IdPk for A (§5.4), or empty bytes when any condition is missing."""
+        signing = self.settings.signing
+        if not version or signing is None or record is None:
+            return b""
+        return sign_id_pk(signing, peer_id, record.pk)
+
+    def link_closed(self, link: Link) -> None:
+        self.requesters.forget(link)
