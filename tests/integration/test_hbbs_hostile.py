@@ -1,0 +1,133 @@
+"""Hostile input: bad bytes are dropped, every size and count is bounded (issue 2 item 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from pyhbb.net.forwarded import parse_networks
+from pyhbb.wire import addr_mangle
+from pyhbb.wire import rendezvous_pb2 as pb
+from pyhbb.wire.framing import encode_frame, encode_header
+from tests.support.hbbs_server import running_hbbs
+from tests.support.rdclient import Msg, TcpClient, UdpPeer, WsClient
+
+
+async def test_bad_datagrams_are_dropped(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        u = await UdpPeer.open(hbbs.udp, "127.0.0.2")
+        valid = Msg(register_peer=pb.RegisterPeer(id="123456789")).SerializeToString()
+        for junk in (b"\xff" * 50, valid[:5], os.urandom(3000), b"\x00" * 8000, b""):
+            u.send_raw(junk)
+        # UDP requests the server deliberately ignores (no reflection)
+        u.send(Msg(punch_hole_request=pb.PunchHoleRequest(id="123456789")))
+        u.send(Msg(punch_hole_sent=pb.PunchHoleSent(socket_addr=b"\x01\x02", id="x")))
+        u.send(Msg(online_request=pb.OnlineRequest(peers=["a"] * 100)))
+        assert await u.nothing(0.5)
+        assert await u.register_peer("123456789") is True  # still serving
+
+
+async def test_bad_tcp_input_closes_only_that_connection(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        garbage = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        garbage.send_raw(encode_frame(b"\xff\xfegarbage-not-protobuf"))
+        assert await garbage.closed()
+        huge = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        huge.send_raw(encode_header(hbbs.opts.max_frame + 1))  # refused from the header alone
+        assert await huge.closed()
+        big_nat = await TcpClient.connect(hbbs.nat, "127.0.0.2")
+        big_nat.send_raw(encode_header(70_000))  # P-1 allows 64 KiB
+        assert await big_nat.closed()
+        empty = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        empty.send_raw(b"\x00")  # an empty frame closes a non-registered connection
+        assert await empty.closed()
+        healthy = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
+        healthy.send(Msg(test_nat_request=pb.TestNatRequest()))
+        assert (await healthy.recv_nonkeyexchange()).test_nat_response.port == healthy.local[1]
+
+
+async def test_idle_connection_is_closed(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        hbbs.server.ctx.idle_timeout = 0.5
+        hbbs.server.nat_ctx.idle_timeout = 0.5
+        for endpoint in (hbbs.tcp, hbbs.nat):
+            c = await TcpClient.connect(endpoint, "127.0.0.2")
+            c.send_raw(b"\x08")  # half a frame, then silence
+            assert await c.closed(timeout=5)
+
+
+async def test_connection_limit_per_ip(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path, max_connections_per_ip=3) as hbbs:
+        held = [await TcpClient.connect(hbbs.tcp, "127.0.0.2") for _ in range(3)]
+        for c in held:
+            await c.recv()  # the KeyExchange greeting: accepted
+        extra = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        assert await extra.closed()
+        other = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
+        assert (await other.recv()).WhichOneof("union") == "key_exchange"
+        held[0].close()
+        await asyncio.sleep(0.2)
+        again = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        assert (await again.recv()).WhichOneof("union") == "key_exchange"
+
+
+async def test_message_flood_on_one_connection_is_cut(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        c = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        ask = Msg(punch_hole_request=pb.PunchHoleRequest(id="nobody1", licence_key=hbbs.public_key))
+        for _ in range(5):  # a real client resends a few times: all answered
+            c.send(ask)
+            resp = (await c.recv_nonkeyexchange()).punch_hole_response
+            assert resp.failure == pb.PunchHoleResponse.ID_NOT_EXIST
+        for _ in range(200):
+            c.send(ask)
+        answers = 0
+        try:
+            while True:
+                msg = await c.recv(timeout=3)
+                answers += msg.WhichOneof("union") == "punch_hole_response"
+        except (EOFError, ConnectionResetError):
+            pass
+        assert answers < 200  # cut off before the flood was served
+
+
+async def test_register_flood_from_one_ip_is_bounded(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        u = await UdpPeer.open(hbbs.udp, "127.0.0.2")
+        results = []
+        for batch in range(10):  # paced so that no datagram is lost in socket buffers
+            for i in range(50):
+                msg = pb.RegisterPk(id=f"flood{batch:03d}{i:03d}", uuid=b"u", pk=b"k" * 32)
+                u.send(Msg(register_pk=msg))
+            for _ in range(50):
+                results.append((await u.recv(timeout=5)).register_pk_response.result)
+        ok = results.count(pb.RegisterPkResponse.OK)
+        assert len(results) == 500
+        assert ok == 32  # upstream's burst: the first is free, then 31 more
+        assert results.count(pb.RegisterPkResponse.TOO_FREQUENT) == 500 - ok
+        assert len(hbbs.server.core.state.peers) == ok
+
+
+async def test_forwarded_headers_only_from_trusted_proxies(tmp_path: Path) -> None:
+    spoof = {"X-Real-IP": "203.0.113.9"}
+    for trusted, expected_ip in ((["10.0.0.0/8"], "127.0.0.4"), (["127.0.0.4"], "203.0.113.9")):
+        workdir = tmp_path / trusted[0].replace("/", "_")
+        workdir.mkdir()
+        async with running_hbbs(workdir, trusted_proxies=parse_networks(trusted)) as hbbs:
+            b = await UdpPeer.open(hbbs.udp, "127.0.0.2")
+            await b.register("123456789")
+            a = await WsClient.connect(hbbs.ws, headers=spoof, local="127.0.0.4")
+            await a.send(
+                Msg(
+                    punch_hole_request=pb.PunchHoleRequest(
+                        id="123456789", licence_key=hbbs.public_key
+                    )
+                )
+            )
+            punch = (await b.recv_kind("punch_hole")).punch_hole
+            ip, port = addr_mangle.decode(punch.socket_addr)
+            assert ip == expected_ip
+            assert port != 0  # the real source port keeps requester keys unique
+            await a.close()
+            b.close()
