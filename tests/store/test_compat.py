@@ -46,6 +46,14 @@ async def test_connection_settings(db_path: Path) -> None:
     async with await SqlitePeerStore.open(str(db_path)) as store:
         await store.insert(new_guid(), "123456", b"u", PK, "192.0.2.1")
         assert Path(f"{db_path}-wal").exists()  # WAL, like the official server
+
+        def settings(conn: sqlite3.Connection) -> list[object]:
+            names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            return [conn.execute(f"pragma {name}").fetchone()[0] for name in names]
+
+        # Every connection, reader and writer: synchronous=FULL (2), busy timeout 5 s.
+        for requests in (store._reads, store._writer.requests):
+            assert await store._submit(requests, settings) == ["wal", 2, 1, 5000]
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
 
