@@ -20,9 +20,11 @@ def request_relay(uuid: str, licence_key: str = "", peer_id: str = "") -> bytes:
 
 
 async def tcp_connect(
-    port: int, src: str = "127.0.0.2", host: str = "127.0.0.1"
+    port: int, src: str = "127.0.0.2", host: str | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect from source address ``src`` (a different 127.x plays a different host)."""
+    if host is None:
+        host = "::1" if ":" in src else "127.0.0.1"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -41,7 +43,7 @@ async def tcp_relay_client(
     src: str = "127.0.0.2",
     licence_key: str = "",
     extra: bytes = b"",
-    host: str = "127.0.0.1",
+    host: str | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect and send framed RequestRelay, followed at once by ``extra`` raw bytes."""
     reader, writer = await tcp_connect(port, src, host)
@@ -51,7 +53,10 @@ async def tcp_relay_client(
 
 
 async def ws_relay_client(
-    port: int, uuid: str, licence_key: str = "", src: str = "127.0.0.2",
+    port: int,
+    uuid: str,
+    licence_key: str = "",
+    src: str = "127.0.0.2",
     headers: dict[str, str] | None = None,
 ) -> ClientConnection:
     """Connect to ws://127.0.0.1:port from ``src`` and send RequestRelay as one message."""

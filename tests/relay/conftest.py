@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,8 @@ async def start_relay(tmp_path: Path) -> AsyncIterator[StartRelay]:
     raise_fd_limit()
     servers: list[RelayServer] = []
 
-    async def start(licence_key: str = "", **overrides: object) -> RelayServer:
-        values: dict[str, object] = {**FAST, "workdir": tmp_path}
+    async def start(licence_key: str = "", **overrides: Any) -> RelayServer:
+        values: dict[str, Any] = {**FAST, "workdir": tmp_path}
         values.update(overrides)
         for _ in range(5):
             opts = dataclasses.replace(HbbrOptions(), port=free_base_port((0, 2)), **values)

@@ -39,7 +39,7 @@ from pyhbb.relay.pairing import Paired, Pairing, Rejected
 from pyhbb.relay.splice_pump import SplicePump
 from pyhbb.relay.ws_bridge import Activity, run_directions, tcp_to_ws, ws_to_tcp, ws_to_ws
 from pyhbb.wire.addr_mangle import Addr, normalize, try_into_v4
-from pyhbb.wire.framing import FrameDecoder, FrameError
+from pyhbb.wire.framing import FrameError
 from pyhbb.wire.rendezvous_pb2 import RendezvousMessage
 
 log = logging.getLogger("pyhbb.relay")
@@ -149,6 +149,26 @@ class _Counter:
             self.per_ip[ip] = n
         else:
             del self.per_ip[ip]
+
+
+def split_first_frame(data: bytes, max_payload: int) -> tuple[bytes, bytes] | None:
+    """``(payload, rest)`` once ``data`` holds a whole first frame, else None.
+
+    Only the first frame is decoded: what follows it is opaque to the relay.
+    Raises FrameError if the header announces more than ``max_payload``.
+    """
+    if not data:
+        return None
+    head = (data[0] & 3) + 1
+    if len(data) < head:
+        return None
+    length = int.from_bytes(data[:head], "little") >> 2
+    if length > max_payload:
+        raise FrameError(f"first frame of {length} bytes exceeds the {max_payload} limit")
+    end = head + length
+    if len(data) < end:
+        return None
+    return data[head:end], data[end:]
 
 
 def parse_request_relay(payload: bytes) -> tuple[str, str] | None:
@@ -342,7 +362,6 @@ class RelayServer:
             return False
         deadline = loop.time() + self.opts.first_message_timeout
         undecided = loopback  # may still be an admin console session
-        decoder = FrameDecoder(MAX_FIRST_MESSAGE)
         raw = b""
         while True:
             timeout = deadline - loop.time()
@@ -372,19 +391,18 @@ class RelayServer:
                 if ip in self._blocklist:
                     log.info("%s blocked", fmt_addr(addr))
                     return False
-                data = raw
             try:
-                frames = decoder.feed(data)
+                split = split_first_frame(raw, MAX_FIRST_MESSAGE)
             except FrameError as e:
                 log.debug("%s: %s", fmt_addr(addr), e)
                 return False
-            if frames:
+            if split is not None:
                 break
         # Keep the exact bytes that followed the first frame: in raw mode they are
-        # forwarded verbatim (a header re-encoded by us could differ from the client's).
-        head = (raw[0] & 3) + 1
-        leftover = raw[head + len(frames[0]) :]
-        request = parse_request_relay(frames[0])
+        # forwarded verbatim, and they need not be frames at all (after pairing the
+        # clients' own end-to-end stream follows), so they are never parsed here.
+        payload, leftover = split
+        request = parse_request_relay(payload)
         if request is None:
             log.debug("%s: first message is not RequestRelay", fmt_addr(addr))
             return False
