@@ -55,7 +55,7 @@ class Registration:
             request_pk = True
         else:
             ip = src[0]
-            old_ip = record.addr[0] if record.addr is not None else record.ip
+            old_ip = record.addr[0] if record.addr is not None else try_into_v4(record.ip)
             ip_change = ip != old_ip and not is_loopback(ip)
             request_pk = not record.pk or ip_change
             if not request_pk:

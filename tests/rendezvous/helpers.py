@@ -1,0 +1,172 @@
+"""Shared helpers for the sans-IO tests of the rendezvous core.
+
+The tests play the adapters' role: they feed bytes with an address and a ``now`` (plain
+numbers, no clock), answer ``LoadPeer`` from a dict of ``StoredPeer`` rows and complete or
+fail ``Persist`` actions by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from pyhbb.rendezvous.actions import Action, Close, LoadPeer, Persist, Send, SendUdp
+from pyhbb.rendezvous.core import RendezvousCore
+from pyhbb.rendezvous.links import Link, Transport
+from pyhbb.rendezvous.state import CoreSettings
+from pyhbb.store.base import StoredPeer
+from pyhbb.wire import addr_mangle
+from pyhbb.wire import rendezvous_pb2 as pb
+
+T0 = 10_000.0  # an arbitrary monotonic start time
+SEED = bytes(range(32))  # PROTOCOL.md §14.4
+PK_A = bytes([0x11]) * 32
+PK_B = bytes([0x22]) * 32
+UUID = b"machine-uuid-1"
+B_ID = "123456789"
+B_ADDR = ("203.0.113.7", 50000)
+A_ADDR = ("198.51.100.20", 40000)
+
+_guids = itertools.count(1)
+
+
+def guid_source(n: int) -> bytes:
+    """Deterministic ``random_bytes`` for the core."""
+    return next(_guids).to_bytes(n, "big")
+
+
+def signing_key() -> SigningKey:
+    return SigningKey(SEED)
+
+
+def make_core(**settings: Any) -> RendezvousCore:
+    return RendezvousCore(CoreSettings(**settings), guid_source)
+
+
+def rm(**fields: Any) -> bytes:
+    """Serialise ``RendezvousMessage(<field>=...)``."""
+    return pb.RendezvousMessage(**fields).SerializeToString()
+
+
+def decode(payload: bytes) -> pb.RendezvousMessage:
+    msg = pb.RendezvousMessage()
+    msg.ParseFromString(payload)
+    return msg
+
+
+def tcp(addr: tuple[str, int] = A_ADDR) -> Link:
+    return Link(addr, Transport.TCP)
+
+
+def ws(addr: tuple[str, int] = A_ADDR) -> Link:
+    return Link(addr, Transport.WS)
+
+
+def nat(addr: tuple[str, int] = A_ADDR) -> Link:
+    return Link(addr, Transport.NAT)
+
+
+def register_peer(peer_id: str = B_ID, serial: int = 3) -> bytes:
+    return rm(register_peer=pb.RegisterPeer(id=peer_id, serial=serial))
+
+
+def register_pk(peer_id: str = B_ID, uuid: bytes = UUID, pk: bytes = PK_A) -> bytes:
+    return rm(register_pk=pb.RegisterPk(id=peer_id, uuid=uuid, pk=pk))
+
+
+def punch_request(peer_id: str = B_ID, **fields: Any) -> bytes:
+    return rm(punch_hole_request=pb.PunchHoleRequest(id=peer_id, **fields))
+
+
+def stored(
+    peer_id: str = B_ID,
+    uuid: bytes = UUID,
+    pk: bytes = PK_A,
+    ip: str = B_ADDR[0],
+    guid: bytes = b"G" * 16,
+) -> StoredPeer:
+    return StoredPeer(guid=guid, id=peer_id, uuid=uuid, pk=pk, ip=ip)
+
+
+def resolve(
+    core: RendezvousCore,
+    actions: list[Action],
+    now: float,
+    rows: Mapping[str, StoredPeer | None] | None = None,
+    persist_ok: bool = True,
+) -> list[Action]:
+    """Act as the adapters' executor: answer every LoadPeer from ``rows`` (missing = not
+    in the database) and complete every Persist, until only network actions remain."""
+    rows = rows or {}
+    out: list[Action] = []
+    pending = list(actions)
+    while pending:
+        action = pending.pop(0)
+        if isinstance(action, LoadPeer):
+            pending += core.peer_loaded(action.peer_id, rows.get(action.peer_id), now)
+        elif isinstance(action, Persist):
+            if persist_ok:
+                pending += action.on_ok
+            else:
+                core.persist_failed(action.write)
+                pending += action.on_fail
+        else:
+            out.append(action)
+    return out
+
+
+def udp_replies(actions: Iterable[Action]) -> list[tuple[bytes, tuple[str, int]]]:
+    out = []
+    for a in actions:
+        assert isinstance(a, SendUdp), a
+        out.append((a.payload, a.addr))
+    return out
+
+
+def sends(actions: Iterable[Action]) -> list[tuple[Link, bytes]]:
+    return [(a.link, a.payload) for a in actions if isinstance(a, Send)]
+
+
+def closes(actions: Iterable[Action]) -> list[Link]:
+    return [a.link for a in actions if isinstance(a, Close)]
+
+
+def bring_online(
+    core: RendezvousCore,
+    now: float,
+    peer_id: str = B_ID,
+    addr: tuple[str, int] = B_ADDR,
+    pk: bytes = PK_A,
+    uuid: bytes = UUID,
+) -> None:
+    """Register ``peer_id`` by UDP RegisterPk as a brand new peer (DB: absent)."""
+    actions = resolve(core, core.on_udp(register_pk(peer_id, uuid, pk), addr, now), now)
+    assert actions == [SendUdp(REG_OK, addr)], actions
+
+
+def mangled(data: bytes) -> tuple[str, int]:
+    return addr_mangle.decode(data)
+
+
+# Wire constants from PROTOCOL.md §14.3 (and the same encoding rules for other results).
+REQUEST_PK = bytes.fromhex("3a021001")
+NO_REQUEST_PK = bytes.fromhex("3a00")
+REG_OK = bytes.fromhex("820100")
+REG_UUID_MISMATCH = bytes.fromhex("8201020802")
+REG_TOO_FREQUENT = bytes.fromhex("8201020804")
+REG_INVALID_ID = bytes.fromhex("8201020805")
+REG_NOT_SUPPORT = bytes.fromhex("8201020806")
+REG_SERVER_ERROR = bytes.fromhex("8201020807")
+PUNCH_ID_NOT_EXIST = bytes.fromhex("5a00")
+PUNCH_OFFLINE = bytes.fromhex("5a021802")
+PUNCH_LICENSE_MISMATCH = bytes.fromhex("5a021803")
+# IdPk{id="123456789", pk=32x0x11} signed with the §14.4 seed (combined mode, 109 bytes)
+SIGNED_IDPK_VECTOR = bytes.fromhex(
+    "f4cb34dbfc530c3fb06ecbfb8dad3b63d15a054f282a7cd8e1551aa25b8bebc6"
+    "421a5c9ffaca8cc33b478c1839899497a8fc46c42da3820558ef2e949e6d1906"
+    "0a09313233343536373839122011111111111111111111111111111111111111"
+    "11111111111111111111111111"
+)
