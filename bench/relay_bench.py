@@ -1,0 +1,436 @@
+"""Relay benchmark: pyhbb's hbbr beside a C splice relay, measured in the same run.
+
+What it measures (loopback only, bounded in time and data):
+
+1. Throughput of one relayed session, one direction and both directions at once, and the
+   relay process's CPU seconds per GiB moved (user + system, from /proc/PID/stat).
+2. Concurrent sessions (1, 100, 1000) at a fixed per-session rate: the relay's CPU use
+   (fraction of one core) and resident memory.
+
+The baseline is ``bench/relay_splice_baseline.c``, compiled here with gcc: a minimal
+single-threaded epoll + splice relay (what pyhbb's raw mode does, minus Python).
+Load generators are the same for both relays: ``sendfile`` from a page-cached file and
+``splice`` into /dev/null for throughput, a uvloop client for the concurrent sessions.
+
+Usage: .venv/bin/python bench/relay_bench.py [--quick] [--no-write]
+Figures are printed and, unless --no-write, written as ratios to the
+"## Relay (hbbr)" section of bench/RESULTS.md (other sections are left untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from pyhbb.wire.framing import encode_frame  # noqa: E402
+from pyhbb.wire.rendezvous_pb2 import RendezvousMessage, RequestRelay  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## Relay (hbbr)"
+GIB = 1 << 30
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+SOURCE_FILE_SIZE = 64 << 20
+SPLICE_CHUNK = 1 << 20
+
+
+# -- processes under test --------------------------------------------------------------
+
+
+class Relay:
+    """A relay process started by the benchmark; stopped by PID when done."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        port: int,
+        probe_port: int,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.port = port
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", probe_port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{name} did not start") from None
+                time.sleep(0.05)
+        time.sleep(0.2)
+
+    def cpu(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+    def rss(self) -> int:
+        with open(f"/proc/{self.proc.pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def free_port_pair() -> int:
+    for _ in range(200):
+        base = 20000 + int.from_bytes(os.urandom(2), "little") % 12000
+        ok = True
+        for off in (0, 2):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", base + off))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return base
+    raise RuntimeError("no free port")
+
+
+def build_baseline() -> Path:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise SystemExit("gcc is needed to build the C baseline (apt-get install gcc)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    exe = OUT / "relay_splice_baseline"
+    src = ROOT / "bench" / "relay_splice_baseline.c"
+    subprocess.run([gcc, "-O2", "-Wall", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+def start_relay(kind: str, baseline: Path, workdir: Path) -> Relay:
+    port = free_port_pair()
+    if kind == "C splice":
+        return Relay(kind, [str(baseline), str(port)], port, port, workdir)
+    hbbr = Path(sys.executable).with_name("hbbr")
+    env = {
+        "RUST_LOG": "warn",
+        # Limits far above loopback speed: the limiter still runs, it never throttles.
+        "TOTAL_BANDWIDTH": "100000000",
+        "SINGLE_BANDWIDTH": "100000000",
+    }
+    return Relay(kind, [str(hbbr), "-p", str(port)], port, port + 2, workdir, env)
+
+
+# -- clients ---------------------------------------------------------------------------
+
+
+def request_frame(uuid: str) -> bytes:
+    msg = RendezvousMessage(request_relay=RequestRelay(uuid=uuid))
+    return encode_frame(msg.SerializeToString())
+
+
+def open_pair(port: int, uuid: str, i: int = 0) -> tuple[socket.socket, socket.socket]:
+    """Two blocking sockets paired by the relay (from different 127.x addresses)."""
+    socks = []
+    for side in (2, 3):
+        s = socket.socket()
+        s.bind((f"127.{side}.{(i >> 8) & 255}.{i & 255 or 1}", 0))
+        s.connect(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(request_frame(uuid))
+        socks.append(s)
+        time.sleep(0.01)  # the C baseline pairs in arrival order
+    return socks[0], socks[1]
+
+
+def sender(sock: socket.socket, src_fd: int, nbytes: int) -> None:
+    left = nbytes
+    while left:
+        sent = os.sendfile(
+            sock.fileno(),
+            src_fd,
+            (nbytes - left) % SOURCE_FILE_SIZE,
+            min(left, SOURCE_FILE_SIZE - (nbytes - left) % SOURCE_FILE_SIZE),
+        )
+        if sent == 0:
+            raise RuntimeError("relay closed the connection")
+        left -= sent
+
+
+def receiver(sock: socket.socket, nbytes: int, done: list[float]) -> None:
+    r, w = os.pipe()
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        left = nbytes
+        while left:
+            n = os.splice(sock.fileno(), w, min(left, SPLICE_CHUNK))
+            if n == 0:
+                raise RuntimeError("relay closed the connection")
+            left -= n
+            while n:
+                n -= os.splice(r, null, n)
+    finally:
+        os.close(r)
+        os.close(w)
+        os.close(null)
+    done.append(time.monotonic())
+
+
+@dataclass
+class Throughput:
+    gbit_s: float
+    cpu_per_gib: float
+
+
+def run_throughput(relay: Relay, src_fd: int, nbytes: int, both: bool, uuid: str) -> Throughput:
+    a, b = open_pair(relay.port, uuid)
+    time.sleep(0.1)
+    flows: list[tuple[socket.socket, socket.socket]] = [(a, b)] + ([(b, a)] if both else [])
+    done: list[float] = []
+    threads = []
+    for src, dst in flows:
+        threads.append(threading.Thread(target=receiver, args=(dst, nbytes, done)))
+        threads.append(threading.Thread(target=sender, args=(src, src_fd, nbytes)))
+    cpu0 = relay.cpu()
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    elapsed = max(done) - t0 if len(done) == len(flows) else float("nan")
+    cpu = relay.cpu() - cpu0
+    a.close()
+    b.close()
+    moved = nbytes * len(flows)
+    return Throughput(moved * 8 / elapsed / 1e9, cpu / (moved / GIB))
+
+
+# -- concurrent sessions at a fixed rate -----------------------------------------------
+
+
+@dataclass
+class Scaling:
+    sessions: int
+    cpu_share: float  # of one core
+    rss_mib: float
+    rss_idle_mib: float
+    received_ratio: float  # received / expected: the relay kept up
+
+
+async def run_scaling(relay: Relay, sessions: int, rate_bps: int, seconds: float) -> Scaling:
+    loop = asyncio.get_running_loop()
+    chunk = 16 * 1024
+    interval = chunk / rate_bps
+    received = 0
+
+    class Sink(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+
+    rss_idle = relay.rss()
+    writers: list[asyncio.Transport] = []
+    sinks: list[asyncio.BaseTransport] = []
+    for i in range(sessions):
+        a, b = await asyncio.to_thread(open_pair, relay.port, f"scale-{i}", i)
+        a.setblocking(False)
+        b.setblocking(False)
+        wa, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        tb, _ = await loop.connect_accepted_socket(Sink, b)
+        writers.append(wa)
+        sinks.append(tb)
+    payload = b"\x5a" * chunk
+    stop = False
+
+    async def feed(t: asyncio.Transport, phase: float) -> None:
+        await asyncio.sleep(phase)
+        nxt = loop.time()
+        while not stop:
+            t.write(payload)
+            nxt += interval
+            await asyncio.sleep(max(0.0, nxt - loop.time()))
+
+    tasks = [
+        asyncio.ensure_future(feed(t, interval * i / max(sessions, 1)))
+        for i, t in enumerate(writers)
+    ]
+    await asyncio.sleep(1.0)  # warm up
+    cpu0, got0, t0 = relay.cpu(), received, loop.time()
+    await asyncio.sleep(seconds)
+    cpu1, got1, t1 = relay.cpu(), received, loop.time()
+    rss = relay.rss()
+    stop = True
+    await asyncio.gather(*tasks)
+    for t in (*writers, *sinks):
+        t.close()
+    await asyncio.sleep(0.5)
+    expected = sessions * rate_bps * (t1 - t0)
+    return Scaling(
+        sessions, (cpu1 - cpu0) / (t1 - t0), rss / 2**20, rss_idle / 2**20, (got1 - got0) / expected
+    )
+
+
+# -- reporting -------------------------------------------------------------------------
+
+
+def replace_section(text: str, body: str) -> str:
+    """Replace (or append) our section, leaving every other section as it is."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    new = SECTION + "\n\n" + body.rstrip() + "\n"
+    if start is None:
+        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        return text + sep + new
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = lines[end:]
+    return "".join(lines[:start]) + new + ("\n" if tail else "") + "".join(tail)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="less data, shorter windows")
+    ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    except ImportError:
+        new_loop = asyncio.new_event_loop
+
+    per_flow = (256 << 20) if args.quick else (2 * GIB)
+    reps = 1 if args.quick else 3
+    window = 3.0 if args.quick else 8.0
+    counts = (1, 100, 1000)
+    rate = 128 * 1024  # bytes/s per session, one way: 1 Mb/s, a typical desktop stream
+
+    baseline = build_baseline()
+    kinds = ("C splice", "pyhbb")
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile(dir=tmp) as src:
+        workdir = Path(tmp)
+        src.write(os.urandom(1 << 20) * (SOURCE_FILE_SIZE >> 20))
+        src.flush()
+        tput: dict[tuple[str, bool], list[Throughput]] = {}
+        for rep in range(reps):
+            for kind in kinds:  # alternate, so drift hits both relays alike
+                relay = start_relay(kind, baseline, workdir)
+                try:
+                    for both in (False, True):
+                        r = run_throughput(relay, src.fileno(), per_flow, both, f"t-{rep}-{both}")
+                        tput.setdefault((kind, both), []).append(r)
+                        print(
+                            f"  {kind:9s} {'both' if both else 'one '} run {rep + 1}: "
+                            f"{r.gbit_s:6.2f} Gb/s, {r.cpu_per_gib:.3f} CPU-s/GiB",
+                            flush=True,
+                        )
+                finally:
+                    relay.stop()
+        scaling: dict[str, list[Scaling]] = {}
+        for kind in kinds:
+            for n in counts:
+                relay = start_relay(kind, baseline, workdir)
+                try:
+                    loop = new_loop()
+                    try:
+                        s = loop.run_until_complete(run_scaling(relay, n, rate, window))
+                    finally:
+                        loop.close()
+                finally:
+                    relay.stop()
+                scaling.setdefault(kind, []).append(s)
+                print(
+                    f"  {kind:9s} {n:5d} sessions: {100 * s.cpu_share:5.1f} % CPU, "
+                    f"RSS {s.rss_mib:.1f} MiB (idle {s.rss_idle_mib:.1f}), "
+                    f"delivered {100 * s.received_ratio:.0f} %",
+                    flush=True,
+                )
+
+    def med(kind: str, both: bool) -> Throughput:
+        runs = tput[(kind, both)]
+        return Throughput(
+            statistics.median(r.gbit_s for r in runs),
+            statistics.median(r.cpu_per_gib for r in runs),
+        )
+
+    lines = [
+        f"Measured by `bench/relay_bench.py`{' --quick' if args.quick else ''} on "
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, loopback. Baseline: `bench/relay_splice_baseline.c` "
+        "(single-threaded epoll + splice, built by the benchmark). pyhbb: `.venv/bin/hbbr` "
+        "(uvloop, splice pump, limiter active with caps far above loopback speed). "
+        f"Median of {reps} run(s); {per_flow >> 20} MiB per direction per run.",
+        "",
+        "| one session | C splice | pyhbb | pyhbb / C |",
+        "|---|---|---|---|",
+    ]
+    for both in (False, True):
+        c, p = med("C splice", both), med("pyhbb", both)
+        label = "both directions" if both else "one direction"
+        lines.append(
+            f"| {label}: throughput | {c.gbit_s:.2f} Gb/s | {p.gbit_s:.2f} Gb/s | "
+            f"**{p.gbit_s / c.gbit_s:.2f}** (goal ≥ 0.95) |"
+        )
+        lines.append(
+            f"| {label}: CPU-s per GiB | {c.cpu_per_gib:.3f} | {p.cpu_per_gib:.3f} | "
+            f"**{p.cpu_per_gib / c.cpu_per_gib:.2f}** (goal ≤ 1.2) |"
+        )
+    lines += [
+        "",
+        f"Concurrent sessions, each sending {rate * 8 // 1024} kb/s one way "
+        f"({window:g} s window); CPU in % of one core, RSS of the relay process:",
+        "",
+        "| sessions | C: CPU | C: RSS MiB | pyhbb: CPU | pyhbb: RSS MiB | pyhbb RSS per session "
+        "| delivered (C / pyhbb) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c, p in zip(scaling["C splice"], scaling["pyhbb"], strict=True):
+        per = (p.rss_mib - p.rss_idle_mib) * 1024 / p.sessions
+        lines.append(
+            f"| {p.sessions} | {100 * c.cpu_share:.1f} % | {c.rss_mib:.1f} | "
+            f"{100 * p.cpu_share:.1f} % | {p.rss_mib:.1f} | {per:.1f} KiB | "
+            f"{100 * c.received_ratio:.0f} % / {100 * p.received_ratio:.0f} % |"
+        )
+    body = "\n".join(lines)
+    print()
+    print(body)
+    if not args.no_write:
+        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        RESULTS.write_text(replace_section(old, body))
+        print(f"\nwritten to {RESULTS.relative_to(ROOT)} ({SECTION})")
+
+
+if __name__ == "__main__":
+    main()
