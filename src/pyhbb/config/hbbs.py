@@ -178,6 +178,37 @@ PYHBB = (
         "NUMBER",
     ),
     Opt(
+        "API_SERVER",
+        ("--api-server",),
+        "http://127.0.0.1:21114",
+        "where the HTTP tunnel of newer clients (HttpProxyRequest, on encrypted TCP only) "
+        "forwards API calls; 'none' disables the tunnel",
+        "URL",
+    ),
+    Opt(
+        "UDP_PUNCH",
+        ("--udp-punch",),
+        "N",
+        "Y: serve UDP hole punching (forward udp_port, accept UDP PunchHoleSent from the "
+        "registered peer answering a pending request); clients must enable it too",
+        "Y|N",
+    ),
+    Opt(
+        "ID_CHANGE",
+        ("--id-change",),
+        "Y",
+        "Y: let clients change their own ID (client menu 'Change ID'); N: answer "
+        "'not supported' like the official server",
+        "Y|N",
+    ),
+    Opt(
+        "MAX_SESSIONS_PER_IP",
+        ("--max-sessions-per-ip",),
+        "1000",
+        "clients registered over TCP/WebSocket (proxy, WebSocket or no-UDP mode) from one IP",
+        "NUMBER",
+    ),
+    Opt(
         "MAX_PEERS_IN_MEMORY",
         ("--max-peers-in-memory",),
         "2000000",
@@ -216,6 +247,10 @@ class HbbsOptions:
     register_burst_per_ip: int = 30
     register_ids_per_ip: int = 300
     max_peers: int = 2_000_000
+    api_server: str = "http://127.0.0.1:21114"
+    udp_punch: bool = False
+    id_change: bool = True
+    max_sessions_per_ip: int = 1000
     workdir: Path = field(default_factory=Path.cwd)
 
     @property
@@ -282,6 +317,15 @@ def _int(src: OptionSource, name: str, low: int, high: int) -> int:
     return value
 
 
+def _api_server(value: str) -> str:
+    value = value.strip()
+    if value.lower() in ("", "none", "no", "n"):
+        return ""
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"API_SERVER={value!r} must start with http:// or https://")
+    return value
+
+
 def parse_hbbs_options(
     argv: Sequence[str] | None,
     environ: Mapping[str, str] | None = None,
@@ -338,5 +382,9 @@ def parse_hbbs_options(
         register_burst_per_ip=_int(layered, "REGISTER_BURST_PER_IP", 1, 1 << 30),
         register_ids_per_ip=_int(layered, "REGISTER_IDS_PER_IP", 1, 1 << 30),
         max_peers=_int(layered, "MAX_PEERS_IN_MEMORY", 1000, 1 << 31),
+        api_server=_api_server(layered.get_str("API_SERVER", "")),
+        udp_punch=layered.get_bool("UDP_PUNCH", False),
+        id_change=layered.get_bool("ID_CHANGE", True),
+        max_sessions_per_ip=_int(layered, "MAX_SESSIONS_PER_IP", 1, 1 << 24),
         workdir=workdir,
     )

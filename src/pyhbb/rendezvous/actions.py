@@ -32,6 +32,17 @@ class Close:
 
 
 @dataclass(slots=True)
+class StartSession:
+    """The link is now a registration session (§7.4): no 30 s idle rule any more; send an
+    empty heartbeat frame every ``heartbeat`` s and close it after ``timeout`` s without
+    receiving anything."""
+
+    link: Link
+    heartbeat: float
+    timeout: float
+
+
+@dataclass(slots=True)
 class LoadPeer:
     """Look ``peer_id`` up in the store, then call ``core.peer_loaded`` (or
     ``core.peer_load_failed``) so the events waiting for it resume."""
@@ -69,11 +80,13 @@ StoreWrite = InsertPeer | UpdatePeer | RenamePeer
 @dataclass(slots=True)
 class Persist:
     """Perform ``write``; then run ``on_ok``, or call ``core.persist_failed(write)`` and run
-    ``on_fail`` (replies wait for the database, so an acknowledged change is durable)."""
+    ``on_conflict`` when the id is taken (``IdTaken``), ``on_fail`` on any other error.
+    Replies wait for the database, so an acknowledged change is durable."""
 
     write: StoreWrite
     on_ok: list[Action] = field(default_factory=list)
     on_fail: list[Action] = field(default_factory=list)
+    on_conflict: list[Action] | None = None
 
 
 @dataclass(slots=True)
@@ -92,4 +105,4 @@ class ProxyHttp:
     request: bytes
 
 
-Action = SendUdp | Send | Close | LoadPeer | Persist | ResolveServers | ProxyHttp
+Action = SendUdp | Send | Close | StartSession | LoadPeer | Persist | ResolveServers | ProxyHttp

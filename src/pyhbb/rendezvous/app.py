@@ -15,6 +15,7 @@ from pyhbb.net.sockets import tcp_listener, udp_socket
 from pyhbb.rendezvous import relay_health, watchdog
 from pyhbb.rendezvous.adapters.base import AdapterContext
 from pyhbb.rendezvous.adapters.executor import Executor, resolves
+from pyhbb.rendezvous.adapters.http_proxy import HttpProxy
 from pyhbb.rendezvous.adapters.nat_port import NatPortLink
 from pyhbb.rendezvous.adapters.tcp import TcpLink
 from pyhbb.rendezvous.adapters.udp import UdpEndpoint
@@ -48,6 +49,10 @@ def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
         local_ip=local_ip,
         blocker=BlockerLimits(burst=opts.register_burst_per_ip, max_ids=opts.register_ids_per_ip),
         max_peers=opts.max_peers,
+        max_sessions=opts.max_connections,
+        max_sessions_per_ip=opts.max_sessions_per_ip,
+        udp_punch=opts.udp_punch,
+        id_change=opts.id_change,
     )
 
 
@@ -60,7 +65,8 @@ class HbbsServer:
         self.store = store
         self.core = RendezvousCore(core_settings(opts, key))
         loop = asyncio.get_running_loop()
-        self.executor = Executor(self.core, store, loop.time)
+        self.http_proxy = HttpProxy(opts.api_server, opts.max_frame - 4096)
+        self.executor = Executor(self.core, store, loop.time, self.http_proxy.handle)
         self.limiter = ConnectionLimiter(opts.max_connections_per_ip, opts.max_connections, "hbbs")
         console = Console(self.core.state, resolves, loop.time, self._extra_stats)
         self.ctx = AdapterContext(
@@ -178,6 +184,7 @@ class HbbsServer:
         for link in list(self.ctx.links):
             link.close()
         await self.executor.drain()
+        await self.http_proxy.close()
         await self.store.close()
         log.info("hbbs stopped")
 

@@ -16,13 +16,15 @@ from pyhbb.net.sockets import is_loopback
 from pyhbb.rendezvous.actions import (
     Action,
     Close,
+    ProxyHttp,
     ResolveServers,
     Send,
     SendUdp,
     StoreWrite,
 )
-from pyhbb.rendezvous.links import Link, Transport
-from pyhbb.rendezvous.messages import REGISTER_PK, parse
+from pyhbb.rendezvous.id_change import IdChange
+from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.messages import REGISTER_PK, parse, register_pk_response
 from pyhbb.rendezvous.punching import Punching
 from pyhbb.rendezvous.queries import Queries
 from pyhbb.rendezvous.registration import Registration
@@ -44,6 +46,7 @@ class RendezvousCore:
         self.registration = Registration(self.state)
         self.punching = Punching(self.state)
         self.queries = Queries(self.state)
+        self.id_change = IdChange(self.state)
 
     # -- UDP on P (§6.2) --------------------------------------------------------------------
 
@@ -68,6 +71,8 @@ class RendezvousCore:
             return self._configure_update(msg.configure_update, src)
         if kind == "software_update":
             return self._software_update(msg.software_update, src)
+        if kind == "punch_hole_sent" and self.state.settings.udp_punch:
+            return self.punching.udp_punch_hole_sent(msg.punch_hole_sent, src, now)
         # PunchHoleRequest, PunchHoleSent, LocalAddr, ... are ignored on UDP on purpose:
         # answering them would make us a reflector (§6.2).
         self.state.stats["udp_ignored"] += 1
@@ -98,10 +103,16 @@ class RendezvousCore:
     def on_frame(self, link: Link, payload: bytes, now: float) -> list[Action]:
         """One frame (TCP) or binary message (WebSocket) from a client connection.
 
-        Only PunchHoleRequest and RequestRelay keep the connection open (A waits on it for
-        B's answer); every other outcome closes it after any reply, as upstream does.
+        Only PunchHoleRequest and RequestRelay keep an ordinary connection open (A waits on
+        it for B's answer), as upstream; registration sessions (§7.4) stay open for good.
+        Every other outcome closes the connection after any reply.
         """
         s = self.state
+        in_session = link in s.sessions
+        if in_session:
+            s.session_activity(link, now)
+            if not payload:
+                return []  # the client's heartbeat echo
         msg = parse(payload) if payload else None
         if msg is None:
             log.debug("%r: %s frame, closing", link, "empty" if not payload else "undecodable")
@@ -114,7 +125,17 @@ class RendezvousCore:
         if kind == "request_relay":
             s.requesters.register(link)
             return self.punching.request_relay(link, msg.request_relay, now)
-        if kind == "punch_hole_sent":
+        if kind == "register_pk":
+            req = msg.register_pk
+            if req.old_id:
+                actions = self.id_change.change_id(link, req, now)
+            elif req.pk and req.uuid:
+                return self._register_on_session(link, req, now)
+            else:
+                actions = [Send(link, REGISTER_PK[pb.RegisterPkResponse.NOT_SUPPORT])]
+        elif kind == "register_peer":
+            return self.registration.register_peer(msg.register_peer, link.addr, now, link)
+        elif kind == "punch_hole_sent":
             actions = self.punching.punch_hole_sent(link, msg.punch_hole_sent, now)
         elif kind == "local_addr":
             actions = self.punching.local_addr(link, msg.local_addr, now)
@@ -126,13 +147,37 @@ class RendezvousCore:
         elif kind == "online_request":
             # Not answered here upstream, but WebSocket clients send it to P+2 (§6.12).
             actions = [Send(link, self.queries.online(msg.online_request, now))]
-        elif kind == "register_pk":
-            actions = [Send(link, REGISTER_PK[pb.RegisterPkResponse.NOT_SUPPORT])]
+        elif kind == "http_proxy_request":
+            return self._http_proxy(link, payload)
         else:
             log.debug("%r: unhandled %s, closing", link, kind)
             actions = []
-        actions.append(Close(link))
+        if not in_session:
+            actions.append(Close(link))
         return actions
+
+    def _register_on_session(self, link: Link, req: pb.RegisterPk, now: float) -> list[Action]:
+        """RegisterPk on TCP/WebSocket: the client's TCP mode (§7.4). Same checks as UDP;
+        the answer carries keep_alive and the connection becomes the peer's route."""
+        keep_alive = self.state.settings.keep_alive
+
+        def reply(result: int) -> Action:
+            return Send(link, register_pk_response(result, keep_alive))
+
+        if not self.state.session_allowed(link):
+            return [reply(pb.RegisterPkResponse.TOO_FREQUENT), Close(link)]
+        actions = self.registration.register_pk(req, link.addr, reply, now, session=link)
+        actions.append(self.registration.session_start(link))
+        return actions
+
+    def _http_proxy(self, link: Link, payload: bytes) -> list[Action]:
+        if not link.secure:
+            # API credentials must not cross the network in clear (§7.6).
+            error = "The HTTP tunnel needs an encrypted connection (secure TCP)."
+            reply = pb.RendezvousMessage(http_proxy_response=pb.HttpProxyResponse(error=error))
+            return [Send(link, reply.SerializeToString()), Close(link)]
+        self.state.stats["http_proxy_requests"] += 1
+        return [ProxyHttp(link, payload)]
 
     def on_nat_frame(self, link: Link, payload: bytes, now: float) -> list[Action]:
         """The one frame read on P-1: a NAT test or an online query (§6.12)."""
@@ -148,7 +193,7 @@ class RendezvousCore:
         return actions
 
     def on_link_closed(self, link: Link, now: float) -> None:
-        self.state.link_closed(link)
+        self.state.link_closed(link, now)
 
     # -- store results --------------------------------------------------------------------
 
@@ -172,7 +217,3 @@ class RendezvousCore:
         if evicted:
             log.debug("evicted %d long-offline peers from memory", evicted)
         return []
-
-    @property
-    def transport_kinds(self) -> tuple[Transport, ...]:
-        return (Transport.TCP, Transport.WS, Transport.NAT)

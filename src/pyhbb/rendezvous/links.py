@@ -41,6 +41,11 @@ class Link:
     def is_ws(self) -> bool:
         return self.transport is Transport.WS
 
+    @property
+    def secure(self) -> bool:
+        """Whether the connection is encrypted (secure TCP handshake completed)."""
+        return False
+
     def __repr__(self) -> str:
         return f"<{self.transport.value} link {self.link_id} {self.addr[0]}:{self.addr[1]}>"
 

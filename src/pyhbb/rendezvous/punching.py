@@ -28,6 +28,8 @@ log = logging.getLogger("pyhbb.rendezvous")
 
 DB_FAILURE_TEXT = "The ID server could not read its database; please try again later."
 KNOWN_NAT_TYPES = frozenset(pb.NatType.values())
+UDP_PUNCH_WINDOW = 30.0
+MAX_UDP_PENDING = 10_000
 
 
 def _decoded(data: bytes) -> Addr:
@@ -44,6 +46,8 @@ class Punching:
 
     def __init__(self, state: CoreState) -> None:
         self.s = state
+        self._udp_pending: dict[tuple[str, Addr], float] = {}
+        """UDP punch requests sent to B: (B's id, A's address) → time."""
 
     # -- A → hbbs --------------------------------------------------------------------------
 
@@ -113,6 +117,8 @@ class Punching:
         action = s.route(record, out.SerializeToString())
         if action is None:
             return [Send(link, PUNCH_OFFLINE)]
+        if s.settings.udp_punch and msg.udp_port and not same_intranet:
+            self._expect_udp_answer(msg.id, link.key, now)
         log.info(
             "punch request from %s to %s (%s)%s",
             _fmt(link.addr),
@@ -121,6 +127,42 @@ class Punching:
             " same intranet" if same_intranet else "",
         )
         return [action]
+
+    def _expect_udp_answer(self, peer_id: str, requester: Addr, now: float) -> None:
+        pending = self._udp_pending
+        pending.pop((peer_id, requester), None)  # re-insert at the end: newest last
+        if len(pending) >= MAX_UDP_PENDING:
+            del pending[next(iter(pending))]
+        pending[(peer_id, requester)] = now
+
+    def udp_punch_hole_sent(self, msg: pb.PunchHoleSent, src: Addr, now: float) -> list[Action]:
+        """B's PunchHoleSent by UDP (UDP punching, §7.9), accepted only when it answers a
+        pending request and comes from B's registered IP: we never reflect to strangers."""
+        s = self.s
+        requester = _decoded(msg.socket_addr)
+        asked = self._udp_pending.pop((msg.id, requester), None)
+        record = s.peers.get(msg.id)
+        if (
+            asked is None
+            or now - asked > UDP_PUNCH_WINDOW
+            or record is None
+            or not record.online(now)
+            or s.peer_ip(record) != src[0]
+        ):
+            s.stats["udp_punch_sent_dropped"] += 1
+            return []
+        resp = pb.PunchHoleResponse(
+            socket_addr=addr_mangle.encode(src),
+            pk=s.signed_pk(record, msg.id, msg.version),
+            relay_server=msg.relay_server,
+            is_udp=True,
+            upnp_port=msg.upnp_port,
+            socket_addr_v6=msg.socket_addr_v6,
+        )
+        if msg.nat_type in KNOWN_NAT_TYPES:
+            resp.nat_type = msg.nat_type
+        payload = pb.RendezvousMessage(punch_hole_response=resp).SerializeToString()
+        return self._deliver(requester, payload, "UDP punch answer", msg.id)
 
     def request_relay(self, link: Link, msg: pb.RequestRelay, now: float) -> list[Action]:
         s = self.s

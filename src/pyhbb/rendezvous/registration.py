@@ -11,7 +11,9 @@ from pyhbb.rendezvous.actions import (
     InsertPeer,
     Persist,
     RenamePeer,
+    Send,
     SendUdp,
+    StartSession,
     StoreWrite,
     UpdatePeer,
 )
@@ -46,10 +48,15 @@ class Registration:
 
     # -- RegisterPeer (UDP heartbeat every 15 s): the hot path ----------------------------
 
-    def register_peer(self, msg: pb.RegisterPeer, src: Addr, now: float) -> list[Action]:
+    def register_peer(
+        self, msg: pb.RegisterPeer, src: Addr, now: float, session: Link | None = None
+    ) -> list[Action]:
+        """RegisterPeer by UDP from ``src``, or on a TCP/WebSocket ``session``."""
         peer_id = msg.id
         if not peer_id:
             return []
+        if session is not None:
+            return self._register_peer_on_session(msg, session, now)
         record = self.s.peers.get(peer_id)
         if record is None:
             request_pk = True
@@ -70,6 +77,29 @@ class Registration:
         if self.s.serial > msg.serial:
             actions.append(SendUdp(self.s.config_update_payload, src))
         return actions
+
+    def _register_peer_on_session(
+        self, msg: pb.RegisterPeer, link: Link, now: float
+    ) -> list[Action]:
+        s = self.s
+        record = s.peers.get(msg.id)
+        request_pk = (
+            record is None
+            or not record.pk
+            or try_into_v4(record.ip) != link.addr[0]
+            or not s.bind_session(link, msg.id, record, now)
+        )
+        actions: list[Action] = [
+            Send(link, REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK),
+            self.session_start(link),
+        ]
+        if s.serial > msg.serial:
+            actions.append(Send(link, s.config_update_payload))
+        return actions
+
+    def session_start(self, link: Link) -> Action:
+        settings = self.s.settings
+        return StartSession(link, settings.heartbeat, settings.heartbeat * 2.5)
 
     # -- RegisterPk -----------------------------------------------------------------------
 
@@ -145,9 +175,8 @@ class Registration:
         record.reg_pk_time = now
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
-        if session is not None:
-            record.session = session
-            record.last_reg = now
+        if session is not None and not s.bind_session(session, peer_id, record, now):
+            return [reply(Result.TOO_FREQUENT)]
         if not changed:
             return [reply(Result.OK)]
         is_new = not record.guid

@@ -14,7 +14,7 @@ from pyhbb.rendezvous.actions import Action, LoadPeer, Send, SendUdp
 from pyhbb.rendezvous.lan import LanPolicy
 from pyhbb.rendezvous.links import Link, RequesterTable
 from pyhbb.rendezvous.messages import config_update
-from pyhbb.rendezvous.peer_registry import PeerRecord, PeerRegistry
+from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerRecord, PeerRegistry
 from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker, IpChanges, PunchLog
 from pyhbb.rendezvous.relay_servers import RelayServers
 from pyhbb.store.base import StoredPeer
@@ -52,6 +52,8 @@ class CoreSettings:
     """Seconds announced to TCP/WebSocket-registered clients in RegisterPkResponse."""
     heartbeat: float = 20.0
     """Interval of empty heartbeat frames on registration sessions."""
+    max_sessions: int = 100_000
+    max_sessions_per_ip: int = 1000
     udp_punch: bool = False
     """Forward udp_port and accept UDP PunchHoleSent (§7.9)."""
     id_change: bool = True
@@ -82,6 +84,9 @@ class CoreState:
         self.lan = LanPolicy(settings.mask, settings.local_ip)
         self.always_use_relay = settings.always_use_relay
         self.stats: Counter[str] = Counter()
+        self.sessions: dict[Link, str] = {}
+        """Registration sessions (§7.4): link → the peer id registered on it."""
+        self._session_ips: Counter[str] = Counter()
         self._waiting: dict[str, list[PeerCont]] = {}
         self.set_config(settings.serial, settings.rendezvous_servers)
 
@@ -158,5 +163,61 @@ class CoreState:
             return b""
         return sign_id_pk(signing, peer_id, record.pk)
 
-    def link_closed(self, link: Link) -> None:
+    # -- registration sessions (§7.4) -------------------------------------------------------
+
+    def session_allowed(self, link: Link) -> bool:
+        """Whether ``link`` is, or may become, a registration session (bounded per IP and
+        in total, so TCP registrations cannot take every connection slot)."""
+        if link in self.sessions:
+            return True
+        settings = self.settings
+        if (
+            len(self.sessions) >= settings.max_sessions
+            or self._session_ips[link.addr[0]] >= settings.max_sessions_per_ip
+        ):
+            self.stats["sessions_refused"] += 1
+            return False
+        return True
+
+    def bind_session(self, link: Link, peer_id: str, record: PeerRecord, now: float) -> bool:
+        """Route ``peer_id`` over ``link`` from now on; False when the limits refuse."""
+        previous = self.sessions.get(link)
+        if previous is None:
+            if not self.session_allowed(link):
+                return False
+            self._session_ips[link.addr[0]] += 1
+        elif previous != peer_id:
+            self._unroute(link, previous)  # the client took a new ID on the same session
+        if previous != peer_id:
+            kind = link.transport.value
+            log.info("peer %s registered on a %s session from %s", peer_id, kind, link.addr[0])
+        self.sessions[link] = peer_id
+        record.session = link
+        record.last_reg = now
+        return True
+
+    def _unroute(self, link: Link, peer_id: str) -> None:
+        record = self.peers.get(peer_id)
+        if record is not None and record.session is link:
+            record.session = None
+
+    def link_closed(self, link: Link, now: float) -> None:
         self.requesters.forget(link)
+        peer_id = self.sessions.pop(link, None)
+        if peer_id is not None:
+            ip = link.addr[0]
+            self._session_ips[ip] -= 1
+            if self._session_ips[ip] <= 0:
+                del self._session_ips[ip]
+            record = self.peers.get(peer_id)
+            if record is not None and record.session is link:
+                record.session = None
+                record.last_reg = now - REG_TIMEOUT  # unreachable now: offline at once
+            log.info("session of peer %s closed", peer_id)
+
+    def session_activity(self, link: Link, now: float) -> None:
+        peer_id = self.sessions.get(link)
+        if peer_id is not None:
+            record = self.peers.get(peer_id)
+            if record is not None and record.session is link:
+                record.last_reg = now

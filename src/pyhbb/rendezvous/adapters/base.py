@@ -33,6 +33,10 @@ class IoLink(Link):
         """Send one RendezvousMessage payload (framed/encrypted as the transport needs)."""
 
     @abstractmethod
+    def start_session(self, heartbeat: float, timeout: float) -> None:
+        """Switch to a registration session: heartbeats instead of the idle rule."""
+
+    @abstractmethod
     def close(self) -> None:
         """Close after what was already sent has been written."""
 

@@ -19,12 +19,13 @@ from pyhbb.rendezvous.actions import (
     ResolveServers,
     Send,
     SendUdp,
+    StartSession,
     StoreWrite,
     UpdatePeer,
 )
 from pyhbb.rendezvous.adapters.base import IoLink
 from pyhbb.rendezvous.core import RendezvousCore
-from pyhbb.store.base import PeerStore, StoreError
+from pyhbb.store.base import IdTaken, PeerStore, StoreError
 from pyhbb.wire.addr_mangle import Addr
 
 log = logging.getLogger("pyhbb.rendezvous")
@@ -61,6 +62,10 @@ class Executor:
                 link = action.link
                 if isinstance(link, IoLink):
                     link.close()
+            elif type(action) is StartSession:
+                link = action.link
+                if isinstance(link, IoLink):
+                    link.start_session(action.heartbeat, action.timeout)
             elif type(action) is LoadPeer:
                 self._spawn(self._load(action.peer_id))
             elif type(action) is Persist:
@@ -91,6 +96,11 @@ class Executor:
     async def _persist(self, action: Persist) -> None:
         try:
             await self._write(action.write)
+        except IdTaken:
+            self.core.persist_failed(action.write)
+            conflict = action.on_conflict
+            self.run(action.on_fail if conflict is None else conflict)
+            return
         except StoreError as e:
             log.error("database write failed: %s", e)
             self.core.persist_failed(action.write)

@@ -59,3 +59,24 @@ class MessageBucket:
             return False
         self._tokens -= 1.0
         return True
+
+
+class HeartbeatTimer:
+    """Calls ``beat`` every ``interval`` seconds until cancelled (session heartbeats)."""
+
+    __slots__ = ("_beat", "_handle", "_loop", "interval")
+
+    def __init__(self, interval: float, beat: Callable[[], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.interval = interval
+        self._beat = beat
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        self._handle = self._loop.call_later(self.interval, self._tick)
+        self._beat()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

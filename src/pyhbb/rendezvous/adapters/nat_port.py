@@ -124,6 +124,9 @@ class NatPortLink(asyncio.Protocol, IoLink):
         if not self._closed:
             self._transport.write(encode_frame(payload))
 
+    def start_session(self, heartbeat: float, timeout: float) -> None:
+        """P-1 never carries registration sessions."""
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -8,7 +8,7 @@ from typing import cast
 
 from pyhbb.net.sockets import set_nodelay
 from pyhbb.rendezvous.adapters.base import MAX_WRITE_BUFFER, AdapterContext, IoLink
-from pyhbb.rendezvous.adapters.idle import IdleTimer, MessageBucket
+from pyhbb.rendezvous.adapters.idle import HeartbeatTimer, IdleTimer, MessageBucket
 from pyhbb.rendezvous.links import Transport
 from pyhbb.rendezvous.messages import parse
 from pyhbb.wire.addr_mangle import normalize
@@ -22,6 +22,7 @@ class TcpLink(asyncio.Protocol, IoLink):
     """One client TCP connection on P."""
 
     __slots__ = (
+        "_beat",
         "_bucket",
         "_closed",
         "_ctx",
@@ -37,6 +38,7 @@ class TcpLink(asyncio.Protocol, IoLink):
         self._ctx = ctx
         self._closed = True
         self._registered = False
+        self._beat: HeartbeatTimer | None = None
         self._handshake: ServerHandshake | None = None
         self._session: SecureSession | None = None
 
@@ -86,6 +88,8 @@ class TcpLink(asyncio.Protocol, IoLink):
         self._registered = False
         self._closed = True
         self._idle.cancel()
+        if self._beat is not None:
+            self._beat.cancel()
         ctx = self._ctx
         ctx.limiter.release(self.addr[0])
         ctx.links.discard(self)
@@ -144,6 +148,11 @@ class TcpLink(asyncio.Protocol, IoLink):
         if self._transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             log.debug("%r: client does not read; closing", self)
             self.abort()
+
+    def start_session(self, heartbeat: float, timeout: float) -> None:
+        if self._beat is None and not self._closed:
+            self._idle.set_timeout(timeout)
+            self._beat = HeartbeatTimer(heartbeat, lambda: self.send_message(b""))
 
     def close(self) -> None:
         if not self._closed:

@@ -23,7 +23,7 @@ from pyhbb.rendezvous.adapters.base import (
     AdapterContext,
     IoLink,
 )
-from pyhbb.rendezvous.adapters.idle import IdleTimer, MessageBucket
+from pyhbb.rendezvous.adapters.idle import HeartbeatTimer, IdleTimer, MessageBucket
 from pyhbb.rendezvous.links import Transport
 from pyhbb.wire.addr_mangle import normalize
 
@@ -34,6 +34,7 @@ class WsLink(asyncio.Protocol, IoLink):
     """One WebSocket client connection on P+2."""
 
     __slots__ = (
+        "_beat",
         "_bucket",
         "_closed",
         "_ctx",
@@ -50,6 +51,7 @@ class WsLink(asyncio.Protocol, IoLink):
         self._ctx = ctx
         self._closed = True
         self._registered = False
+        self._beat: HeartbeatTimer | None = None
         self._open = False
         self._fragments: list[bytes] | None = None
 
@@ -98,6 +100,8 @@ class WsLink(asyncio.Protocol, IoLink):
         self._registered = False
         self._closed = True
         self._idle.cancel()
+        if self._beat is not None:
+            self._beat.cancel()
         ctx = self._ctx
         ctx.limiter.release(self.peer[0])
         ctx.links.discard(self)
@@ -166,6 +170,11 @@ class WsLink(asyncio.Protocol, IoLink):
             return
         self._ws.send_binary(payload)
         self._flush()
+
+    def start_session(self, heartbeat: float, timeout: float) -> None:
+        if self._beat is None and not self._closed:
+            self._idle.set_timeout(timeout)
+            self._beat = HeartbeatTimer(heartbeat, lambda: self.send_message(b""))
 
     def close(self) -> None:
         if self._closed:

@@ -1,0 +1,112 @@
+""" "Change ID" from a client (PROTOCOL.md §7.10), which the official server does not serve.
+
+The client sends ``RegisterPk{old_id, id = new id, uuid}`` on a new connection and reads one
+answer. The rename is allowed when the new id has the client's own format, the old id
+belongs to the asking machine (same uuid), and the new id is free; the database row keeps
+its guid, so the peer keeps its key and history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from pyhbb.rendezvous.actions import Action, Persist, RenamePeer, Send
+from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.messages import REGISTER_PK, Result
+from pyhbb.rendezvous.peer_registry import PeerRecord
+from pyhbb.rendezvous.registration import Reply
+from pyhbb.rendezvous.state import CoreState
+from pyhbb.wire import rendezvous_pb2 as pb
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+# The client's own rule: an ASCII letter, then 5-15 word characters or '-'.
+ID_FORMAT = re.compile(r"[A-Za-z][\w-]{5,15}")
+RENAME_INTERVAL = 60.0  # one successful change per id and minute
+MAX_RECENT = 10_000
+
+
+class IdChange:
+    """Validates and performs ID changes."""
+
+    def __init__(self, state: CoreState) -> None:
+        self.s = state
+        self._recent: dict[str, float] = {}  # new id → time of its rename
+
+    def change_id(self, link: Link, req: pb.RegisterPk, now: float) -> list[Action]:
+        s = self.s
+        old_id, new_id, uuid = req.old_id, req.id, bytes(req.uuid)
+
+        def reply(result: int) -> Action:
+            return Send(link, REGISTER_PK[result])
+
+        if not s.settings.id_change:
+            return [reply(Result.NOT_SUPPORT)]
+        if not ID_FORMAT.fullmatch(new_id):
+            return [reply(Result.INVALID_ID_FORMAT)]
+        if not uuid:
+            return [reply(Result.UUID_MISMATCH)]
+        if not s.blocker.allow(link.addr[0], new_id, now):
+            return [reply(Result.TOO_FREQUENT)]
+
+        def with_old(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            if not ok:
+                return [reply(Result.SERVER_ERROR)]
+            if record is None or record.uuid != uuid:
+                ip = link.addr[0]
+                log.info("ID change %s -> %s from %s refused: not its id", old_id, new_id, ip)
+                return [reply(Result.UUID_MISMATCH)]
+            last = self._recent.get(old_id)
+            if last is not None and now - last < RENAME_INTERVAL:
+                return [reply(Result.TOO_FREQUENT)]
+            if new_id == old_id:
+                return [reply(Result.OK)]
+
+            def with_new(taken: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+                return self._rename(record, taken, ok, old_id, new_id, now, reply)
+
+            return s.with_peer(new_id, now, with_new)
+
+        return s.with_peer(old_id, now, with_old)
+
+    def _rename(
+        self,
+        record: PeerRecord,
+        taken: PeerRecord | None,
+        ok: bool,
+        old_id: str,
+        new_id: str,
+        now: float,
+        reply: Reply,
+    ) -> list[Action]:
+        s = self.s
+        if not ok:
+            return [reply(Result.SERVER_ERROR)]
+        # Look again: the old record may have been evicted or renamed meanwhile.
+        if taken is not None or s.peers.get(old_id) is not record:
+            return [reply(Result.ID_EXISTS if taken is not None else Result.UUID_MISMATCH)]
+        s.peers.rename(old_id, new_id)
+        if record.session is not None:
+            s.sessions[record.session] = new_id
+        if len(self._recent) >= MAX_RECENT:
+            self._prune(now)
+        self._recent[new_id] = now
+        log.info("peer %s changed its id to %s", old_id, new_id)
+        if not record.guid:
+            return [reply(Result.OK)]
+        return [
+            Persist(
+                RenamePeer(record.guid, old_id, new_id),
+                on_ok=[reply(Result.OK)],
+                on_fail=[reply(Result.SERVER_ERROR)],
+                on_conflict=[reply(Result.ID_EXISTS)],
+            )
+        ]
+
+    def _prune(self, now: float) -> None:
+        stale = [k for k, t in self._recent.items() if now - t >= RENAME_INTERVAL]
+        for k in stale:
+            del self._recent[k]
+        while len(self._recent) >= MAX_RECENT:
+            del self._recent[next(iter(self._recent))]
