@@ -108,9 +108,16 @@ async def test_websocket_punch_never_fetches_local_addr(tmp_path: Path) -> None:
         punch = (await b.recv_kind("punch_hole")).punch_hole
         b_tcp = await TcpClient.connect(hbbs.tcp, "127.0.0.1")
         b_tcp.send(
-            Msg(relay_response=pb.RelayResponse(socket_addr=punch.socket_addr, uuid="u-1",
-                relay_server="relay.example:21117", id=B_ID, version="1.4.2"))
-        )  # fmt: skip
+            Msg(
+                relay_response=pb.RelayResponse(
+                    socket_addr=punch.socket_addr,
+                    uuid="u-1",
+                    relay_server="relay.example:21117",
+                    id=B_ID,
+                    version="1.4.2",
+                )
+            )
+        )
         resp = (await a.recv()).relay_response
         assert resp.uuid == "u-1" and resp.WhichOneof("union") == "pk"
         assert not resp.socket_addr
@@ -123,8 +130,13 @@ async def test_relay_requested_by_a(tmp_path: Path) -> None:
         b = await UdpPeer.open(hbbs.udp, "127.0.0.2")
         await b.register(B_ID, pk=B_PK)
         a = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
-        a.send(Msg(request_relay=pb.RequestRelay(id=B_ID, uuid="uuid-a", secure=True,
-                   relay_server="relay.example.com")))  # fmt: skip
+        a.send(
+            Msg(
+                request_relay=pb.RequestRelay(
+                    id=B_ID, uuid="uuid-a", secure=True, relay_server="relay.example.com"
+                )
+            )
+        )
         fwd = (await b.recv_kind("request_relay")).request_relay
         assert fwd.uuid == "uuid-a" and fwd.secure
         assert addr_mangle.decode(fwd.socket_addr) == a.local
@@ -206,8 +218,13 @@ async def test_secure_tcp_punch(tmp_path: Path) -> None:
         a.send(punch_request(hbbs, token="api-token"))
         punch = (await b.recv_kind("punch_hole")).punch_hole
         b_tcp = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
-        b_tcp.send(Msg(punch_hole_sent=pb.PunchHoleSent(socket_addr=punch.socket_addr, id=B_ID,
-                                                        version="1.4.2")))  # fmt: skip
+        b_tcp.send(
+            Msg(
+                punch_hole_sent=pb.PunchHoleSent(
+                    socket_addr=punch.socket_addr, id=B_ID, version="1.4.2"
+                )
+            )
+        )
         resp = (await a.recv()).punch_hole_response  # decrypted with the session key
         assert addr_mangle.decode(resp.socket_addr) == b_tcp.local
         verify_pk(hbbs, resp.pk, B_ID, B_PK)

@@ -34,10 +34,25 @@ create index if not exists index_peer_status on peer (status);
 
 def test_help_explains_every_option() -> None:
     out = subprocess.run([VENV_BIN / "hbbs", "--help"], capture_output=True, text=True, check=True)
-    for word in ("--port", "--key", "--relay-servers", "--bind", "--rmem", "--serial",
-                 "--rendezvous-servers", "--software-url", "--mask", "--config", "LOCAL_IP",
-                 "ALWAYS_USE_RELAY", "DB_URL", "MAX_DATABASE_CONNECTIONS", "TEST_HBBS",
-                 "RUST_LOG", "TRUSTED_PROXIES"):  # fmt: skip
+    for word in (
+        "--port",
+        "--key",
+        "--relay-servers",
+        "--bind",
+        "--rmem",
+        "--serial",
+        "--rendezvous-servers",
+        "--software-url",
+        "--mask",
+        "--config",
+        "LOCAL_IP",
+        "ALWAYS_USE_RELAY",
+        "DB_URL",
+        "MAX_DATABASE_CONNECTIONS",
+        "TEST_HBBS",
+        "RUST_LOG",
+        "TRUSTED_PROXIES",
+    ):
         assert word in out.stdout, word
 
 

@@ -128,11 +128,10 @@ class RendezvousCore:
         if kind == "register_pk":
             req = msg.register_pk
             if req.old_id:
-                actions = self.id_change.change_id(link, req, now)
-            elif req.pk and req.uuid:
+                return self.id_change.change_id(link, req, now)
+            if req.pk and req.uuid:
                 return self._register_on_session(link, req, now)
-            else:
-                actions = [Send(link, REGISTER_PK[pb.RegisterPkResponse.NOT_SUPPORT])]
+            actions = [Send(link, REGISTER_PK[pb.RegisterPkResponse.NOT_SUPPORT])]
         elif kind == "register_peer":
             return self.registration.register_peer(msg.register_peer, link.addr, now, link)
         elif kind == "punch_hole_sent":

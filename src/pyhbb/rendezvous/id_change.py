@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
-from pyhbb.rendezvous.actions import Action, Persist, RenamePeer, Send
+from pyhbb.rendezvous.actions import Action, Close, Persist, RenamePeer, Send
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import REGISTER_PK, Result
 from pyhbb.rendezvous.peer_registry import PeerRecord
-from pyhbb.rendezvous.registration import Reply
 from pyhbb.rendezvous.state import CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -38,30 +38,31 @@ class IdChange:
         s = self.s
         old_id, new_id, uuid = req.old_id, req.id, bytes(req.uuid)
 
-        def reply(result: int) -> Action:
-            return Send(link, REGISTER_PK[result])
+        def reply(result: int) -> list[Action]:
+            # The answer may come after database look-ups: close only after sending it.
+            return [Send(link, REGISTER_PK[result]), Close(link)]
 
         if not s.settings.id_change:
-            return [reply(Result.NOT_SUPPORT)]
+            return reply(Result.NOT_SUPPORT)
         if not ID_FORMAT.fullmatch(new_id):
-            return [reply(Result.INVALID_ID_FORMAT)]
+            return reply(Result.INVALID_ID_FORMAT)
         if not uuid:
-            return [reply(Result.UUID_MISMATCH)]
+            return reply(Result.UUID_MISMATCH)
         if not s.blocker.allow(link.addr[0], new_id, now):
-            return [reply(Result.TOO_FREQUENT)]
+            return reply(Result.TOO_FREQUENT)
 
         def with_old(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
-                return [reply(Result.SERVER_ERROR)]
+                return reply(Result.SERVER_ERROR)
             if record is None or record.uuid != uuid:
                 ip = link.addr[0]
                 log.info("ID change %s -> %s from %s refused: not its id", old_id, new_id, ip)
-                return [reply(Result.UUID_MISMATCH)]
+                return reply(Result.UUID_MISMATCH)
             last = self._recent.get(old_id)
             if last is not None and now - last < RENAME_INTERVAL:
-                return [reply(Result.TOO_FREQUENT)]
+                return reply(Result.TOO_FREQUENT)
             if new_id == old_id:
-                return [reply(Result.OK)]
+                return reply(Result.OK)
 
             def with_new(taken: PeerRecord | None, now: float, ok: bool) -> list[Action]:
                 return self._rename(record, taken, ok, old_id, new_id, now, reply)
@@ -78,14 +79,14 @@ class IdChange:
         old_id: str,
         new_id: str,
         now: float,
-        reply: Reply,
+        reply: Callable[[int], list[Action]],
     ) -> list[Action]:
         s = self.s
         if not ok:
-            return [reply(Result.SERVER_ERROR)]
+            return reply(Result.SERVER_ERROR)
         # Look again: the old record may have been evicted or renamed meanwhile.
         if taken is not None or s.peers.get(old_id) is not record:
-            return [reply(Result.ID_EXISTS if taken is not None else Result.UUID_MISMATCH)]
+            return reply(Result.ID_EXISTS if taken is not None else Result.UUID_MISMATCH)
         s.peers.rename(old_id, new_id)
         if record.session is not None:
             s.sessions[record.session] = new_id
@@ -94,13 +95,13 @@ class IdChange:
         self._recent[new_id] = now
         log.info("peer %s changed its id to %s", old_id, new_id)
         if not record.guid:
-            return [reply(Result.OK)]
+            return reply(Result.OK)
         return [
             Persist(
                 RenamePeer(record.guid, old_id, new_id),
-                on_ok=[reply(Result.OK)],
-                on_fail=[reply(Result.SERVER_ERROR)],
-                on_conflict=[reply(Result.ID_EXISTS)],
+                on_ok=reply(Result.OK),
+                on_fail=reply(Result.SERVER_ERROR),
+                on_conflict=reply(Result.ID_EXISTS),
             )
         ]
 

@@ -140,15 +140,14 @@ class Punching:
         pending request and comes from B's registered IP: we never reflect to strangers."""
         s = self.s
         requester = _decoded(msg.socket_addr)
-        asked = self._udp_pending.pop((msg.id, requester), None)
         record = s.peers.get(msg.id)
-        if (
-            asked is None
-            or now - asked > UDP_PUNCH_WINDOW
-            or record is None
-            or not record.online(now)
-            or s.peer_ip(record) != src[0]
-        ):
+        # Check the sender before consuming the pending request: a stranger's datagram must
+        # not use it up.
+        if record is None or not record.online(now) or s.peer_ip(record) != src[0]:
+            s.stats["udp_punch_sent_dropped"] += 1
+            return []
+        asked = self._udp_pending.pop((msg.id, requester), None)
+        if asked is None or now - asked > UDP_PUNCH_WINDOW:
             s.stats["udp_punch_sent_dropped"] += 1
             return []
         resp = pb.PunchHoleResponse(
