@@ -332,7 +332,7 @@ def main() -> None:
         new_loop = asyncio.new_event_loop
 
     per_flow = (256 << 20) if args.quick else (2 * GIB)
-    reps = 1 if args.quick else 3
+    reps = 1 if args.quick else 5
     window = 3.0 if args.quick else 8.0
     counts = (1, 100, 1000)
     rate = 128 * 1024  # bytes/s per session, one way: 1 Mb/s, a typical desktop stream

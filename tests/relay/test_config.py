@@ -128,3 +128,29 @@ def test_config_error_exits_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("hbbr: ")
+
+
+def test_key_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from nacl.signing import SigningKey
+
+    from pyhbb.relay import app
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(app.time, "sleep", sleeps.append)
+
+    def resolve(value: str) -> str:
+        return app.resolve_licence_key(parse_options(["-k", value], {}, tmp_path))
+
+    assert resolve("") == ""
+    assert resolve("plain-text-key") == "plain-text-key"
+    assert sleeps == []
+    # '-': waits 300 ms for a co-started hbbs when the key file is missing, then creates it.
+    public = resolve("-")
+    assert sleeps == [0.3]
+    assert (tmp_path / "id_ed25519.pub").read_text() == public
+    assert resolve("_") == public and sleeps == [0.3]  # file exists now: no wait
+    key = SigningKey.generate()
+    secret = base64.b64encode(bytes(key) + bytes(key.verify_key)).decode()
+    assert resolve(secret) == base64.b64encode(bytes(key.verify_key)).decode()
