@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from pyhbb.config.hbbs import parse_hbbs_options
+from pyhbb.config.sources import ConfigError
 from pyhbb.observability.logs import setup_logging
 from pyhbb.wire.keys import KeyError_, load_or_generate
 
@@ -18,23 +20,37 @@ Start the ID/rendezvous server (hbbs) and the relay server (hbbr) together, each
 own process (so both CPU cores work), in the current directory: key files and database
 are created there when missing. Options after -- go to hbbs, e.g.
   pyhbb run -- -r relay.example.com
-Environment variables and .env apply to both, as with the official servers. hbbr enforces
-the same key as hbbs (-k -), so only clients configured with your key can relay. When one
-service exits, the other is stopped too."""
+Environment variables and .env apply to both, as with the official servers. hbbr listens
+on P+1 and P+3 (P = the hbbs port, 21116 by default) and enforces the same key as hbbs
+(-k -), so only clients configured with your key can relay. When one service exits, the
+other is stopped too."""
+
+
+def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
+    """hbbr follows hbbs: port P+1 (the official PORT+1 rule) and the same bind address,
+    unless given explicitly with --hbbr-arg."""
+    opts = parse_hbbs_options(hbbs_args)
+    derived = ["-k", "-"]
+    if not any(a in ("-p", "--port") or a.startswith("--port=") for a in hbbr_args):
+        derived += ["-p", str(opts.port + 1)]
+    if opts.bind and not any(a in ("-b", "--bind") or a.startswith("--bind=") for a in hbbr_args):
+        derived += ["-b", opts.bind]
+    return derived + hbbr_args
 
 
 def _run(hbbs_args: list[str], hbbr_args: list[str]) -> int:
     setup_logging(os.environ.get("RUST_LOG"))
     try:
+        hbbr_args = _hbbr_args(hbbs_args, hbbr_args)
         # Create the key pair once, before either child could race to generate it.
         load_or_generate(Path.cwd())
-    except KeyError_ as e:
+    except (ConfigError, KeyError_) as e:
         print(f"pyhbb: {e}", file=sys.stderr)
         return 2
     python = sys.executable
     children = [
         subprocess.Popen([python, "-m", "pyhbb.rendezvous.cli", *hbbs_args]),
-        subprocess.Popen([python, "-m", "pyhbb.relay.cli", "-k", "-", *hbbr_args]),
+        subprocess.Popen([python, "-m", "pyhbb.relay.cli", *hbbr_args]),
     ]
 
     def forward(signum: int, _frame: object) -> None:

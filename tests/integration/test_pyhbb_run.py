@@ -1,0 +1,44 @@
+"""`pyhbb run`: both services from one command, as the README's run command starts them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pyhbb.wire import rendezvous_pb2 as pb
+from tests.support.ports import free_base_port
+from tests.support.processes import start, stop, wait_tcp
+from tests.support.rdclient import Msg, TcpClient, UdpPeer
+
+
+async def _relay_pair(relay_port: int, key: str) -> bytes:
+    """Two relay clients with the server's key pair up and exchange bytes."""
+    first = await TcpClient.connect(("127.0.0.1", relay_port), "127.0.0.2")
+    second = await TcpClient.connect(("127.0.0.1", relay_port), "127.0.0.3")
+    for c in (first, second):
+        c.send(Msg(request_relay=pb.RequestRelay(uuid="run-test", licence_key=key)))
+    await asyncio.sleep(0.1)
+    first.send_raw(b"hello through the relay")
+    async with asyncio.timeout(5):
+        return await second.reader.readexactly(23)
+
+
+def test_run_starts_hbbs_and_hbbr_with_one_key(tmp_path: Path) -> None:
+    port = free_base_port(offsets=(-1, 0, 1, 2, 3))
+    proc = start("pyhbb", ["run", "--", "-p", str(port)], tmp_path)
+    try:
+        for p in (port - 1, port, port + 1, port + 2, port + 3):
+            wait_tcp(p)
+        key = (tmp_path / "id_ed25519.pub").read_text()
+
+        async def register() -> bool:
+            b = await UdpPeer.open(("127.0.0.1", port), "127.0.0.2")
+            return await b.register_peer("123456789")
+
+        assert asyncio.run(register()) is True
+        assert asyncio.run(_relay_pair(port + 1, key)) == b"hello through the relay"
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out
+    assert "hbbs stopped" in out and "hbbr stopped" in out
+    assert out.count(key) >= 2  # both services announce the same key
