@@ -31,7 +31,7 @@ from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
 
 log = logging.getLogger("pyhbb.rendezvous")
 
-HOUSEKEEPING_INTERVAL = 10.0
+HOUSEKEEPING_INTERVAL = 1.0
 NAT_PORT_MAX_FRAME = 64 * 1024
 
 

@@ -209,10 +209,12 @@ class RendezvousCore:
     # -- housekeeping ---------------------------------------------------------------------
 
     def on_timer(self, now: float) -> list[Action]:
-        """Periodic pruning that keeps every table bounded (call every few seconds)."""
+        """Housekeeping, once a second: expire a slice of each large table, so each is
+        fully swept about once a minute without ever stalling the loop."""
         s = self.state
-        s.blocker.prune(now)
-        evicted = s.peers.evict(now)
+        s.blocker.prune_step(now, max(1000, len(s.blocker.entries) // 60))
+        s.ip_changes.prune_step(now, max(1000, len(s.ip_changes.entries) // 60))
+        evicted = s.peers.evict_step(now, max(1000, len(s.peers) // 60))
         if evicted:
             log.debug("evicted %d long-offline peers from memory", evicted)
         return []

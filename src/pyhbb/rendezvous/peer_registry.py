@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from pyhbb.rendezvous.sweep import Sweeper
 from pyhbb.store.base import StoredPeer
 from pyhbb.wire.addr_mangle import Addr
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pyhbb.rendezvous.links import Link
 
 REG_TIMEOUT = 30.0
+FULL_TABLE_BUDGET = 20_000
 EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
 
 
@@ -71,6 +73,7 @@ class PeerRegistry:
         self.max_peers = max_peers
         self.evict_after = evict_after
         self._peers: dict[str, PeerRecord] = {}
+        self._sweeper = Sweeper(self._peers)
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -85,10 +88,11 @@ class PeerRegistry:
         return iter(self._peers.items())
 
     def has_room(self, now: float) -> bool:
-        """Whether a new record may be added, evicting offline records if needed."""
+        """Whether a new record may be added; when full, one bounded slice of offline
+        records is evicted (never a full scan on a client's request)."""
         if len(self._peers) < self.max_peers:
             return True
-        self.evict(now, 0.0)
+        self.evict_step(now, FULL_TABLE_BUDGET, offline_for=0.0)
         return len(self._peers) < self.max_peers
 
     def put(self, peer_id: str, record: PeerRecord) -> None:
@@ -104,17 +108,11 @@ class PeerRegistry:
         if record is not None:
             self._peers[new_id] = record
 
-    def evict(self, now: float, offline_for: float | None = None) -> int:
-        """Drop records offline for longer than ``offline_for`` (default ``evict_after``)."""
-        limit = self.evict_after if offline_for is None else offline_for
-        stale = [
-            pid
-            for pid, r in self._peers.items()
-            if r.session is None and now - r.last_reg > REG_TIMEOUT + limit
-        ]
-        for pid in stale:
-            del self._peers[pid]
-        return len(stale)
+    def evict_step(self, now: float, budget: int, offline_for: float | None = None) -> int:
+        """Drop, among the next ``budget`` records, those offline for longer than
+        ``offline_for`` (default ``evict_after``); the database keeps them."""
+        limit = REG_TIMEOUT + (self.evict_after if offline_for is None else offline_for)
+        return self._sweeper.step(budget, lambda r: r.session is None and now - r.last_reg > limit)
 
     def online_count(self, now: float) -> int:
         return sum(1 for r in self._peers.values() if r.online(now))

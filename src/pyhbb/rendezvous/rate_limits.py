@@ -9,9 +9,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pyhbb.rendezvous.sweep import Sweeper
+
 log = logging.getLogger(__name__)
+
+FULL_TABLE_BUDGET = 20_000  # entries examined when a full table needs room
 
 
 def _secs(elapsed: float) -> int:
@@ -53,6 +58,7 @@ class IpBlocker:
     def __init__(self, limits: BlockerLimits | None = None) -> None:
         self.limits = limits or BlockerLimits()
         self.entries: dict[str, BlockerEntry] = {}
+        self._sweeper = Sweeper(self.entries)
 
     def allow(self, ip: str, peer_id: str, now: float) -> bool:
         lim = self.limits
@@ -60,7 +66,7 @@ class IpBlocker:
         entry = self.entries.get(key)
         if entry is None:
             if len(self.entries) >= lim.max_entries:
-                self.prune(now)
+                self.prune_step(now, FULL_TABLE_BUDGET)
                 if len(self.entries) >= lim.max_entries:
                     log.warning("IP blocker table full (%d IPs): refusing %s", lim.max_entries, ip)
                     return False
@@ -82,16 +88,21 @@ class IpBlocker:
         entry.t_ids = now
         return True
 
-    def prune(self, now: float) -> None:
-        """Drop entries whose both windows have expired (console ``ib`` does this too)."""
+    def _expired(self, now: float) -> Callable[[BlockerEntry], bool]:
         lim = self.limits
-        expired = [
-            key
-            for key, e in self.entries.items()
-            if _secs(now - e.t_count) > lim.window and _secs(now - e.t_ids) > lim.ids_window
-        ]
-        for key in expired:
+        return lambda e: (
+            _secs(now - e.t_count) > lim.window and _secs(now - e.t_ids) > lim.ids_window
+        )
+
+    def prune(self, now: float) -> None:
+        """Drop every entry whose both windows have expired (console ``ib``)."""
+        expired = self._expired(now)
+        for key in [k for k, e in self.entries.items() if expired(e)]:
             del self.entries[key]
+
+    def prune_step(self, now: float, budget: int) -> int:
+        """The same for the next ``budget`` entries only (housekeeping)."""
+        return self._sweeper.step(budget, self._expired(now))
 
 
 @dataclass
@@ -109,12 +120,13 @@ class IpChanges:
 
     def __init__(self) -> None:
         self.entries: dict[str, IpChangeEntry] = {}
+        self._sweeper = Sweeper(self.entries)
 
     def record(self, peer_id: str, ip: str, now: float) -> None:
         entry = self.entries.get(peer_id)
         if entry is None or _secs(now - entry.t) > self.WINDOW:
             if entry is None and len(self.entries) >= self.MAX_ENTRIES:
-                self.prune(now)
+                self.prune_step(now, FULL_TABLE_BUDGET)
                 if len(self.entries) >= self.MAX_ENTRIES:
                     return
             self.entries[peer_id] = IpChangeEntry(now, {ip: 1})
@@ -131,6 +143,10 @@ class IpChanges:
         ]
         for k in stale:
             del self.entries[k]
+
+    def prune_step(self, now: float, budget: int) -> int:
+        """Drop entries older than 360 s among the next ``budget`` (housekeeping)."""
+        return self._sweeper.step(budget, lambda e: _secs(now - e.t) > 2 * self.WINDOW)
 
 
 @dataclass(frozen=True, slots=True)

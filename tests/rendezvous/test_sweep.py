@@ -1,0 +1,76 @@
+"""Incremental expiry: every table is swept a slice at a time and stays bounded."""
+
+from __future__ import annotations
+
+from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerRecord, PeerRegistry
+from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker
+from pyhbb.rendezvous.sweep import Sweeper
+
+
+def test_sweeper_visits_every_key_once_per_pass_in_slices() -> None:
+    table = {i: i for i in range(10)}
+    sweeper = Sweeper(table)
+    assert sweeper.step(4, lambda v: v % 2 == 0) == 2  # keys 0..3
+    table[100] = 100  # added during a pass: seen in the next pass
+    assert sweeper.step(4, lambda v: v % 2 == 0) == 2  # keys 4..7
+    assert sweeper.step(4, lambda v: v % 2 == 0) == 1  # keys 8..9
+    assert sorted(table) == [1, 3, 5, 7, 9, 100]
+    assert sweeper.step(100, lambda v: v == 100) == 1
+    assert sorted(table) == [1, 3, 5, 7, 9]
+
+
+def test_sweeper_tolerates_keys_deleted_meanwhile() -> None:
+    table = {"a": 1, "b": 2}
+    sweeper = Sweeper(table)
+    sweeper.step(1, lambda v: False)
+    del table["b"]
+    assert sweeper.step(5, lambda v: True) == 0  # "b" is gone: skipped, no KeyError
+    assert table == {"a": 1}
+
+
+def test_registry_evicts_only_long_offline_records() -> None:
+    reg = PeerRegistry(max_peers=10, evict_after=100.0)
+    for i in range(6):
+        rec = PeerRecord()
+        rec.last_reg = 0.0 if i < 3 else 500.0
+        reg.put(f"p{i}", rec)
+    now = REG_TIMEOUT + 100.0 - 1.0
+    assert reg.evict_step(now, 100) == 0  # the first three are not old enough yet
+    assert reg.evict_step(now + 400, 2) == 2
+    assert reg.evict_step(now + 400, 2) == 1
+    assert sorted(pid for pid, _ in reg.items()) == ["p3", "p4", "p5"]
+
+
+def test_full_registry_makes_room_from_offline_records_only() -> None:
+    reg = PeerRegistry(max_peers=3)
+    online = PeerRecord()
+    online.last_reg = 1000.0
+    reg.put("online", online)
+    reg.put("old1", PeerRecord())
+    reg.put("old2", PeerRecord())
+    assert reg.has_room(1001.0)  # offline records make room
+    assert "online" in reg and len(reg) == 1
+    for name in ("b", "c"):
+        rec = PeerRecord()
+        rec.last_reg = 1000.0
+        reg.put(name, rec)
+    assert not reg.has_room(1001.0)  # everyone is online: no room, nobody evicted
+    assert len(reg) == 3
+
+
+def test_blocker_table_is_bounded_and_pruned() -> None:
+    blocker = IpBlocker(BlockerLimits(max_entries=3))
+    for i in range(3):
+        assert blocker.allow(f"10.0.0.{i}", "id", 0.0)
+    assert not blocker.allow("10.0.0.9", "id", 1.0)  # full, nothing expired yet
+    later = 86_400 + 2.0
+    assert blocker.allow("10.0.0.9", "id", later)  # expired entries made room
+    assert blocker.prune_step(later, 10) == 0 and len(blocker.entries) == 1
+
+
+def test_ipv6_clients_share_a_blocker_entry_per_64() -> None:
+    blocker = IpBlocker(BlockerLimits(burst=2))
+    ips = [f"2001:db8:1:2::{i:x}" for i in range(1, 10)]
+    results = [blocker.allow(ip, "id", 0.0) for ip in ips]
+    assert results == [True, True, True, True, False, False, False, False, False]
+    assert list(blocker.entries) == ["2001:db8:1:2::/64"]
