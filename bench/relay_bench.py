@@ -391,7 +391,9 @@ def main() -> None:
         f"{platform.python_version()}, loopback. Baseline: `bench/relay_splice_baseline.c` "
         "(single-threaded epoll + splice, built by the benchmark). pyhbb: `.venv/bin/hbbr` "
         "(uvloop, splice pump, limiter active with caps far above loopback speed). "
-        f"Median of {reps} run(s); {per_flow >> 20} MiB per direction per run.",
+        f"Median of {reps} run(s); {per_flow >> 20} MiB per direction per run. "
+        "Single runs spread by about ±15 % on this 2-core machine (the load generator "
+        "shares the cores), so read the ratios, not the absolute figures.",
         "",
         "| one session | C splice | pyhbb | pyhbb / C |",
         "|---|---|---|---|",
