@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from pyhbb.net.forwarded import parse_networks
+from pyhbb.store.base import StoreError
 from pyhbb.wire import addr_mangle
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.framing import encode_frame, encode_header
@@ -131,3 +132,28 @@ async def test_forwarded_headers_only_from_trusted_proxies(tmp_path: Path) -> No
             assert port != 0  # the real source port keeps requester keys unique
             await a.close()
             b.close()
+
+
+async def test_database_failures_answer_server_error_and_recover(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        store = hbbs.server.executor.store
+        real_insert, real_get = store.insert, store.get
+
+        async def broken(*args: object) -> None:
+            raise StoreError("disk I/O error (simulated)")
+
+        store.insert = broken  # type: ignore[method-assign]
+        b = await UdpPeer.open(hbbs.udp, "127.0.0.2")
+        assert (
+            await b.register_pk("123456789", b"u", b"k" * 32) == pb.RegisterPkResponse.SERVER_ERROR
+        )
+        assert "123456789" not in hbbs.server.core.state.peers  # nothing half-registered
+        store.get = broken  # type: ignore[method-assign]
+        a = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
+        a.send(
+            Msg(punch_hole_request=pb.PunchHoleRequest(id="987654321", licence_key=hbbs.public_key))
+        )
+        resp = (await a.recv_nonkeyexchange()).punch_hole_response
+        assert not resp.socket_addr and "database" in resp.other_failure
+        store.insert, store.get = real_insert, real_get  # type: ignore[method-assign]
+        assert await b.register_pk("123456789", b"u", b"k" * 32) == pb.RegisterPkResponse.OK
