@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ async def console(port: int, line: str, src: str = "127.0.0.1") -> str:
     out = await asyncio.wait_for(reader.read(), 20)
     writer.close()
     return out.decode()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll ``check`` (the once-a-second tick applies console changes) until true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def timed_transfer(
@@ -148,14 +159,12 @@ async def test_console_blacklist_limits_a_running_session(start_relay: StartRela
     _r2, w2 = await tcp_relay_client(port, "uuid-bl", "127.0.0.3")
     assert await timed_transfer(w2, r1, 4 << 20) < 30
     assert await console(port, "ba 127.0.0.2") == ""
-    await asyncio.sleep(1.5)  # applied at the next once-a-second check
     (session,) = relay.sessions
-    assert session.budget.blacklisted
+    assert await eventually(lambda: session.budget.blacklisted)  # at the next tick
     elapsed = await timed_transfer(w2, r1, 1 << 20)
     assert 2.0 <= elapsed < 40
     assert await console(port, "br all") == ""
-    await asyncio.sleep(1.5)
-    assert not session.budget.blacklisted
+    assert await eventually(lambda: not session.budget.blacklisted)
     w1.close()
     w2.close()
 
@@ -166,7 +175,9 @@ async def test_console_usage_lists_sessions(start_relay: StartRelay) -> None:
     _r1, w1 = await tcp_relay_client(port, "uuid-u", "127.0.0.2")
     r2, w2 = await tcp_relay_client(port, "uuid-u", "127.0.0.3")
     await timed_transfer(w1, r2, 2 << 20)
-    await asyncio.sleep(2.2)
+    (session,) = relay.sessions
+    assert await eventually(lambda: session.budget.elapsed_ms >= 1000)
+    assert await eventually(lambda: session.budget.total_bits == 8 * (2 << 20))
     lines = (await console(port, "usage")).splitlines()
     assert len(lines) == 1
     key, figures = lines[0].split(": ", 1)
