@@ -30,7 +30,7 @@ from pyhbb.config.hbbr import HbbrOptions
 from pyhbb.net.console_gate import CONSOLE_READ_LIMIT, CONSOLE_READ_TIMEOUT, Verdict, classify
 from pyhbb.net.console_gate import parse_command as parse_console_command
 from pyhbb.net.forwarded import client_addr
-from pyhbb.net.sockets import is_loopback, set_nodelay, tcp_listener
+from pyhbb.net.sockets import BACKLOG, is_loopback, set_nodelay, tcp_listener
 from pyhbb.relay import console
 from pyhbb.relay.bandwidth import MEBIBIT, RelaySettings, SessionBudget, TokenBucket
 from pyhbb.relay.console import UsageLine
@@ -271,6 +271,7 @@ class RelayServer:
             max_queue=WS_MAX_QUEUE,
             write_limit=WS_WRITE_LIMIT,
             server_header=None,
+            backlog=BACKLOG,  # asyncio would listen() again with its default of 100
         )
         self._tick_handle = loop.call_later(TICK, self._tick)
         log.info(
