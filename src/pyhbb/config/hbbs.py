@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _int(src: OptionSource, name: str, low: int, high: int) -> int:
-    value = src.get_int(name, 0)
+    default = next(int(opt.default) for opt in ALL_OPTIONS if opt.name == name)
+    value = src.get_int(name, default)  # an empty value means the default, as for DB_URL
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is out of range ({low}..{high})")
     return value
