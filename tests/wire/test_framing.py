@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pyhbb.wire.framing import FrameDecoder, FrameError, encode_frame, encode_header
+from pyhbb.wire.framing import (
+    FrameDecoder,
+    FrameError,
+    encode_frame,
+    encode_header,
+    split_first_frame,
+)
 
 VECTORS = [
     (0, "00"),
@@ -72,3 +78,13 @@ def test_take_buffered_returns_partial_tail() -> None:
     assert frames == [b"req"]
     assert dec.take_buffered() == b"\x0cre"
     assert dec.buffered == 0
+
+
+def test_split_first_frame_leaves_the_rest_untouched() -> None:
+    # what follows need not be frames: a relay client's raw stream right behind its request
+    rest = b"\xff\xff\xff\xffraw"
+    assert split_first_frame(encode_frame(b"req") + rest, 100) == (b"req", rest)
+    assert split_first_frame(encode_frame(b"req")[:-1], 100) is None
+    assert split_first_frame(b"", 100) is None
+    with pytest.raises(FrameError):
+        split_first_frame(encode_header(101), 100)

@@ -39,7 +39,7 @@ from pyhbb.relay.pairing import Paired, Pairing, Rejected
 from pyhbb.relay.splice_pump import SplicePump
 from pyhbb.relay.ws_bridge import Activity, run_directions, tcp_to_ws, ws_to_tcp, ws_to_ws
 from pyhbb.wire.addr_mangle import Addr, normalize, try_into_v4
-from pyhbb.wire.framing import FrameError
+from pyhbb.wire.framing import FrameError, split_first_frame
 from pyhbb.wire.rendezvous_pb2 import RendezvousMessage
 
 log = logging.getLogger("pyhbb.relay")
@@ -149,26 +149,6 @@ class _Counter:
             self.per_ip[ip] = n
         else:
             del self.per_ip[ip]
-
-
-def split_first_frame(data: bytes, max_payload: int) -> tuple[bytes, bytes] | None:
-    """``(payload, rest)`` once ``data`` holds a whole first frame, else None.
-
-    Only the first frame is decoded: what follows it is opaque to the relay.
-    Raises FrameError if the header announces more than ``max_payload``.
-    """
-    if not data:
-        return None
-    head = (data[0] & 3) + 1
-    if len(data) < head:
-        return None
-    length = int.from_bytes(data[:head], "little") >> 2
-    if length > max_payload:
-        raise FrameError(f"first frame of {length} bytes exceeds the {max_payload} limit")
-    end = head + length
-    if len(data) < end:
-        return None
-    return data[head:end], data[end:]
 
 
 def parse_request_relay(payload: bytes) -> tuple[str, str] | None:

@@ -32,6 +32,35 @@ def encode_frame(payload: bytes) -> bytes:
     return encode_header(len(payload)) + payload
 
 
+def _header(buf: bytes | bytearray, pos: int, max_payload: int) -> tuple[int, int] | None:
+    """``(payload start, payload length)`` of the frame at ``pos``, or None while its header
+    is incomplete; raises :class:`FrameError` past ``max_payload``."""
+    if pos >= len(buf):
+        return None
+    head_len = (buf[pos] & 3) + 1
+    if len(buf) - pos < head_len:
+        return None
+    length = int.from_bytes(buf[pos : pos + head_len], "little") >> 2
+    if length > max_payload:
+        raise FrameError(f"frame of {length} bytes exceeds the {max_payload} limit")
+    return pos + head_len, length
+
+
+def split_first_frame(data: bytes, max_payload: int) -> tuple[bytes, bytes] | None:
+    """``(payload, rest)`` once ``data`` holds a whole first frame, else None.
+
+    Only the first frame is decoded: the relay forwards what follows verbatim, and it need
+    not be frames at all. Raises :class:`FrameError` past ``max_payload``.
+    """
+    found = _header(data, 0, max_payload)
+    if found is None:
+        return None
+    start, length = found
+    if len(data) - start < length:
+        return None
+    return data[start : start + length], data[start + length :]
+
+
 class FrameDecoder:
     """Incremental frame decoder with a hard payload-size limit.
 
@@ -53,14 +82,11 @@ class FrameDecoder:
         frames: list[bytes] = []
         pos = 0
         end = len(buf)
-        while pos < end:
-            head_len = (buf[pos] & 3) + 1
-            if end - pos < head_len:
+        while True:
+            found = _header(buf, pos, self.max_payload)
+            if found is None:
                 break
-            length = int.from_bytes(buf[pos : pos + head_len], "little") >> 2
-            if length > self.max_payload:
-                raise FrameError(f"frame of {length} bytes exceeds the {self.max_payload} limit")
-            start = pos + head_len
+            start, length = found
             if end - start < length:
                 break
             frames.append(bytes(buf[start : start + length]))
