@@ -312,3 +312,41 @@ def test_udp_register_pk_reply_goes_to_the_datagram_source() -> None:
     assert resolve(core, core.on_udp(register_pk(), src, T0), T0) == [SendUdp(REG_OK, src)]
     record = core.state.peers.get(B_ID)
     assert record is not None and record.pk == PK_A
+
+
+# -- normalisation at UDP ingress (§1.3, §4.3): the core relies on it -------------------------
+
+
+class FakeExecutor:
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.ran: list[object] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, actions: list[object]) -> None:
+        self.ran += actions
+
+
+def test_udp_ingress_normalises_mapped_addresses_before_the_core() -> None:
+    from pyhbb.rendezvous.adapters.udp import UdpEndpoint
+
+    core = make_core(serial=1)
+    bring_online(core, T0)
+    executor = FakeExecutor(T0 + 1)
+    endpoint = UdpEndpoint(core, executor)  # type: ignore[arg-type]
+    # Dual-stack socket: IPv4 loopback arrives as ::ffff:127.0.0.1 (4-tuple address).
+    endpoint.datagram_received(register_peer(), ("::ffff:127.0.0.1", 5000, 0, 0))
+    assert executor.ran == [SendUdp(NO_REQUEST_PK, ("127.0.0.1", 5000))]  # loopback: exempt
+    executor.ran.clear()
+    cu = rm(configure_update=pb.ConfigUpdate(serial=2, rendezvous_servers=["a"]))
+    endpoint.datagram_received(cu, ("::ffff:127.0.0.1", 5001, 0, 0))
+    assert executor.ran == [ResolveServers(2, ["a"])]
+    # A public mapped address compares equal to B's registered IPv4 address.
+    core = make_core()
+    bring_online(core, T0)
+    executor = FakeExecutor(T0 + 1)
+    endpoint = UdpEndpoint(core, executor)  # type: ignore[arg-type]
+    endpoint.datagram_received(register_peer(), ("::ffff:" + B_ADDR[0], B_ADDR[1], 0, 0))
+    assert executor.ran == [SendUdp(NO_REQUEST_PK, B_ADDR)]
