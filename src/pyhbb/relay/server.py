@@ -27,6 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from pyhbb.config.hbbr import HbbrOptions
+from pyhbb.net.conn_limits import ConnectionLimiter
 from pyhbb.net.console_gate import CONSOLE_READ_LIMIT, CONSOLE_READ_TIMEOUT, Verdict, classify
 from pyhbb.net.console_gate import parse_command as parse_console_command
 from pyhbb.net.forwarded import client_addr
@@ -125,32 +126,6 @@ class Session:
             self.task.cancel()
 
 
-class _Counter:
-    """Connections still in their first-message phase, globally and per IP."""
-
-    def __init__(self, limit: int, per_ip: int) -> None:
-        self.limit = limit
-        self.per_ip_limit = per_ip
-        self.total = 0
-        self.per_ip: dict[str, int] = {}
-
-    def enter(self, ip: str) -> bool:
-        n = self.per_ip.get(ip, 0)
-        if self.total >= self.limit or n >= self.per_ip_limit:
-            return False
-        self.total += 1
-        self.per_ip[ip] = n + 1
-        return True
-
-    def leave(self, ip: str) -> None:
-        self.total -= 1
-        n = self.per_ip[ip] - 1
-        if n:
-            self.per_ip[ip] = n
-        else:
-            del self.per_ip[ip]
-
-
 def parse_request_relay(payload: bytes) -> tuple[str, str] | None:
     """``(uuid, licence_key)`` if ``payload`` is a RendezvousMessage with RequestRelay."""
     msg = RendezvousMessage()
@@ -182,7 +157,9 @@ class RelayServer:
             licence_key, opts.pair_wait_timeout, opts.max_waiting, opts.max_waiting_per_ip
         )
         self.sessions: set[Session] = set()
-        self._handshakes = _Counter(opts.max_handshakes, opts.max_handshakes_per_ip)
+        self._handshakes = ConnectionLimiter(
+            opts.max_handshakes_per_ip, opts.max_handshakes, "hbbr (first message)"
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._total: TokenBucket | None = None
@@ -311,7 +288,7 @@ class RelayServer:
                     self._accept_resume = self.loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return  # ECONNABORTED and the like: the client is gone
             addr = normalize(peer)
-            if not self._handshakes.enter(addr[0]):
+            if not self._handshakes.acquire(addr[0]):
                 log.warning("too many connections in progress; refusing %s", fmt_addr(addr))
                 sock.close()
                 continue
@@ -329,7 +306,7 @@ class RelayServer:
         try:
             handed_over = await self._tcp_first_message(sock, addr)
         finally:
-            self._handshakes.leave(addr[0])
+            self._handshakes.release(addr[0])
             if not handed_over:
                 sock.close()
 
@@ -414,7 +391,7 @@ class RelayServer:
                 if ip in server._blocklist:
                     log.info("%s blocked (websocket)", ip)
                     transport.abort()  # type: ignore[attr-defined]
-                elif not server._handshakes.enter(ip):
+                elif not server._handshakes.acquire(ip):
                     log.warning("too many connections in progress; refusing %s", ip)
                     transport.abort()  # type: ignore[attr-defined]
                 else:
@@ -430,7 +407,7 @@ class RelayServer:
         ip = getattr(ws, "counted_ip", None)
         if ip is not None:
             ws.counted_ip = None  # type: ignore[attr-defined]
-            self._handshakes.leave(ip)
+            self._handshakes.release(ip)
 
     async def _ws_handler(self, ws: ServerConnection) -> None:
         peer = normalize(ws.remote_address)
