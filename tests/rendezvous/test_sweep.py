@@ -74,3 +74,21 @@ def test_ipv6_clients_share_a_blocker_entry_per_64() -> None:
     results = [blocker.allow(ip, "id", 0.0) for ip in ips]
     assert results == [True, True, True, True, False, False, False, False, False]
     assert list(blocker.entries) == ["2001:db8:1:2::/64"]
+
+
+def test_database_rows_do_not_overfill_a_full_table() -> None:
+    from pyhbb.rendezvous.core import RendezvousCore
+    from pyhbb.rendezvous.state import CoreSettings
+    from pyhbb.store.base import StoredPeer
+
+    core = RendezvousCore(CoreSettings(max_peers=1))
+    state = core.state
+    online = PeerRecord()
+    online.last_reg = 100.0
+    state.peers.put("online", online)
+    results = []
+    state.with_peer("stored99", 100.0, lambda rec, now, ok: results.append(rec) or [])
+    row = StoredPeer(b"g" * 16, "stored99", b"u", b"k" * 32, "1.2.3.4")
+    state.peer_loaded("stored99", row, 100.0)
+    assert results[0] is not None and results[0].pk == b"k" * 32  # the answer uses it
+    assert "stored99" not in state.peers and len(state.peers) == 1  # but does not keep it

@@ -335,7 +335,7 @@ def parse_hbbs_options(
     """Parse flags and every configuration source; raises ConfigError with advice."""
     args = build_parser().parse_args(argv)
     workdir = workdir or Path.cwd()
-    config = Path(args.config) if args.config else None
+    config = workdir / args.config if args.config else None  # relative to the workdir
     src = OptionSource.load(os.environ if environ is None else environ, workdir, config)
     layered = OptionSource(
         [

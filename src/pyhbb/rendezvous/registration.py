@@ -131,11 +131,12 @@ class Registration:
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
                 return [reply(Result.SERVER_ERROR)]
-            if record is None:
+            if record is None or s.peers.get(peer_id) is not record:
+                # new, or loaded while the table was full (kept out of it): needs room
                 if not s.peers.has_room(now):
-                    log.warning("peer table full (%d): refusing new id %s", len(s.peers), peer_id)
+                    log.warning("peer table full (%d): refusing id %s", len(s.peers), peer_id)
                     return [reply(Result.TOO_FREQUENT)]
-                record = PeerRecord()
+                record = record or PeerRecord()
                 s.peers.put(peer_id, record)
             return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
 

@@ -128,7 +128,9 @@ class CoreState:
             record = self.peers.get(peer_id)
             if record is None and row is not None:
                 record = PeerRecord.from_stored(row)
-                self.peers.put(peer_id, record)
+                # A full table still answers look-ups; the record just is not kept.
+                if self.peers.has_room(now):
+                    self.peers.put(peer_id, record)
             actions += cont(record, now, True)
         return actions
 
