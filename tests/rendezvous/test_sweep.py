@@ -92,3 +92,42 @@ def test_database_rows_do_not_overfill_a_full_table() -> None:
     state.peer_loaded("stored99", row, 100.0)
     assert results[0] is not None and results[0].pk == b"k" * 32  # the answer uses it
     assert "stored99" not in state.peers and len(state.peers) == 1  # but does not keep it
+
+
+def test_details_leave_memory_and_reload_for_the_next_register_pk() -> None:
+    from pyhbb.rendezvous.actions import LoadPeer, Persist, UpdatePeer
+    from pyhbb.rendezvous.peer_registry import DETAILS_TTL
+    from tests.rendezvous.helpers import (
+        B_ADDR,
+        B_ID,
+        NO_REQUEST_PK,
+        PK_A,
+        REG_OK,
+        T0,
+        make_core,
+        register_peer,
+        register_pk,
+        stored,
+    )
+
+    core = make_core()
+    row = stored()
+    # Loaded from the database by a first RegisterPk: details in memory.
+    out = core.on_udp(register_pk(), B_ADDR, T0)
+    assert out == [LoadPeer(B_ID)]
+    assert core.peer_loaded(B_ID, row, T0)[0].payload == REG_OK  # type: ignore[union-attr]
+    record = core.state.peers.get(B_ID)
+    assert record is not None and record.details is not None
+    # Heartbeats keep it online; after DETAILS_TTL the housekeeping drops the details only.
+    later = T0 + DETAILS_TTL + 1
+    assert core.on_udp(register_peer(), B_ADDR, later)[0].payload == NO_REQUEST_PK  # type: ignore[union-attr]
+    for _ in range(100):
+        core.on_timer(later)
+    assert record.details is None and core.state.peers.get(B_ID) is record
+    assert record.online(later) and record.pk == PK_A
+    # A key change needs them again: loaded, then the same row (guid) is updated.
+    out = core.on_udp(register_pk(pk=b"\x33" * 32), B_ADDR, later)
+    assert out == [LoadPeer(B_ID)]
+    (persist,) = core.peer_loaded(B_ID, row, later)
+    assert isinstance(persist, Persist)
+    assert persist.write == UpdatePeer(row.guid, B_ID, b"\x33" * 32, B_ADDR[0])

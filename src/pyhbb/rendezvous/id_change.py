@@ -64,16 +64,19 @@ class IdChange:
             if new_id == old_id:
                 return reply(Result.OK)
 
+            guid = record.guid  # the details may leave memory while we look up new_id
+
             def with_new(taken: PeerRecord | None, now: float, ok: bool) -> list[Action]:
-                return self._rename(record, taken, ok, old_id, new_id, now, reply)
+                return self._rename(record, guid, taken, ok, old_id, new_id, now, reply)
 
             return s.with_peer(new_id, now, with_new)
 
-        return s.with_peer(old_id, now, with_old)
+        return s.with_peer(old_id, now, with_old, need_details=True)
 
     def _rename(
         self,
         record: PeerRecord,
+        guid: bytes,
         taken: PeerRecord | None,
         ok: bool,
         old_id: str,
@@ -94,11 +97,11 @@ class IdChange:
             self._prune(now)
         self._recent[new_id] = now
         log.info("peer %s changed its id to %s", old_id, new_id)
-        if not record.guid:
+        if not guid:
             return reply(Result.OK)
         return [
             Persist(
-                RenamePeer(record.guid, old_id, new_id),
+                RenamePeer(guid, old_id, new_id),
                 on_ok=reply(Result.OK),
                 on_fail=reply(Result.SERVER_ERROR),
                 on_conflict=reply(Result.ID_EXISTS),

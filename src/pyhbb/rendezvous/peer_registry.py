@@ -8,59 +8,162 @@ upstream, the table is bounded: records that have been offline for long are evic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pyhbb.rendezvous.sweep import Sweeper
 from pyhbb.store.base import StoredPeer
-from pyhbb.wire.addr_mangle import Addr
+from pyhbb.wire.addr_mangle import Addr, try_into_v4
 
 if TYPE_CHECKING:
     from pyhbb.rendezvous.links import Link
 
 REG_TIMEOUT = 30.0
+ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of PeerRecord.udp_heartbeat
+DETAILS_TTL = 300.0  # keep a peer's details this long after its last RegisterPk
 FULL_TABLE_BUDGET = 20_000
 EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
 
 
-class PeerRecord:
-    """One peer's registration state. Mutated in place on the hot path."""
+def pack_addr(addr: Addr) -> bytes:
+    """4 or 16 address bytes, then the port big-endian (6 or 18 bytes)."""
+    ip, port = addr
+    raw = socket.inet_pton(socket.AF_INET6, ip) if ":" in ip else socket.inet_aton(ip)
+    return raw + port.to_bytes(2, "big")
 
-    __slots__ = (
-        "addr",
-        "guid",
-        "ip",
-        "last_reg",
-        "pk",
-        "reg_pk_count",
-        "reg_pk_time",
-        "session",
-        "uuid",
-    )
 
-    def __init__(
-        self,
-        guid: bytes = b"",
-        uuid: bytes = b"",
-        pk: bytes = b"",
-        ip: str = "",
-    ) -> None:
-        self.addr: Addr | None = None
-        """Last registered UDP address (normalised); ``None`` = never registered."""
-        self.last_reg = EXPIRED
+def unpack_addr(raw: bytes) -> Addr:
+    ip = socket.inet_ntoa(raw[:4]) if len(raw) == 6 else socket.inet_ntop(socket.AF_INET6, raw[:16])
+    return ip, int.from_bytes(raw[-2:], "big")
+
+
+class PeerDetails:
+    """What only RegisterPk and ID changes need. Dropped from memory a few minutes after
+    its last use and reloaded from the database when needed again: it would otherwise
+    double the memory of every idle peer."""
+
+    __slots__ = ("guid", "ip", "reg_pk_count", "reg_pk_time", "uuid")
+
+    def __init__(self, guid: bytes = b"", uuid: bytes = b"", ip: str = "") -> None:
         self.guid = guid
         self.uuid = uuid
-        self.pk = pk
         self.ip = ip
-        """``info.ip`` of the last accepted RegisterPk."""
+        """``info.ip`` of the last accepted RegisterPk (normalised)."""
         self.reg_pk_count = 0
         self.reg_pk_time = EXPIRED
+
+    @classmethod
+    def from_stored(cls, row: StoredPeer) -> PeerDetails:
+        return cls(row.guid, row.uuid, try_into_v4(row.ip))
+
+
+class PeerRecord:
+    """One peer's registration state, compact because a million of them live in memory.
+
+    The key and the UDP address share one bytes object (``len(pk)``, pk, packed address):
+    with CPython's allocator it costs what the key alone would. A packed address with port
+    0 carries only the IP of the last RegisterPk (upstream's ``info.ip`` fallback).
+    """
+
+    __slots__ = ("_blob", "details", "last_reg", "session")
+
+    def __init__(self, guid: bytes = b"", uuid: bytes = b"", pk: bytes = b"", ip: str = "") -> None:
+        self._blob = bytes((len(pk),)) + pk
+        self.last_reg = EXPIRED
         self.session: Link | None = None
         """TCP/WebSocket registration session, when the peer registered over one."""
+        self.details: PeerDetails | None = PeerDetails(guid, uuid, ip)
+        if ip:
+            self.set_ip_only(ip)
 
     @classmethod
     def from_stored(cls, row: StoredPeer) -> PeerRecord:
-        return cls(row.guid, row.uuid, row.pk, row.ip)
+        return cls(row.guid, row.uuid, row.pk, try_into_v4(row.ip))
+
+    # -- key and address, in the blob ------------------------------------------------------
+
+    @property
+    def pk(self) -> bytes:
+        blob = self._blob
+        return blob[1 : 1 + blob[0]]
+
+    @pk.setter
+    def pk(self, pk: bytes) -> None:
+        self._blob = bytes((len(pk),)) + pk + self._packed_addr()
+
+    @property
+    def has_pk(self) -> bool:
+        return self._blob[0] != 0
+
+    def _packed_addr(self) -> bytes:
+        blob = self._blob
+        return blob[1 + blob[0] :]
+
+    @property
+    def addr(self) -> Addr | None:
+        """Last registered UDP address (normalised); ``None`` = never registered by UDP."""
+        packed = self._packed_addr()
+        if not packed or packed[-2:] == b"\0\0":
+            return None
+        return unpack_addr(packed)
+
+    @addr.setter
+    def addr(self, addr: Addr | None) -> None:
+        blob = self._blob
+        head = blob[: 1 + blob[0]]
+        self._blob = head if addr is None else head + pack_addr(addr)
+
+    def set_ip_only(self, ip: str) -> None:
+        """Remember ``ip`` for the IP-change test while no UDP address is known."""
+        try:
+            self.addr = (ip, 0)
+        except (OSError, ValueError):
+            self.addr = None  # an unparsable stored IP: the next heartbeat asks for the key
+
+    @property
+    def registered_ip(self) -> str:
+        """The IP the next RegisterPeer is compared with: UDP address, else ``info.ip``."""
+        packed = self._packed_addr()
+        return unpack_addr(packed)[0] if packed else ""
+
+    def udp_heartbeat(self, packed: bytes, now: float, from_loopback: bool) -> int:
+        """RegisterPeer from the address ``packed`` (:func:`pack_addr`), the hot path of
+        §6.3: returns :data:`ACCEPTED` (address and time refreshed), :data:`IP_CHANGED` or
+        :data:`NO_KEY` (the client must send RegisterPk; nothing is updated)."""
+        blob = self._blob
+        cut = 1 + blob[0]
+        if blob[cut:] != packed:
+            if blob[cut:-2] != packed[:-2] and not from_loopback:
+                return IP_CHANGED
+            if cut == 1:
+                return NO_KEY
+            self._blob = blob[:cut] + packed  # a new port (NAT rebinding): allocates
+        elif cut == 1:
+            return NO_KEY
+        self.last_reg = now
+        self.session = None  # the latest registration decides the route
+        return ACCEPTED
+
+    # -- details (RegisterPk only) -----------------------------------------------------------
+
+    def _details(self) -> PeerDetails:
+        details = self.details
+        if details is None:
+            raise LookupError("peer details are not loaded; use with_peer(need_details=True)")
+        return details
+
+    @property
+    def guid(self) -> bytes:
+        return self._details().guid
+
+    @property
+    def uuid(self) -> bytes:
+        return self._details().uuid
+
+    @property
+    def ip(self) -> str:
+        return self._details().ip
 
     def online(self, now: float) -> bool:
         return self.session is not None or now - self.last_reg < REG_TIMEOUT
@@ -74,15 +177,14 @@ class PeerRegistry:
         self.evict_after = evict_after
         self._peers: dict[str, PeerRecord] = {}
         self._sweeper = Sweeper(self._peers)
+        # The dict's own method: one call less on the path of every heartbeat.
+        self.get: Callable[[str], PeerRecord | None] = self._peers.get
 
     def __len__(self) -> int:
         return len(self._peers)
 
     def __contains__(self, peer_id: str) -> bool:
         return peer_id in self._peers
-
-    def get(self, peer_id: str) -> PeerRecord | None:
-        return self._peers.get(peer_id)
 
     def items(self) -> Iterator[tuple[str, PeerRecord]]:
         return iter(self._peers.items())
@@ -112,7 +214,16 @@ class PeerRegistry:
         """Drop, among the next ``budget`` records, those offline for longer than
         ``offline_for`` (default ``evict_after``); the database keeps them."""
         limit = REG_TIMEOUT + (self.evict_after if offline_for is None else offline_for)
-        return self._sweeper.step(budget, lambda r: r.session is None and now - r.last_reg > limit)
+
+        def stale(r: PeerRecord) -> bool:
+            if r.session is None and now - r.last_reg > limit:
+                return True
+            details = r.details
+            if details is not None and now - details.reg_pk_time > DETAILS_TTL:
+                r.details = None  # the database has them; reloaded on demand
+            return False
+
+        return self._sweeper.step(budget, stale)
 
     def online_count(self, now: float) -> int:
         return sum(1 for r in self._peers.values() if r.online(now))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from pyhbb.net.sockets import is_loopback
 from pyhbb.rendezvous.actions import (
     Action,
     InsertPeer,
@@ -23,11 +22,11 @@ from pyhbb.rendezvous.messages import (
     REGISTER_PEER_SEND_PK,
     Result,
 )
-from pyhbb.rendezvous.peer_registry import PeerRecord
+from pyhbb.rendezvous.peer_registry import ACCEPTED, IP_CHANGED, PeerRecord, pack_addr
 from pyhbb.rendezvous.rate_limits import reg_pk_allowed
 from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
-from pyhbb.wire.addr_mangle import Addr, try_into_v4
+from pyhbb.wire.addr_mangle import Addr
 
 log = logging.getLogger("pyhbb.rendezvous")
 
@@ -62,15 +61,12 @@ class Registration:
             request_pk = True
         else:
             ip = src[0]
-            old_ip = record.addr[0] if record.addr is not None else try_into_v4(record.ip)
-            ip_change = ip != old_ip and not is_loopback(ip)
-            request_pk = not record.pk or ip_change
-            if not request_pk:
-                record.addr = src
-                record.last_reg = now
-                record.session = None  # the latest registration decides the route
-            elif ip_change and record.reg_pk_count <= 2:
-                log.info("IP change of %s from %s to %s", peer_id, old_ip, ip)
+            result = record.udp_heartbeat(pack_addr(src), now, ip[:4] == "127." or ip == "::1")
+            request_pk = result != ACCEPTED
+            if result == IP_CHANGED and (
+                record.details is None or record.details.reg_pk_count <= 2
+            ):
+                log.info("IP change of %s from %s to %s", peer_id, record.registered_ip, ip)
         actions: list[Action] = [
             SendUdp(REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK, src)
         ]
@@ -85,8 +81,8 @@ class Registration:
         record = s.peers.get(msg.id)
         request_pk = (
             record is None
-            or not record.pk
-            or try_into_v4(record.ip) != link.addr[0]
+            or not record.has_pk
+            or record.registered_ip != link.addr[0]
             or not s.bind_session(link, msg.id, record, now)
         )
         actions: list[Action] = [
@@ -140,7 +136,7 @@ class Registration:
                 s.peers.put(peer_id, record)
             return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
 
-        return s.with_peer(peer_id, now, decide)
+        return s.with_peer(peer_id, now, decide, need_details=True)
 
     def _apply(
         self,
@@ -155,10 +151,12 @@ class Registration:
     ) -> list[Action]:
         s = self.s
         ip = src[0]
-        old_ip = try_into_v4(record.ip)
-        if not record.uuid:
+        details = record.details
+        assert details is not None  # with_peer(need_details=True) loaded them
+        old_ip = details.ip
+        if not details.uuid:
             changed, ip_changed = True, False
-        elif record.uuid == uuid:
+        elif details.uuid == uuid:
             if old_ip != ip and record.pk != pk:
                 log.info("RegisterPk of %s from %s refused: new key and new IP", peer_id, ip)
                 s.stats["register_pk_refused"] += 1
@@ -169,33 +167,37 @@ class Registration:
             log.info("RegisterPk of %s from %s refused: id owned by another machine", peer_id, ip)
             s.stats["register_pk_refused"] += 1
             return [reply(Result.UUID_MISMATCH)]
-        allowed, record.reg_pk_count = reg_pk_allowed(record.reg_pk_count, record.reg_pk_time, now)
+        allowed, details.reg_pk_count = reg_pk_allowed(
+            details.reg_pk_count, details.reg_pk_time, now
+        )
         if not allowed:
             s.stats["register_pk_too_frequent"] += 1
             return [reply(Result.TOO_FREQUENT)]
-        record.reg_pk_time = now
+        details.reg_pk_time = now
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
         if session is not None and not s.bind_session(session, peer_id, record, now):
             return [reply(Result.TOO_FREQUENT)]
         if not changed:
             return [reply(Result.OK)]
-        is_new = not record.guid
-        pk_changed = bool(record.pk) and record.pk != pk
-        record.uuid = uuid
+        is_new = not details.guid
+        pk_changed = record.has_pk and record.pk != pk
+        details.uuid = uuid
+        details.ip = ip
         record.pk = pk
-        record.ip = ip
         record.last_reg = now
         if session is None:
             record.addr = src
             record.session = None
+        elif record.addr is None:
+            record.set_ip_only(ip)
         write: StoreWrite
         if is_new:
-            record.guid = s.random_bytes(16)
-            write = InsertPeer(record.guid, peer_id, uuid, pk, ip)
+            details.guid = s.random_bytes(16)
+            write = InsertPeer(details.guid, peer_id, uuid, pk, ip)
             log.info("new peer %s registered from %s", peer_id, _fmt(src))
         else:
-            write = UpdatePeer(record.guid, peer_id, pk, ip)
+            write = UpdatePeer(details.guid, peer_id, pk, ip)
             what = "key changed" if pk_changed else "IP changed"
             log.info("peer %s re-registered from %s (%s)", peer_id, _fmt(src), what)
         s.stats["register_pk_stored"] += 1
@@ -206,7 +208,7 @@ class Registration:
         self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         record = self.s.peers.get(peer_id)
-        if record is not None and record.guid == write.guid:
+        if record is not None and record.details is not None and record.details.guid == write.guid:
             self.s.peers.remove(peer_id, record)
         log.error("database write for %s failed; its record will be reloaded", peer_id)
 

@@ -14,7 +14,7 @@ from pyhbb.rendezvous.actions import Action, LoadPeer, Send, SendUdp
 from pyhbb.rendezvous.lan import LanPolicy
 from pyhbb.rendezvous.links import Link, RequesterTable
 from pyhbb.rendezvous.messages import config_update
-from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerRecord, PeerRegistry
+from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerDetails, PeerRecord, PeerRegistry
 from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker, IpChanges, PunchLog
 from pyhbb.rendezvous.relay_servers import RelayServers
 from pyhbb.store.base import StoredPeer
@@ -102,11 +102,14 @@ class CoreState:
 
     # -- peers ----------------------------------------------------------------------------
 
-    def with_peer(self, peer_id: str, now: float, cont: PeerCont) -> list[Action]:
+    def with_peer(
+        self, peer_id: str, now: float, cont: PeerCont, need_details: bool = False
+    ) -> list[Action]:
         """Run ``cont`` with the record of ``peer_id`` from memory, or after loading it
-        from the store (memory-then-database look-up, §6.1)."""
+        from the store (memory-then-database look-up, §6.1). ``need_details`` also loads
+        the details a record may have dropped (uuid, guid, info.ip)."""
         record = self.peers.get(peer_id)
-        if record is not None:
+        if record is not None and (record.details is not None or not need_details):
             return cont(record, now, True)
         waiting = self._waiting.get(peer_id)
         if waiting is not None:
@@ -131,6 +134,9 @@ class CoreState:
                 # A full table still answers look-ups; the record just is not kept.
                 if self.peers.has_room(now):
                     self.peers.put(peer_id, record)
+            elif record is not None and record.details is None:
+                # The details dropped from memory; a missing row makes it a new peer.
+                record.details = PeerDetails() if row is None else PeerDetails.from_stored(row)
             actions += cont(record, now, True)
         return actions
 
