@@ -9,27 +9,10 @@ import subprocess
 from pathlib import Path
 
 from pyhbb.wire import rendezvous_pb2 as pb
+from tests.store.official import OFFICIAL_SCHEMA
 from tests.support.ports import free_base_port
 from tests.support.processes import VENV_BIN, start, stop, wait_tcp
 from tests.support.rdclient import Msg, TcpClient, UdpPeer
-
-OFFICIAL_SCHEMA = """
-create table if not exists peer (
-    guid blob primary key not null,
-    id varchar(100) not null,
-    uuid blob not null,
-    pk blob not null,
-    created_at datetime not null default(current_timestamp),
-    user blob,
-    status tinyint,
-    note varchar(300),
-    info text not null
-) without rowid;
-create unique index if not exists index_peer_id on peer (id);
-create index if not exists index_peer_user on peer (user);
-create index if not exists index_peer_created_at on peer (created_at);
-create index if not exists index_peer_status on peer (status);
-"""
 
 
 def test_help_explains_every_option() -> None:

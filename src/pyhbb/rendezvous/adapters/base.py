@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from nacl.signing import SigningKey
 
 from pyhbb.net.conn_limits import ConnectionLimiter
 from pyhbb.net.forwarded import Network
+from pyhbb.net.sockets import set_nodelay
+from pyhbb.rendezvous.adapters.idle import HeartbeatTimer, IdleTimer
 from pyhbb.rendezvous.core import RendezvousCore
-from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.links import Link, Transport
+from pyhbb.wire.addr_mangle import Addr, normalize
 
 if TYPE_CHECKING:
     from pyhbb.rendezvous.adapters.executor import Executor
     from pyhbb.rendezvous.console import Console
+
+log = logging.getLogger("pyhbb.rendezvous")
 
 IDLE_TIMEOUT = 30.0  # upstream: every read on P, P-1 and P+2 has a 30 s timeout
 WS_HANDSHAKE_TIMEOUT = 10.0
@@ -61,3 +67,74 @@ class AdapterContext:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
+
+
+class ProtocolLink(asyncio.Protocol, IoLink):
+    """The connection lifecycle the TCP, WebSocket and P-1 adapters share: connection
+    limits, the idle timer, session heartbeats, closing and clean-up."""
+
+    __slots__ = ("_beat", "_closed", "_ctx", "_idle", "_registered", "_transport", "peer")
+    kind: ClassVar[Transport]
+
+    def __init__(self, ctx: AdapterContext) -> None:
+        self._ctx = ctx
+        self._closed = True
+        self._registered = False
+        self._beat: HeartbeatTimer | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ctx = self._ctx
+        self._transport = cast(asyncio.Transport, transport)
+        self.peer: Addr = normalize(transport.get_extra_info("peername"))
+        IoLink.__init__(self, self.peer, self.kind)
+        if not ctx.limiter.acquire(self.peer[0], per_ip=self._limited_per_ip()):
+            self._transport.abort()
+            return
+        self._registered = True
+        self._closed = False
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            set_nodelay(sock)
+        ctx.links.add(self)
+        self._idle = IdleTimer(self._first_timeout(), self._on_idle)
+        self._opened()
+
+    def _limited_per_ip(self) -> bool:
+        return True
+
+    def _first_timeout(self) -> float:
+        return self._ctx.idle_timeout
+
+    def _opened(self) -> None:
+        """Called once the connection is accepted (limits passed)."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        self._closed = True
+        self._idle.cancel()
+        if self._beat is not None:
+            self._beat.cancel()
+        ctx = self._ctx
+        ctx.limiter.release(self.peer[0])
+        ctx.links.discard(self)
+        ctx.core.on_link_closed(self, ctx.executor.clock())
+
+    def start_session(self, heartbeat: float, timeout: float) -> None:
+        if self._beat is None and not self._closed:
+            self._idle.set_timeout(timeout)
+            self._beat = HeartbeatTimer(heartbeat, lambda: self.send_message(b""))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._transport.abort()
+
+    def _on_idle(self) -> None:
+        log.debug("%r: idle for %.0f s; closing", self, self._idle.timeout)
+        self.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
 
 from pyhbb.net.console_gate import (
     CONSOLE_READ_LIMIT,
@@ -19,51 +18,29 @@ from pyhbb.net.console_gate import (
     parse_command,
 )
 from pyhbb.net.sockets import is_loopback
-from pyhbb.rendezvous.adapters.base import AdapterContext, IoLink
-from pyhbb.rendezvous.adapters.idle import IdleTimer
+from pyhbb.rendezvous.adapters.base import AdapterContext, ProtocolLink
 from pyhbb.rendezvous.console import COMMANDS
 from pyhbb.rendezvous.links import Transport
-from pyhbb.wire.addr_mangle import normalize
 from pyhbb.wire.framing import FrameDecoder, FrameError, encode_frame
 
 log = logging.getLogger("pyhbb.rendezvous")
 
 
-class NatPortLink(asyncio.Protocol, IoLink):
+class NatPortLink(ProtocolLink):
     """One connection on P-1."""
 
-    __slots__ = (
-        "_buf",
-        "_closed",
-        "_ctx",
-        "_decoder",
-        "_idle",
-        "_mode",
-        "_registered",
-        "_transport",
-    )
+    __slots__ = ("_buf", "_decoder", "_mode")
+    kind = Transport.NAT
 
     def __init__(self, ctx: AdapterContext) -> None:
-        self._ctx = ctx
-        self._closed = True
-        self._registered = False
+        super().__init__(ctx)
         self._buf = b""
         self._mode: Verdict = Verdict.UNDECIDED
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        ctx = self._ctx
-        self._transport = cast(asyncio.Transport, transport)
-        IoLink.__init__(self, normalize(transport.get_extra_info("peername")), Transport.NAT)
-        if not ctx.limiter.acquire(self.addr[0]):
-            self._transport.abort()
-            return
-        self._registered = True
-        self._closed = False
-        ctx.links.add(self)
-        if ctx.console is None or not is_loopback(self.addr[0]):
+    def _opened(self) -> None:
+        if self._ctx.console is None or not is_loopback(self.addr[0]):
             self._mode = Verdict.PROTOCOL
-        self._decoder = FrameDecoder(ctx.max_frame)
-        self._idle = IdleTimer(ctx.idle_timeout, self._on_idle)
+        self._decoder = FrameDecoder(self._ctx.max_frame)
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -109,32 +86,12 @@ class NatPortLink(asyncio.Protocol, IoLink):
 
         asyncio.get_running_loop().create_task(run())
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._registered:
-            return
-        self._registered = False
-        self._closed = True
-        self._idle.cancel()
-        ctx = self._ctx
-        ctx.limiter.release(self.addr[0])
-        ctx.links.discard(self)
-        ctx.core.on_link_closed(self, ctx.executor.clock())
-
     def send_message(self, payload: bytes) -> None:
         if not self._closed:
             self._transport.write(encode_frame(payload))
 
     def start_session(self, heartbeat: float, timeout: float) -> None:
         """P-1 never carries registration sessions."""
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._transport.close()
-
-    def abort(self) -> None:
-        self._closed = True
-        self._transport.abort()
 
     def _on_idle(self) -> None:
         if self._mode is Verdict.UNDECIDED and self._buf:

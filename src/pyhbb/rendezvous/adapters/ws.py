@@ -6,9 +6,7 @@ count as activity. ``X-Real-IP``/``X-Forwarded-For`` are honoured from trusted p
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -16,64 +14,41 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from pyhbb.net.forwarded import client_addr, in_networks
-from pyhbb.net.sockets import set_nodelay
 from pyhbb.rendezvous.adapters.base import (
     MAX_WRITE_BUFFER,
     WS_HANDSHAKE_TIMEOUT,
     AdapterContext,
-    IoLink,
+    ProtocolLink,
 )
-from pyhbb.rendezvous.adapters.idle import HeartbeatTimer, IdleTimer, MessageBucket
+from pyhbb.rendezvous.adapters.idle import MessageBucket
 from pyhbb.rendezvous.links import Transport
-from pyhbb.wire.addr_mangle import normalize
 
 log = logging.getLogger("pyhbb.rendezvous")
 
 
-class WsLink(asyncio.Protocol, IoLink):
+class WsLink(ProtocolLink):
     """One WebSocket client connection on P+2."""
 
-    __slots__ = (
-        "_beat",
-        "_bucket",
-        "_closed",
-        "_ctx",
-        "_fragments",
-        "_idle",
-        "_open",
-        "_registered",
-        "_transport",
-        "_ws",
-        "peer",
-    )
+    __slots__ = ("_bucket", "_fragments", "_open", "_ws")
+    kind = Transport.WS
 
     def __init__(self, ctx: AdapterContext) -> None:
-        self._ctx = ctx
-        self._closed = True
-        self._registered = False
-        self._beat: HeartbeatTimer | None = None
+        super().__init__(ctx)
         self._open = False
         self._fragments: list[bytes] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        ctx = self._ctx
-        self._transport = cast(asyncio.Transport, transport)
-        self.peer = normalize(transport.get_extra_info("peername"))
-        IoLink.__init__(self, self.peer, Transport.WS)
-        from_proxy = in_networks(self.peer[0], ctx.trusted_proxies)
-        if not ctx.limiter.acquire(self.peer[0], per_ip=not from_proxy):
-            self._transport.abort()
-            return
-        self._registered = True
-        self._closed = False
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            set_nodelay(sock)
-        ctx.links.add(self)
-        self._ws = ServerProtocol(max_size=ctx.max_frame)
-        self._bucket = MessageBucket(ctx.message_burst, asyncio.get_running_loop().time())
+    def _limited_per_ip(self) -> bool:
+        # A trusted reverse proxy carries many clients on its one address.
+        return not in_networks(self.peer[0], self._ctx.trusted_proxies)
+
+    def _first_timeout(self) -> float:
         # Upstream has no handshake timeout; a half-open handshake must not hold a slot.
-        self._idle = IdleTimer(WS_HANDSHAKE_TIMEOUT, self._on_idle)
+        return WS_HANDSHAKE_TIMEOUT
+
+    def _opened(self) -> None:
+        ctx = self._ctx
+        self._ws = ServerProtocol(max_size=ctx.max_frame)
+        self._bucket = MessageBucket(ctx.message_burst, ctx.executor.clock())
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
@@ -93,19 +68,6 @@ class WsLink(asyncio.Protocol, IoLink):
         self._ws.receive_eof()
         self._flush()
         return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._registered:
-            return
-        self._registered = False
-        self._closed = True
-        self._idle.cancel()
-        if self._beat is not None:
-            self._beat.cancel()
-        ctx = self._ctx
-        ctx.limiter.release(self.peer[0])
-        ctx.links.discard(self)
-        ctx.core.on_link_closed(self, ctx.executor.clock())
 
     # -- WebSocket events -----------------------------------------------------------------
 
@@ -171,11 +133,6 @@ class WsLink(asyncio.Protocol, IoLink):
         self._ws.send_binary(payload)
         self._flush()
 
-    def start_session(self, heartbeat: float, timeout: float) -> None:
-        if self._beat is None and not self._closed:
-            self._idle.set_timeout(timeout)
-            self._beat = HeartbeatTimer(heartbeat, lambda: self.send_message(b""))
-
     def close(self) -> None:
         if self._closed:
             return
@@ -186,11 +143,3 @@ class WsLink(asyncio.Protocol, IoLink):
                     self._transport.write(chunk)
         self._closed = True
         self._transport.close()
-
-    def abort(self) -> None:
-        self._closed = True
-        self._transport.abort()
-
-    def _on_idle(self) -> None:
-        log.debug("%r: idle; closing", self)
-        self.close()
