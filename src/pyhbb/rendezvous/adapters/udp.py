@@ -25,6 +25,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.v6 = False
         self.oversized = 0
+        self._src: Addr | None = None
+        self._raw_src: tuple[str | object, int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -39,6 +41,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         host = addr[0]
         assert isinstance(host, str)
         src = (try_into_v4(host), addr[1])
+        # Replies to this datagram reuse the socket's own address form (no conversion).
+        self._src, self._raw_src = src, addr
         self.executor.run(self.core.on_udp(data, src, self.executor.clock()))
 
     def error_received(self, exc: Exception) -> None:
@@ -48,6 +52,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def send(self, payload: bytes, addr: Addr) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
+            return
+        if addr is self._src:
+            transport.sendto(payload, self._raw_src)
             return
         ip, port = addr
         if self.v6:
