@@ -18,6 +18,7 @@ import asyncio
 import signal
 import socket
 import sys
+import time
 from typing import cast
 
 import uvloop
@@ -39,7 +40,7 @@ class Baseline(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.peers: dict[str, Record] = {}
         self.transport: asyncio.DatagramTransport | None = None
-        self.time = asyncio.get_running_loop().time
+        self.time = time.monotonic
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop: not a subclass

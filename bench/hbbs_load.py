@@ -57,6 +57,7 @@ from hbbs_loadgen import Layout, SenderPool
 from hbbs_procs import (
     Child,
     cpu_seconds,
+    cpu_split,
     die_with_parent,
     free_port_block,
     rss_bytes,
@@ -89,6 +90,7 @@ class CpuSample:
     """CPU seconds so far: ours per process, and the whole machine from /proc/stat."""
 
     procs: dict[str, float]
+    server_user: float
     machine_proc: float
     machine_softirq: float
     at: float
@@ -96,6 +98,10 @@ class CpuSample:
     @classmethod
     def take(cls, pids: dict[str, list[int]]) -> CpuSample:
         procs: dict[str, float] = {}
+        server_user = 0.0
+        for pid in pids.get("server", []):
+            with contextlib.suppress(OSError):
+                server_user += cpu_split(pid)[0]
         for role, plist in pids.items():
             total = 0.0
             for pid in plist:
@@ -116,13 +122,15 @@ class CpuUse:
     cores: dict[str, float]
     other: float
     softirq: float
+    server_user: float
 
     @classmethod
     def between(cls, a: CpuSample, b: CpuSample) -> CpuUse:
         dt = max(b.at - a.at, 1e-9)
         cores = {k: (b.procs[k] - a.procs.get(k, 0.0)) / dt for k in b.procs}
         other = (b.machine_proc - a.machine_proc) / dt - sum(cores.values())
-        return cls(cores, max(other, 0.0), (b.machine_softirq - a.machine_softirq) / dt)
+        softirq = (b.machine_softirq - a.machine_softirq) / dt
+        return cls(cores, max(other, 0.0), softirq, (b.server_user - a.server_user) / dt)
 
 
 def machine_busy(seconds: float = 1.0) -> float:
@@ -190,6 +198,12 @@ class Step:
         cores = self.cpu.cores.get("server", 0.0)
         return cores * 1e6 / self.rate if self.rate else float("nan")
 
+    @property
+    def server_user_us(self) -> float:
+        """Server CPU microseconds per answered request in user mode (Python, protobuf,
+        uvloop); the rest is the kernel's (system calls, loopback delivery, wake-ups)."""
+        return self.cpu.server_user * 1e6 / self.rate if self.rate else float("nan")
+
     def line(self) -> str:
         c = self.cpu
         verdict = "ok" if self.passed else ("CLIENT-LIMITED" if self.client_limited else "LOSS")
@@ -198,7 +212,8 @@ class Step:
             f"answered {self.rate:9,.0f}/s loss {self.loss * 100:6.2f} % "
             f"(drops: server {self.server_drops}, client {self.client_drops}) "
             f"cores: server {c.cores.get('server', 0):.2f} client {c.cores.get('client', 0):.2f} "
-            f"other {c.other:.2f} softirq {c.softirq:.2f}  {self.server_us:5.2f} µs/req  "
+            f"other {c.other:.2f} softirq {c.softirq:.2f}  {self.server_us:5.2f} µs/req "
+            f"({self.server_user_us:.2f} user)  "
             f"[{verdict}]"
         )
 
@@ -245,6 +260,8 @@ class ServerRun:
     rss_idle: int = 0
     rss_points: list[tuple[int, int]] = field(default_factory=list)
     rss_after_load: int = 0
+    rss_settled: list[tuple[float, int]] = field(default_factory=list)
+    settle_rate: float = 0.0
     steps: list[Step] = field(default_factory=list)
     sustained: Step | None = None
     ceiling_hit: bool = False
@@ -336,6 +353,7 @@ class Options:
     punch_targets: int
     profile: str
     profile_duration: float
+    settle: float
     servers: list[str]
     hbbs: Path
     quiet_limit: float
@@ -592,6 +610,18 @@ class Bench:
             f"{p.pct(50, p.connects):.2f} ms; outcomes {p.outcomes}; B got {p.b_answers}"
         )
 
+    def settle(self, run: ServerRun, server: Child, pool: SenderPool) -> None:
+        """Every peer online at the real heartbeat rate (N / 15 s) for ``--settle`` s."""
+        o = self.o
+        rate = max(1000.0, o.peers / 15)
+        run.settle_rate = rate
+        t0 = time.monotonic()
+        while (elapsed := time.monotonic() - t0) < o.settle:
+            self.step(server, pool, rate, min(30.0, max(1.0, o.settle - elapsed)), "steady")
+            t, rss = time.monotonic() - t0, rss_bytes(server.pid)
+            run.rss_settled.append((t, rss))
+            print(f"  RSS after {t:.0f} s of steady state: {rss / 2**20:.1f} MiB")
+
     def profile(self, run: ServerRun, server: Child, pool: SenderPool) -> None:
         """py-spy (native stacks) on the server: heartbeats at the sustained rate, then the
         first registration of extra peers (new ids from new addresses)."""
@@ -656,6 +686,8 @@ class Bench:
             if name == "pyhbb":
                 if o.punch_rate > 0:
                     self.punches(run, server, pool)
+                if o.settle > 0:
+                    self.settle(run, server, pool)
                 if o.profile != "none":
                     self.profile(run, server, pool)
         finally:
@@ -699,9 +731,10 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
     u = runs.get("uvloop")
     p = runs.get("pyhbb")
     lines = [SECTION, ""]
+    rev = git_revision()
     lines.append(
         f"Measured by `bench/hbbs_load.py` on {today}, {cores} cores, Python {py}, Linux "
-        f"{platform.release()}, loopback only; run took {elapsed / 60:.1f} min. "
+        f"{platform.release()}, loopback only, pyhbb at {rev}; run took {elapsed / 60:.1f} min. "
         f"N = {o.peers:,} peers over {Layout(o.peers, o.per_addr).addrs:,} source addresses "
         f"(≤ {o.per_addr} ids each: REGISTER_IDS_PER_IP stays at the official 300; "
         f"REGISTER_BURST_PER_IP raised to 2^30, since the official ~32 RegisterPk per IP "
@@ -723,22 +756,25 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
     lines.append("")
     lines.append(
         "| server | sustained RegisterPeer/s | × uvloop | × C | server CPU µs/req "
-        "| server cores | client cores | other | 1-core projection |"
+        "| of which user | user × uvloop | server cores | client cores | other "
+        "| 1-core projection |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    u_user = u.sustained.server_user_us if u and u.sustained else 0.0
     for name in ("C", "uvloop", "pyhbb"):
         r = runs.get(name)
         if r is None:
             continue
         s = r.sustained
         if s is None:
-            lines.append(f"| {name} | none held | | | | | | | |")
+            lines.append(f"| {name} | none held | | | | | | | | | |")
             continue
         cap = " (client-limited)" if r.ceiling_hit else ""
         us = s.server_us
         lines.append(
             f"| {name} | {s.rate:,.0f}{cap} | {fmt_ratio(s.rate, u.best_rate if u else 0)} "
             f"| {fmt_ratio(s.rate, c.best_rate if c else 0)} | {us:.2f} "
+            f"| {s.server_user_us:.2f} | {fmt_ratio(s.server_user_us, u_user)} "
             f"| {s.cpu.cores.get('server', 0):.2f} | {s.cpu.cores.get('client', 0):.2f} "
             f"| {s.cpu.other:.2f} | {1e6 / us:,.0f}/s |"
         )
@@ -747,7 +783,11 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
         "*1-core projection* = 10^6 / (server CPU µs per request): what the server would "
         "answer with a whole core to itself; the only figure not capped by the load "
         "generator, which needs about as much CPU per request as the servers and shares "
-        "the 2 cores with them."
+        "the 2 cores with them. *user* = the server's user-mode CPU (Python, protobuf, "
+        "uvloop), the part pyhbb's code decides; the rest is kernel time, which on loopback "
+        "in this VM is dominated by delivering each reply and waking the receiving client "
+        "(`sock_def_readable` → `try_to_wake_up` in `perf`), so it is larger here than "
+        "behind a real NIC and about equal for every server at a given rate."
     )
     lines.append("")
     lines.append(
@@ -765,6 +805,13 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
             f"| {r.rss_idle / 2**20:.1f} MiB | {r.rss_registered / 2**20:.1f} MiB "
             f"| {r.bytes_per_peer():.0f} | {r.marginal_bytes_per_peer():.0f} "
             f"| {r.rss_after_load / 2**20:.1f} MiB |"
+        )
+    if p is not None and p.rss_settled:
+        t, rss = p.rss_settled[-1]
+        lines.append(
+            f"| pyhbb after {t:.0f} s steady state | heartbeats at {p.settle_rate:,.0f}/s "
+            f"(every peer once per 15 s) | | {rss / 2**20:.1f} MiB "
+            f"| {(rss - p.rss_idle) / o.peers:.0f} | | |"
         )
     lines.append("")
     lines.append(
@@ -800,6 +847,20 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
             lines.append(f"Note ({r.name}): {note}")
     lines.append("")
     return "\n".join(lines)
+
+
+def git_revision() -> str:
+    """Commit of the working tree the server ran from, marked when src/ had changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown commit"
+    return f"`{head}`" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def standing(runs: dict[str, ServerRun]) -> str:
@@ -866,6 +927,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     ap.add_argument("--profile", choices=("none", "py-spy", "cprofile"), default="none")
     ap.add_argument("--profile-duration", type=float, default=10.0)
     ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="pyhbb: seconds of steady state (every peer heartbeating once per 15 s) before "
+        "RSS is sampled again; > 360 lets hbbs drop the RegisterPk-only details (5 min TTL)",
+    )
+    ap.add_argument(
         "--servers", default="C,uvloop,pyhbb", help="comma-separated subset of C,uvloop,pyhbb"
     )
     ap.add_argument("--hbbs", type=Path, default=Path(sys.executable).parent / "hbbs")
@@ -904,6 +972,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         punch_targets=a.punch_targets,
         profile=a.profile,
         profile_duration=a.profile_duration,
+        settle=a.settle,
         servers=servers,
         hbbs=a.hbbs,
         quiet_limit=a.quiet_limit,

@@ -59,12 +59,18 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of every thread of ``pid`` so far."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of every thread of ``pid`` so far."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of ``pid`` so far."""
+    user, system = cpu_split(pid)
+    return user + system
 
 
 def udp_drops(port: int) -> int:

@@ -23,7 +23,15 @@ from collections import Counter
 from pathlib import Path
 
 FRAME = re.compile(r"^(?P<name>.*) \((?P<where>[^()]*)\)$")
-IDLE_LEAVES = ("epoll_wait", "epoll_pwait", "pthread_cond_timedwait", "pthread_cond_wait")
+WAITS = (
+    "epoll_wait",
+    "epoll_pwait",
+    "pthread_cond_timedwait",
+    "pthread_cond_wait",
+    "PyThread_acquire_lock",
+    "take_gil",
+)
+SYSCALLS = ("sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg", "getpid")
 
 
 def parse_frame(frame: str) -> tuple[str, str, bool]:
@@ -45,6 +53,7 @@ def summarize_pyspy(path: Path, top: int = 15) -> str:
     main_busy: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     native_leaf: Counter[str] = Counter()
+    syscalls: Counter[str] = Counter()
     idle = busy = other_threads = other_busy = 0
     for line in path.read_text().splitlines():
         stack, _, count_s = line.rpartition(" ")
@@ -54,7 +63,7 @@ def summarize_pyspy(path: Path, top: int = 15) -> str:
         frames = [parse_frame(f) for f in stack.split(";") if f]
         names = [f[0] for f in frames]
         leaf = names[-1] if names else ""
-        waiting = any(leaf.startswith(w) for w in IDLE_LEAVES) or "acquire_lock" in leaf
+        waiting = any(n.startswith(WAITS) for n in names[-4:])
         if "Thread._bootstrap" in names or "thread_run" in names:
             other_threads += count
             if not waiting:
@@ -64,6 +73,8 @@ def summarize_pyspy(path: Path, top: int = 15) -> str:
             idle += count
             continue
         busy += count
+        if leaf.startswith(SYSCALLS):
+            syscalls[leaf] += count
         # frames up to the event loop's run() are the same in every sample: skip them
         runner = max((i for i, n in enumerate(names) if n == "Runner.run"), default=-1)
         py = [(n, f) for n, f, is_py in frames[runner + 1 :] if is_py]
@@ -90,6 +101,11 @@ def summarize_pyspy(path: Path, top: int = 15) -> str:
         for key, n in counter.most_common(top):
             out.append(f"    {n / busy:6.1%}  {key}")
 
+    sys_share = ", ".join(f"{k} {n / busy:.0%}" for k, n in syscalls.most_common(4))
+    out.append(
+        f"  in system calls (kernel time included, as py-spy sees it): "
+        f"{sum(syscalls.values()) / busy:.0%} ({sys_share})"
+    )
     table("self time by Python function (native callees included)", main_busy)
     table("inclusive time by Python function", incl)
     table("native leaf functions", native_leaf)
