@@ -294,3 +294,36 @@ async def test_udp_punch_sent_ignored_when_disabled(tmp_path: Path) -> None:
         assert punch.udp_port == 0  # not forwarded by default, like the official server
         b.send(Msg(punch_hole_sent=pb.PunchHoleSent(socket_addr=punch.socket_addr, id=B_ID)))
         assert await b.nothing()
+
+
+async def test_config_update_reaches_sessions(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path, serial=5, rendezvous_servers=["rs1.example"]) as hbbs:
+        b = await tcp_mode_peer(hbbs)
+        cu = (await b.recv()).configure_update  # after the RegisterPkResponse
+        assert (cu.serial, list(cu.rendezvous_servers)) == (5, ["rs1.example"])
+        # A new configuration from loopback (the admin) is pushed to the session at once.
+        admin = await UdpPeer.open(hbbs.udp, "127.0.0.1")
+        admin.send(
+            Msg(configure_update=pb.ConfigUpdate(serial=6, rendezvous_servers=["localhost"]))
+        )
+        while True:
+            msg = await b.recv(timeout=5)
+            if msg.WhichOneof("union") == "configure_update":
+                break
+        assert (msg.configure_update.serial, list(msg.configure_update.rendezvous_servers)) == (
+            6,
+            ["localhost"],
+        )
+
+
+async def test_bind_address_is_honoured(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path, bind="127.0.0.1") as hbbs:
+        c = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
+        c.send(Msg(test_nat_request=pb.TestNatRequest()))
+        assert (await c.recv_nonkeyexchange()).test_nat_response.port == c.local[1]
+        try:
+            await TcpClient.connect(("::1", hbbs.opts.port))
+        except OSError:
+            pass
+        else:
+            raise AssertionError("an IPv6 connection reached a server bound to 127.0.0.1")

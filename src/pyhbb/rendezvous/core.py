@@ -84,11 +84,15 @@ class RendezvousCore:
         servers = [s for s in msg.rendezvous_servers if s]
         return [ResolveServers(msg.serial, servers)]
 
-    def adopt_config(self, serial: int, servers: list[str]) -> None:
-        """Result of :class:`ResolveServers`: the new serial and the resolvable servers."""
-        if serial > self.state.serial:
-            self.state.set_config(serial, servers)
-            log.info("config serial %d, rendezvous servers %s", serial, ",".join(servers))
+    def adopt_config(self, serial: int, servers: list[str]) -> list[Action]:
+        """Result of :class:`ResolveServers`: the new serial and the resolvable servers,
+        pushed at once to the peers registered over TCP/WebSocket sessions."""
+        s = self.state
+        if serial <= s.serial:
+            return []
+        s.set_config(serial, servers)
+        log.info("config serial %d, rendezvous servers %s", serial, ",".join(servers))
+        return [Send(link, s.config_update_payload) for link in s.sessions]
 
     def _software_update(self, msg: pb.SoftwareUpdate, src: Addr) -> list[Action]:
         settings = self.state.settings

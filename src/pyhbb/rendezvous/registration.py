@@ -176,10 +176,17 @@ class Registration:
         details.reg_pk_time = now
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
-        if session is not None and not s.bind_session(session, peer_id, record, now):
-            return [reply(Result.TOO_FREQUENT)]
+        # TCP/WS clients never send RegisterPeer, which carries ConfigUpdate by UDP: a new
+        # session gets the configured serial and rendezvous servers after its answer.
+        extra: list[Action] = []
+        if session is not None:
+            new_binding = s.sessions.get(session) != peer_id
+            if not s.bind_session(session, peer_id, record, now):
+                return [reply(Result.TOO_FREQUENT)]
+            if new_binding and s.serial > 0:
+                extra.append(Send(session, s.config_update_payload))
         if not changed:
-            return [reply(Result.OK)]
+            return [reply(Result.OK), *extra]
         is_new = not details.guid
         pk_changed = record.has_pk and record.pk != pk
         details.uuid = uuid
@@ -201,7 +208,7 @@ class Registration:
             what = "key changed" if pk_changed else "IP changed"
             log.info("peer %s re-registered from %s (%s)", peer_id, _fmt(src), what)
         s.stats["register_pk_stored"] += 1
-        return [Persist(write, [reply(Result.OK)], [reply(Result.SERVER_ERROR)])]
+        return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
 
     def persist_failed(self, write: StoreWrite) -> None:
         """Forget the in-memory record whose write failed: it reloads from the database."""

@@ -118,7 +118,7 @@ class Executor:
 
     async def _resolve(self, action: ResolveServers) -> None:
         resolvable = [s for s in action.servers if await resolves(s)]
-        self.core.adopt_config(action.serial, resolvable)
+        self.run(self.core.adopt_config(action.serial, resolvable))
 
     async def drain(self) -> None:
         """Wait for every database task in flight (clean shutdown loses no write)."""
