@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = cProfile.Profile()
     prof.enable()
     for data, addr in beats:
-        endpoint.datagram_received(data, addr)
+        endpoint.datagram_received(data, cast(Any, addr))
     prof.disable()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(a.top)

@@ -76,6 +76,7 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "RESULTS.md"
 OUT = BENCH / "out"
 SECTION = "## Rendezvous (hbbs)"
+NOTES = "### Notes"
 MAX_LOSS = 0.01
 GOAL_RATE = 67_000
 GOAL_BYTES = 300
@@ -112,7 +113,8 @@ class CpuSample:
             fields = [int(x) for x in f.readline().split()[1:]]
         tck = os.sysconf("SC_CLK_TCK")
         user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-        return cls(procs, (user + nice + system) / tck, (irq + softirq) / tck, time.monotonic())
+        machine = (user + nice + system) / tck
+        return cls(procs, server_user, machine, (irq + softirq) / tck, time.monotonic())
 
 
 @dataclass
@@ -886,7 +888,8 @@ def standing(runs: dict[str, ServerRun]) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace (or append) only the ``## Rendezvous (hbbs)`` section of ``path``."""
+    """Replace (or append) only the ``## Rendezvous (hbbs)`` section of ``path``; a
+    ``### Notes`` block at its end is kept."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     lines = text.splitlines()
     start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
@@ -900,6 +903,13 @@ def write_section(path: Path, section: str) -> None:
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
         tail = lines[end:]
+        # a hand-written "### Notes" block at the end of the section survives new runs
+        notes = next((i for i in range(start, end) if lines[i].startswith(NOTES)), None)
+        kept = lines[notes:end] if notes is not None else []
+        while kept and not kept[-1].strip():
+            kept.pop()
+        if kept:
+            body = [*body, "", *kept]
         new = [*lines[:start], *body, *([""] if tail else []), *tail]
     path.write_text("\n".join(new) + "\n")
 

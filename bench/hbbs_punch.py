@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, cast
+from typing import Any
 
 import uvloop
 from hbbs_procs import die_with_parent
@@ -113,7 +113,7 @@ class PunchDriver:
                 local_addr=(t.ip, 0),
                 remote_addr=(self.host, self.port),
             )
-            t.transport = cast(asyncio.DatagramTransport, transport)
+            t.transport = transport
             self.targets.append(t)
             reg = pb.RendezvousMessage(
                 register_pk=pb.RegisterPk(
