@@ -147,6 +147,7 @@ VARIABLES = [
     ("UDP_PUNCH", "true", "udp_punch", True),
     ("ID_CHANGE", "0", "id_change", False),
     ("MAX_SESSIONS_PER_IP", "2", "max_sessions_per_ip", 2),
+    ("NEW_PEERS_PER_SECOND", "7", "new_peers_per_second", 7),
 ]
 
 

@@ -131,3 +131,23 @@ def test_details_leave_memory_and_reload_for_the_next_register_pk() -> None:
     (persist,) = core.peer_loaded(B_ID, row, later)
     assert isinstance(persist, Persist)
     assert persist.write == UpdatePeer(row.guid, B_ID, b"\x33" * 32, B_ADDR[0])
+
+
+def test_online_count_comes_from_the_sweep_in_large_tables() -> None:
+    from pyhbb.rendezvous import peer_registry
+
+    reg = PeerRegistry()
+    for i in range(10):
+        rec = PeerRecord()
+        rec.last_reg = 100.0 if i < 4 else -1000.0
+        reg.put(f"p{i}", rec)
+    assert reg.online_count(101.0) == 4  # small table: exact
+    old, peer_registry.EXACT_COUNT_LIMIT = peer_registry.EXACT_COUNT_LIMIT, 5
+    try:
+        assert reg.online_count(101.0) == 0  # large: no sweep pass completed yet
+        reg.evict_step(101.0, 6)
+        assert reg.online_count(101.0) == 0  # pass still running
+        reg.evict_step(101.0, 6)
+        assert reg.online_count(101.0) == 4
+    finally:
+        peer_registry.EXACT_COUNT_LIMIT = old

@@ -209,6 +209,14 @@ PYHBB = (
         "NUMBER",
     ),
     Opt(
+        "NEW_PEERS_PER_SECOND",
+        ("--new-peers-per-second",),
+        "500",
+        "brand-new IDs registered per second in total, after a burst of a minute's worth; "
+        "each is a database row, so a flood of forged registrations cannot fill the disk",
+        "NUMBER",
+    ),
+    Opt(
         "MAX_PEERS_IN_MEMORY",
         ("--max-peers-in-memory",),
         "2000000",
@@ -247,6 +255,7 @@ class HbbsOptions:
     register_burst_per_ip: int = 30
     register_ids_per_ip: int = 300
     max_peers: int = 2_000_000
+    new_peers_per_second: int = 500
     api_server: str = "http://127.0.0.1:21114"
     udp_punch: bool = False
     id_change: bool = True
@@ -383,6 +392,7 @@ def parse_hbbs_options(
         register_burst_per_ip=_int(layered, "REGISTER_BURST_PER_IP", 1, 1 << 30),
         register_ids_per_ip=_int(layered, "REGISTER_IDS_PER_IP", 1, 1 << 30),
         max_peers=_int(layered, "MAX_PEERS_IN_MEMORY", 1000, 1 << 31),
+        new_peers_per_second=_int(layered, "NEW_PEERS_PER_SECOND", 1, 1 << 30),
         api_server=_api_server(layered.get_str("API_SERVER", "")),
         udp_punch=layered.get_bool("UDP_PUNCH", False),
         id_change=layered.get_bool("ID_CHANGE", True),

@@ -32,6 +32,7 @@ from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
 log = logging.getLogger("pyhbb.rendezvous")
 
 HOUSEKEEPING_INTERVAL = 1.0
+SUMMARY_INTERVAL = 600  # seconds between the summary log lines
 NAT_PORT_MAX_FRAME = 64 * 1024
 
 
@@ -49,6 +50,7 @@ def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
         local_ip=local_ip,
         blocker=BlockerLimits(burst=opts.register_burst_per_ip, max_ids=opts.register_ids_per_ip),
         max_peers=opts.max_peers,
+        new_peers_per_second=opts.new_peers_per_second,
         max_sessions=opts.max_connections,
         max_sessions_per_ip=opts.max_sessions_per_ip,
         udp_punch=opts.udp_punch,
@@ -162,9 +164,29 @@ class HbbsServer:
 
     async def _housekeeping(self) -> None:
         loop = asyncio.get_running_loop()
+        next_summary = loop.time() + SUMMARY_INTERVAL
+        stats = self.core.state.stats
+        last = dict(stats)
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            self.executor.run(self.core.on_timer(loop.time()))
+            now = loop.time()
+            self.executor.run(self.core.on_timer(now))
+            if now >= next_summary:
+                next_summary = now + SUMMARY_INTERVAL
+                diff = {k: v - last.get(k, 0) for k, v in stats.items()}
+                last = dict(stats)
+                peers = self.core.state.peers
+                log.info(
+                    "last %d min: %d registrations stored, %d punch and %d relay requests; "
+                    "%d peers online, %d in memory, %d connections open",
+                    SUMMARY_INTERVAL // 60,
+                    diff.get("register_pk_stored", 0),
+                    diff.get("punch_requests", 0),
+                    diff.get("relay_requests", 0),
+                    peers.online_count(now),
+                    len(peers),
+                    self.limiter.count,
+                )
 
     def request_stop(self, exit_code: int = 0) -> None:
         self.exit_code = max(self.exit_code, exit_code)

@@ -23,6 +23,7 @@ REG_TIMEOUT = 30.0
 ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of PeerRecord.udp_heartbeat
 DETAILS_TTL = 300.0  # keep a peer's details this long after its last RegisterPk
 FULL_TABLE_BUDGET = 20_000
+EXACT_COUNT_LIMIT = 50_000  # counting more on demand would stall the loop
 EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
 
 
@@ -177,6 +178,10 @@ class PeerRegistry:
         self.evict_after = evict_after
         self._peers: dict[str, PeerRecord] = {}
         self._sweeper = Sweeper(self._peers)
+        self.online_estimate = 0
+        """Online peers counted during the last complete sweep (counting on demand would
+        walk a million records and stall the loop)."""
+        self._online_seen = 0
         # The dict's own method: one call less on the path of every heartbeat.
         self.get: Callable[[str], PeerRecord | None] = self._peers.get
 
@@ -218,12 +223,21 @@ class PeerRegistry:
         def stale(r: PeerRecord) -> bool:
             if r.session is None and now - r.last_reg > limit:
                 return True
+            if r.session is not None or now - r.last_reg < REG_TIMEOUT:
+                self._online_seen += 1
             details = r.details
             if details is not None and now - details.reg_pk_time > DETAILS_TTL:
                 r.details = None  # the database has them; reloaded on demand
             return False
 
-        return self._sweeper.step(budget, stale)
+        passes = self._sweeper.passes
+        removed = self._sweeper.step(budget, stale)
+        if self._sweeper.passes != passes:
+            self.online_estimate, self._online_seen = self._online_seen, 0
+        return removed
 
     def online_count(self, now: float) -> int:
+        """Online peers: counted exactly in small tables, else the last sweep's count."""
+        if len(self._peers) > EXACT_COUNT_LIMIT:
+            return self.online_estimate
         return sum(1 for r in self._peers.values() if r.online(now))

@@ -179,6 +179,27 @@ class PunchLog:
         self.entries.clear()
 
 
+class TokenBucket:
+    """``rate`` events per second after a burst of ``burst`` (time injected)."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        if now > self._last:  # a clock that never runs backwards, whatever the caller passes
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 def reg_pk_allowed(count: int, last: float, now: float) -> tuple[bool, int]:
     """Per-id RegisterPk limit (§6.4 step 6): returns (allowed, new counter)."""
     if _secs(now - last) > 6:

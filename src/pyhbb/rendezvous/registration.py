@@ -127,6 +127,14 @@ class Registration:
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
                 return [reply(Result.SERVER_ERROR)]
+            if record is None and not s.new_peers.take(now):
+                s.stats["register_pk_new_id_rate"] += 1
+                log.warning(
+                    "new IDs arrive faster than %g/s: refusing %s for now",
+                    s.settings.new_peers_per_second,
+                    peer_id,
+                )
+                return [reply(Result.TOO_FREQUENT)]
             if record is None or s.peers.get(peer_id) is not record:
                 # new, or loaded while the table was full (kept out of it): needs room
                 if not s.peers.has_room(now):

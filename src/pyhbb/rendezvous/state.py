@@ -15,7 +15,13 @@ from pyhbb.rendezvous.lan import LanPolicy
 from pyhbb.rendezvous.links import Link, RequesterTable
 from pyhbb.rendezvous.messages import config_update
 from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerDetails, PeerRecord, PeerRegistry
-from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker, IpChanges, PunchLog
+from pyhbb.rendezvous.rate_limits import (
+    BlockerLimits,
+    IpBlocker,
+    IpChanges,
+    PunchLog,
+    TokenBucket,
+)
 from pyhbb.rendezvous.relay_servers import RelayServers
 from pyhbb.store.base import StoredPeer
 from pyhbb.wire import rendezvous_pb2 as pb
@@ -52,6 +58,9 @@ class CoreSettings:
     """Seconds announced to TCP/WebSocket-registered clients in RegisterPkResponse."""
     heartbeat: float = 20.0
     """Interval of empty heartbeat frames on registration sessions."""
+    new_peers_per_second: float = 500.0
+    """Brand-new IDs accepted per second in total (after a burst of a minute's worth):
+    every one is a database row, so spoofed registrations must not fill the disk."""
     max_sessions: int = 100_000
     max_sessions_per_ip: int = 1000
     udp_punch: bool = False
@@ -84,6 +93,8 @@ class CoreState:
         self.lan = LanPolicy(settings.mask, settings.local_ip)
         self.always_use_relay = settings.always_use_relay
         self.stats: Counter[str] = Counter()
+        rate = settings.new_peers_per_second
+        self.new_peers = TokenBucket(rate, rate * 60, 0.0)
         self.sessions: dict[Link, str] = {}
         """Registration sessions (§7.4): link → the peer id registered on it."""
         self._session_ips: Counter[str] = Counter()

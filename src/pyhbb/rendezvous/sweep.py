@@ -17,6 +17,8 @@ class Sweeper(Generic[K, V]):
         self._table = table
         self._keys: list[K] = []
         self._pos = 0
+        self.passes = 0
+        """Completed passes over the whole table."""
 
     def step(self, budget: int, stale: Callable[[V], bool]) -> int:
         """Delete the stale entries among the next ``budget`` keys; returns how many."""
@@ -34,4 +36,5 @@ class Sweeper(Generic[K, V]):
         self._pos = end
         if end >= len(self._keys):
             self._keys = []  # release the snapshot between passes
+            self.passes += 1
         return removed

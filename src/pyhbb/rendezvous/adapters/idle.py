@@ -42,25 +42,6 @@ class IdleTimer:
             self._handle = None
 
 
-class MessageBucket:
-    """Token bucket per connection: a burst of messages, then one per second."""
-
-    __slots__ = ("_last", "_tokens", "burst")
-
-    def __init__(self, burst: int, now: float) -> None:
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last = now
-
-    def take(self, now: float) -> bool:
-        self._tokens = min(self.burst, self._tokens + (now - self._last))
-        self._last = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-
 class HeartbeatTimer:
     """Calls ``beat`` every ``interval`` seconds until cancelled (session heartbeats)."""
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from pyhbb.rendezvous.adapters.base import MAX_WRITE_BUFFER, AdapterContext, ProtocolLink
-from pyhbb.rendezvous.adapters.idle import MessageBucket
 from pyhbb.rendezvous.links import Transport
 from pyhbb.rendezvous.messages import parse
+from pyhbb.rendezvous.rate_limits import TokenBucket
 from pyhbb.wire.framing import FrameDecoder, FrameError, encode_frame
 from pyhbb.wire.secure_channel import HandshakeError, SecureSession, ServerHandshake
 
@@ -28,7 +28,7 @@ class TcpLink(ProtocolLink):
     def _opened(self) -> None:
         ctx = self._ctx
         self._decoder = FrameDecoder(ctx.max_frame)
-        self._bucket = MessageBucket(ctx.message_burst, ctx.executor.clock())
+        self._bucket = TokenBucket(1.0, ctx.message_burst, ctx.executor.clock())
         if ctx.secure_tcp and ctx.signing is not None:
             # The client's secure_tcp waits for this before it sends anything (§7.2).
             self._handshake = ServerHandshake(ctx.signing)

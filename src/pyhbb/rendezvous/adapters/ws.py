@@ -20,8 +20,8 @@ from pyhbb.rendezvous.adapters.base import (
     AdapterContext,
     ProtocolLink,
 )
-from pyhbb.rendezvous.adapters.idle import MessageBucket
 from pyhbb.rendezvous.links import Transport
+from pyhbb.rendezvous.rate_limits import TokenBucket
 
 log = logging.getLogger("pyhbb.rendezvous")
 
@@ -48,7 +48,7 @@ class WsLink(ProtocolLink):
     def _opened(self) -> None:
         ctx = self._ctx
         self._ws = ServerProtocol(max_size=ctx.max_frame)
-        self._bucket = MessageBucket(ctx.message_burst, ctx.executor.clock())
+        self._bucket = TokenBucket(1.0, ctx.message_burst, ctx.executor.clock())
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
