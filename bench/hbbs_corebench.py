@@ -29,13 +29,12 @@ from typing import Any, cast
 
 from hbbs_baseline import Baseline
 from hbbs_loadgen import Layout, register_peer, register_pk
+from hbbs_memory import bench_settings
 
 from pyhbb.rendezvous.actions import LoadPeer
 from pyhbb.rendezvous.adapters.executor import Executor
 from pyhbb.rendezvous.adapters.udp import UdpEndpoint
 from pyhbb.rendezvous.core import RendezvousCore
-from pyhbb.rendezvous.rate_limits import BlockerLimits
-from pyhbb.rendezvous.state import CoreSettings
 from pyhbb.store.base import PeerStore
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     regs = datagrams(layout, register_pk)
     beats = datagrams(layout, lambda peer_id, _i: register_peer(peer_id))
 
-    core = RendezvousCore(CoreSettings(blocker=BlockerLimits(burst=1 << 30)))
+    core = RendezvousCore(bench_settings())
     executor = Executor(core, cast(PeerStore, None), time.monotonic)
     endpoint = UdpEndpoint(core, executor)
     transport = NullTransport()

@@ -16,6 +16,7 @@ Usage: ``.venv/bin/python bench/hbbs_memory.py [--peers 300000] [--expire-detail
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
 import sys
@@ -33,8 +34,16 @@ from pyhbb.rendezvous.state import CoreSettings
 Step = Callable[[float], None]
 
 
+def bench_settings() -> CoreSettings:
+    """Core settings with the registration rate limits out of the way (when they exist)."""
+    settings = CoreSettings(blocker=BlockerLimits(burst=1 << 30))
+    if hasattr(settings, "new_peers_per_second"):
+        settings = dataclasses.replace(settings, new_peers_per_second=float(1 << 30))
+    return settings
+
+
 def populate(layout: Layout, now: float) -> RendezvousCore:
-    core = RendezvousCore(CoreSettings(blocker=BlockerLimits(burst=1 << 30)))
+    core = RendezvousCore(bench_settings())
     for a in layout.addr_numbers():
         ip = layout.addr_ip(a)
         for k, i in enumerate(layout.addr_peers(a)):
