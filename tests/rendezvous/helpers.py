@@ -8,12 +8,23 @@ fail ``Persist`` actions by hand.
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nacl.signing import SigningKey
 
-from pyhbb.rendezvous.actions import Action, Close, LoadPeer, Persist, Send, SendUdp
+from pyhbb.rendezvous.actions import (
+    Action,
+    Close,
+    InsertPeer,
+    LoadPeer,
+    Persist,
+    RenamePeer,
+    Send,
+    SendUdp,
+    UpdatePeer,
+)
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.rendezvous.links import Link, Transport
 from pyhbb.rendezvous.state import CoreSettings
@@ -91,6 +102,58 @@ def stored(
     return StoredPeer(guid=guid, id=peer_id, uuid=uuid, pk=pk, ip=ip)
 
 
+_DATABASES: weakref.WeakKeyDictionary[RendezvousCore, dict[str, StoredPeer | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def database(core: RendezvousCore) -> dict[str, StoredPeer | None]:
+    """The fake database of ``core``: rows by id, kept up to date by :func:`resolve`."""
+    return _DATABASES.setdefault(core, {})
+
+
+def _apply(db: dict[str, StoredPeer | None], write: object) -> None:
+    """What the real store does with a write."""
+    if isinstance(write, InsertPeer):
+        db[write.peer_id] = StoredPeer(write.guid, write.peer_id, write.uuid, write.pk, write.ip)
+        return
+    for peer_id, row in list(db.items()):
+        if row is None or not isinstance(write, UpdatePeer | RenamePeer) or row.guid != write.guid:
+            continue
+        del db[peer_id]
+        if isinstance(write, UpdatePeer):
+            db[write.peer_id] = StoredPeer(row.guid, write.peer_id, row.uuid, write.pk, write.ip)
+        else:
+            db[write.new_id] = StoredPeer(row.guid, write.new_id, row.uuid, row.pk, row.ip)
+
+
+def loaded(core: RendezvousCore, actions: list[Action], now: float) -> list[Action]:
+    """Answer the LoadPeer actions from the fake database (RegisterPk always reads a
+    peer's details from the store), leaving every other action to the test."""
+    db = database(core)
+    out: list[Action] = []
+    pending = list(actions)
+    while pending:
+        action = pending.pop(0)
+        if isinstance(action, LoadPeer):
+            pending += core.peer_loaded(action.peer_id, db.get(action.peer_id), now)
+        else:
+            out.append(action)
+    return out
+
+
+def reg(core: RendezvousCore, data: bytes, src: tuple[str, int], now: float) -> list[Action]:
+    """``core.on_udp`` with its LoadPeer answered from the fake database."""
+    return loaded(core, core.on_udp(data, src, now), now)
+
+
+def row(core: RendezvousCore, peer_id: str = B_ID) -> StoredPeer:
+    """The peer's row in the fake database (where uuid, guid and info.ip live)."""
+    found = database(core).get(peer_id)
+    assert found is not None, peer_id
+    return found
+
+
 def resolve(
     core: RendezvousCore,
     actions: list[Action],
@@ -98,17 +161,21 @@ def resolve(
     rows: Mapping[str, StoredPeer | None] | None = None,
     persist_ok: bool = True,
 ) -> list[Action]:
-    """Act as the adapters' executor: answer every LoadPeer from ``rows`` (missing = not
-    in the database) and complete every Persist, until only network actions remain."""
-    rows = rows or {}
+    """Act as the adapters' executor: answer every LoadPeer from the core's fake database
+    (seeded with ``rows``; missing = not in the database) and complete every Persist,
+    applying it to that database, until only network actions remain."""
+    db = database(core)
+    for peer_id, row in (rows or {}).items():
+        db.setdefault(peer_id, row)
     out: list[Action] = []
     pending = list(actions)
     while pending:
         action = pending.pop(0)
         if isinstance(action, LoadPeer):
-            pending += core.peer_loaded(action.peer_id, rows.get(action.peer_id), now)
+            pending += core.peer_loaded(action.peer_id, db.get(action.peer_id), now)
         elif isinstance(action, Persist):
             if persist_ok:
+                _apply(db, action.write)
                 pending += action.on_ok
             else:
                 core.persist_failed(action.write)

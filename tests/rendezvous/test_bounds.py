@@ -95,11 +95,24 @@ def test_blocker_prune_drops_only_entries_with_both_windows_expired() -> None:
     b = IpBlocker()
     b.allow(IP, "x000001", T0)
     b.allow(IP, "x000001", T0)
+    b.allow(IP, "x000002", T0)  # two ids: the IP is tracked for the whole day
     b.prune(T0 + 61)
     assert IP in b.entries  # the id window is still running
     b.prune(T0 + 86_400.5)
     assert IP in b.entries
     b.prune(T0 + 86_401)
+    assert IP not in b.entries
+
+
+def test_blocker_forgets_single_id_ips_after_the_burst_window() -> None:
+    # pyhbb's deviation (see IpBlocker._expired): a million single-peer IPs must not each
+    # hold a day-long entry.
+    b = IpBlocker()
+    b.allow(IP, "x000001", T0)
+    b.allow(IP, "x000001", T0)
+    b.prune(T0 + 60.5)
+    assert IP in b.entries  # burst window still running
+    b.prune(T0 + 61)
     assert IP not in b.entries
 
 
@@ -116,6 +129,8 @@ def test_blocker_table_is_bounded() -> None:
 def test_timer_prunes_the_blocker() -> None:
     core = make_core()
     resolve(core, core.on_udp(register_pk(), B_ADDR, T0), T0)
+    resolve(core, core.on_udp(register_pk("987654321"), B_ADDR, T0), T0)
+    resolve(core, core.on_udp(register_pk("887654321"), B_ADDR, T0), T0)  # 2 ids recorded
     assert B_ADDR[0] in core.state.blocker.entries
     core.on_timer(T0 + 100)
     assert B_ADDR[0] in core.state.blocker.entries
@@ -311,7 +326,9 @@ def test_full_registry_refuses_new_ids_until_an_offline_record_can_go() -> None:
     assert "peer003" not in core.state.peers
     # Known ids keep working while full; peer001's heartbeat keeps it online.
     src1 = ("192.0.2.1", 1)
-    assert core.on_udp(register_pk("peer001"), src1, T0 + 20) == [SendUdp(REG_OK, src1)]
+    assert resolve(core, core.on_udp(register_pk("peer001"), src1, T0 + 20), T0 + 20) == [
+        SendUdp(REG_OK, src1)
+    ]
     core.on_udp(register_peer("peer001"), src1, T0 + 20)
     # peer002 goes offline (30 s): it is evicted to make room.
     actions = resolve(core, core.on_udp(register_pk("peer003"), src, T0 + 31), T0 + 31)

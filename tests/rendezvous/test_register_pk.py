@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyhbb.rendezvous.actions import InsertPeer, LoadPeer, Persist, SendUdp, UpdatePeer
 from pyhbb.rendezvous.rate_limits import BlockerLimits
+from pyhbb.store.base import StoredPeer
 from tests.rendezvous.helpers import (
     B_ADDR,
     B_ID,
@@ -19,11 +20,14 @@ from tests.rendezvous.helpers import (
     T0,
     UUID,
     bring_online,
+    loaded,
     make_core,
     punch_request,
+    reg,
     register_peer,
     register_pk,
     resolve,
+    row,
     sends,
     stored,
     tcp,
@@ -57,7 +61,9 @@ def test_spec_vector_new_peer_is_inserted_and_answered_after_the_write() -> None
     assert persist.on_ok == [SendUdp(REG_OK, B_ADDR)]
     assert persist.on_fail == [SendUdp(REG_SERVER_ERROR, B_ADDR)]
     r = record(core)
-    assert (r.uuid, r.pk, r.ip, r.addr, r.guid) == (b"abc", PK_A, B_ADDR[0], B_ADDR, write.guid)
+    assert (r.pk, r.addr) == (PK_A, B_ADDR)
+    assert resolve(core, actions, T0) == [SendUdp(REG_OK, B_ADDR)]
+    assert row(core) == StoredPeer(write.guid, B_ID, b"abc", PK_A, B_ADDR[0])
     assert r.online(T0 + 29.9)
     assert not r.online(T0 + 30)
 
@@ -73,7 +79,7 @@ def test_empty_uuid_or_pk_gets_no_reply_and_no_lookup() -> None:
 def test_id_shorter_than_six_utf8_bytes_is_uuid_mismatch() -> None:
     core = make_core()
     for short in ("", "1", "12345", "éé"):  # "éé" is 4 bytes
-        assert core.on_udp(register_pk(short), B_ADDR, T0) == [SendUdp(REG_UUID_MISMATCH, B_ADDR)]
+        assert reg(core, register_pk(short), B_ADDR, T0) == [SendUdp(REG_UUID_MISMATCH, B_ADDR)]
     assert core.state.pending_loads == 0
     # Six bytes are enough, even as three characters.
     assert core.on_udp(register_pk("ééé"), B_ADDR, T0) == [LoadPeer("ééé")]
@@ -91,8 +97,8 @@ def test_absurd_ids_are_refused_with_invalid_id_format() -> None:
     # pyhbb follows the §6.4 recommendation: cap the length (DB column is varchar(100))
     # and refuse control characters; real client IDs are far shorter.
     core = make_core()
-    assert core.on_udp(register_pk("1" * 101), B_ADDR, T0) == [SendUdp(REG_INVALID_ID, B_ADDR)]
-    assert core.on_udp(register_pk("1234567\n"), B_ADDR, T0) == [SendUdp(REG_INVALID_ID, B_ADDR)]
+    assert reg(core, register_pk("1" * 101), B_ADDR, T0) == [SendUdp(REG_INVALID_ID, B_ADDR)]
+    assert reg(core, register_pk("1234567\n"), B_ADDR, T0) == [SendUdp(REG_INVALID_ID, B_ADDR)]
     assert core.on_udp(register_pk("1" * 100), B_ADDR, T0) == [LoadPeer("1" * 100)]
 
 
@@ -100,25 +106,24 @@ def test_uuid_mismatch_when_the_id_belongs_to_another_machine() -> None:
     core = make_core()
     bring_online(core, T0)
     actions = core.on_udp(register_pk(uuid=b"other-machine", pk=PK_B), B_ADDR, T0 + 10)
-    assert actions == [SendUdp(REG_UUID_MISMATCH, B_ADDR)]
-    r = record(core)
-    assert (r.uuid, r.pk) == (UUID, PK_A)
+    assert loaded(core, actions, T0 + 10) == [SendUdp(REG_UUID_MISMATCH, B_ADDR)]
+    assert (row(core).uuid, record(core).pk) == (UUID, PK_A)
 
 
 def test_uuid_mismatch_when_same_uuid_has_new_key_and_new_ip() -> None:
     core = make_core()
     bring_online(core, T0)
     actions = core.on_udp(register_pk(pk=PK_B), NEW_IP, T0 + 10)
-    assert actions == [SendUdp(REG_UUID_MISMATCH, NEW_IP)]
+    assert loaded(core, actions, T0 + 10) == [SendUdp(REG_UUID_MISMATCH, NEW_IP)]
     r = record(core)
-    assert (r.pk, r.ip, r.addr) == (PK_A, B_ADDR[0], B_ADDR)
+    assert (r.pk, row(core).ip, r.addr) == (PK_A, B_ADDR[0], B_ADDR)
 
 
 def test_key_change_from_same_ip_updates_the_row() -> None:
     core = make_core()
     bring_online(core, T0)
-    guid = record(core).guid
-    actions = core.on_udp(register_pk(pk=PK_B), (B_ADDR[0], 1234), T0 + 10)
+    guid = row(core).guid
+    actions = loaded(core, core.on_udp(register_pk(pk=PK_B), (B_ADDR[0], 1234), T0 + 10), T0 + 10)
     assert len(actions) == 1
     persist = actions[0]
     assert isinstance(persist, Persist)
@@ -133,13 +138,13 @@ def test_key_change_from_same_ip_updates_the_row() -> None:
 def test_ip_change_with_same_key_updates_info_ip_and_records_ip_change() -> None:
     core = make_core()
     bring_online(core, T0)
-    guid = record(core).guid
-    actions = core.on_udp(register_pk(), NEW_IP, T0 + 10)
+    guid = row(core).guid
+    actions = loaded(core, core.on_udp(register_pk(), NEW_IP, T0 + 10), T0 + 10)
     persist = actions[0]
     assert isinstance(persist, Persist)
     assert persist.write == UpdatePeer(guid, B_ID, PK_A, NEW_IP[0])
     r = record(core)
-    assert (r.ip, r.addr, r.last_reg) == (NEW_IP[0], NEW_IP, T0 + 10)
+    assert (r.addr, r.last_reg) == (NEW_IP, T0 + 10)
     entry = core.state.ip_changes.entries[B_ID]
     assert entry.ips == {NEW_IP[0]: 1}
 
@@ -148,7 +153,7 @@ def test_no_change_is_ok_at_once_without_persist_and_without_refreshing_last_reg
     core = make_core()
     bring_online(core, T0)
     other_port = (B_ADDR[0], 60000)
-    assert core.on_udp(register_pk(), other_port, T0 + 20) == [SendUdp(REG_OK, other_port)]
+    assert reg(core, register_pk(), other_port, T0 + 20) == [SendUdp(REG_OK, other_port)]
     r = record(core)
     assert r.last_reg == T0
     assert r.addr == B_ADDR
@@ -162,7 +167,7 @@ def test_db_loaded_peer_is_offline_until_it_registers() -> None:
     assert core.peer_loaded(B_ID, row, T0) == [SendUdp(REG_OK, B_ADDR)]
     r = record(core)
     assert not r.online(T0)
-    assert r.guid == row.guid
+    assert r.pk == row.pk
     # A punch request now finds it offline ...
     link = tcp()
     assert sends(core.on_frame(link, punch_request(), T0 + 1)) == [(link, PUNCH_OFFLINE)]
@@ -197,7 +202,8 @@ def test_dual_stack_ip_in_db_row_equals_plain_ipv4() -> None:
     assert core.peer_loaded(B_ID, row, T0) == [SendUdp(REG_OK, B_ADDR)]  # no change
     assert core.state.ip_changes.entries == {}
     # A new key from the "same" IP is a key change, not a hijack attempt.
-    actions = core.on_udp(register_pk(pk=PK_B), B_ADDR, T0 + 1)
+    assert core.on_udp(register_pk(pk=PK_B), B_ADDR, T0 + 1) == [LoadPeer(B_ID)]
+    actions = core.peer_loaded(B_ID, row, T0 + 1)
     persist = actions[0]
     assert isinstance(persist, Persist)
     assert persist.write == UpdatePeer(row.guid, B_ID, PK_B, B_ADDR[0])
@@ -264,32 +270,32 @@ def test_concurrent_registrations_share_one_load_and_see_each_other() -> None:
 def test_per_id_limit_three_per_burst_then_reset_after_seven_seconds() -> None:
     core = make_core()
     bring_online(core, T0)  # accepted #1 at T0
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 1) == [SendUdp(REG_OK, B_ADDR)]  # 2
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 2) == [SendUdp(REG_OK, B_ADDR)]  # 3
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 3) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 1) == [SendUdp(REG_OK, B_ADDR)]  # 2
+    assert reg(core, register_pk(), B_ADDR, T0 + 2) == [SendUdp(REG_OK, B_ADDR)]  # 3
+    assert reg(core, register_pk(), B_ADDR, T0 + 3) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
     # Refusals do not move the window: still counted from the last accepted one (T0+2).
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 8.99) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_OK, B_ADDR)]
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_OK, B_ADDR)]
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_OK, B_ADDR)]
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 8.99) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_OK, B_ADDR)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_OK, B_ADDR)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_OK, B_ADDR)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 9) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
 
 
 def test_per_id_limit_six_whole_seconds_are_not_enough() -> None:
     core = make_core()
     bring_online(core, T0)
-    core.on_udp(register_pk(), B_ADDR, T0)
-    core.on_udp(register_pk(), B_ADDR, T0)
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 6.999) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 7.0) == [SendUdp(REG_OK, B_ADDR)]
+    reg(core, register_pk(), B_ADDR, T0)
+    reg(core, register_pk(), B_ADDR, T0)
+    assert reg(core, register_pk(), B_ADDR, T0 + 6.999) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 7.0) == [SendUdp(REG_OK, B_ADDR)]
 
 
 def test_per_id_limit_refuses_changes_too() -> None:
     core = make_core()
     bring_online(core, T0)
-    core.on_udp(register_pk(), B_ADDR, T0)
-    core.on_udp(register_pk(), B_ADDR, T0)
-    assert core.on_udp(register_pk(pk=PK_B), B_ADDR, T0 + 1) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
+    reg(core, register_pk(), B_ADDR, T0)
+    reg(core, register_pk(), B_ADDR, T0)
+    assert reg(core, register_pk(pk=PK_B), B_ADDR, T0 + 1) == [SendUdp(REG_TOO_FREQUENT, B_ADDR)]
     assert record(core).pk == PK_A
 
 
@@ -298,8 +304,8 @@ def test_uuid_mismatches_do_not_use_up_the_owner_budget() -> None:
     bring_online(core, T0)
     for i in range(5):
         src = (f"192.0.2.{i + 1}", 1)
-        assert core.on_udp(register_pk(uuid=b"x"), src, T0 + 1) == [SendUdp(REG_UUID_MISMATCH, src)]
-    assert core.on_udp(register_pk(), B_ADDR, T0 + 1) == [SendUdp(REG_OK, B_ADDR)]
+        assert reg(core, register_pk(uuid=b"x"), src, T0 + 1) == [SendUdp(REG_UUID_MISMATCH, src)]
+    assert reg(core, register_pk(), B_ADDR, T0 + 1) == [SendUdp(REG_OK, B_ADDR)]
 
 
 # -- IP blocker through the core (§11.1; the table itself is tested in test_rate_limits) ----
@@ -338,6 +344,6 @@ def test_ip_blocker_refusal_happens_before_any_lookup() -> None:
     core = make_core()
     src = ("198.51.100.1", 1000)
     _fresh(core, range(32), src, T0)
-    assert core.on_udp(register_pk("brandnew1"), src, T0) == [SendUdp(REG_TOO_FREQUENT, src)]
+    assert reg(core, register_pk("brandnew1"), src, T0) == [SendUdp(REG_TOO_FREQUENT, src)]
     assert core.state.pending_loads == 0
     assert core.state.peers.get("brandnew1") is None

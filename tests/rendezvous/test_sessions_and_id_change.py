@@ -14,11 +14,14 @@ from tests.rendezvous.helpers import (
     T0,
     UUID,
     bring_online,
+    database,
     decode,
+    loaded,
     make_core,
     register_pk,
     resolve,
     rm,
+    row,
     sends,
     stored,
     tcp,
@@ -63,6 +66,20 @@ def test_closing_a_session_frees_the_route_but_keeps_the_record() -> None:
 # -- ID change (§7.10) -----------------------------------------------------------------------
 
 
+def loaded_except(core: object, actions: list, now: float, peer_id: str) -> list:
+    """Answer only ``peer_id``'s load (the old id's details), leaving the new id's load."""
+    from pyhbb.rendezvous.core import RendezvousCore
+
+    assert isinstance(core, RendezvousCore)
+    out = []
+    for action in actions:
+        if isinstance(action, LoadPeer) and action.peer_id == peer_id:
+            out += core.peer_loaded(peer_id, database(core).get(peer_id), now)
+        else:
+            out.append(action)
+    return out
+
+
 def change_id(new_id: str, old_id: str = B_ID, uuid: bytes = UUID) -> bytes:
     return rm(register_pk=pb.RegisterPk(id=new_id, uuid=uuid, old_id=old_id))
 
@@ -70,9 +87,9 @@ def change_id(new_id: str, old_id: str = B_ID, uuid: bytes = UUID) -> bytes:
 def test_id_change_renames_the_row_and_answers_ok_before_closing() -> None:
     core = make_core()
     bring_online(core, T0)
-    guid = core.state.peers.get(B_ID).guid  # type: ignore[union-attr]
+    guid = row(core).guid
     link = tcp(B_ADDR)
-    actions = core.on_frame(link, change_id("newname1"), T0 + 1)
+    actions = loaded_except(core, core.on_frame(link, change_id("newname1"), T0 + 1), T0 + 1, B_ID)
     assert actions == [LoadPeer("newname1")]  # is the new id free in the database?
     (persist,) = core.peer_loaded("newname1", None, T0 + 1)
     assert isinstance(persist, Persist)
@@ -88,7 +105,7 @@ def test_id_change_to_a_taken_id_is_id_exists() -> None:
     core = make_core()
     bring_online(core, T0)
     link = tcp(B_ADDR)
-    core.on_frame(link, change_id("taken01"), T0 + 1)
+    loaded_except(core, core.on_frame(link, change_id("taken01"), T0 + 1), T0 + 1, B_ID)
     actions = core.peer_loaded("taken01", stored("taken01", uuid=b"x"), T0 + 1)
     assert actions == [Send(link, REG_ID_EXISTS), Close(link)]
 
@@ -103,7 +120,8 @@ def test_id_change_checks_format_and_ownership() -> None:
             Close(link),
         ], bad
     link = tcp(B_ADDR)
-    assert core.on_frame(link, change_id("validid", uuid=b"other"), T0 + 1) == [
+    actions = core.on_frame(link, change_id("validid", uuid=b"other"), T0 + 1)
+    assert loaded(core, actions, T0 + 1) == [
         Send(link, REG_UUID_MISMATCH),
         Close(link),
     ]

@@ -94,9 +94,8 @@ def test_database_rows_do_not_overfill_a_full_table() -> None:
     assert "stored99" not in state.peers and len(state.peers) == 1  # but does not keep it
 
 
-def test_details_leave_memory_and_reload_for_the_next_register_pk() -> None:
+def test_details_are_not_kept_and_reload_for_the_next_register_pk() -> None:
     from pyhbb.rendezvous.actions import LoadPeer, Persist, UpdatePeer
-    from pyhbb.rendezvous.peer_registry import DETAILS_TTL
     from tests.rendezvous.helpers import (
         B_ADDR,
         B_ID,
@@ -112,25 +111,21 @@ def test_details_leave_memory_and_reload_for_the_next_register_pk() -> None:
 
     core = make_core()
     row = stored()
-    # Loaded from the database by a first RegisterPk: details in memory.
-    out = core.on_udp(register_pk(), B_ADDR, T0)
-    assert out == [LoadPeer(B_ID)]
+    # Loaded from the database for a RegisterPk: the details serve the decision only.
+    assert core.on_udp(register_pk(), B_ADDR, T0) == [LoadPeer(B_ID)]
     assert core.peer_loaded(B_ID, row, T0)[0].payload == REG_OK  # type: ignore[union-attr]
     record = core.state.peers.get(B_ID)
-    assert record is not None and record.details is not None
-    # Heartbeats keep it online; after DETAILS_TTL the housekeeping drops the details only.
-    later = T0 + DETAILS_TTL + 1
-    assert core.on_udp(register_peer(), B_ADDR, later)[0].payload == NO_REQUEST_PK  # type: ignore[union-attr]
-    for _ in range(100):
-        core.on_timer(later)
-    assert record.details is None and core.state.peers.get(B_ID) is record
-    assert record.online(later) and record.pk == PK_A
-    # A key change needs them again: loaded, then the same row (guid) is updated.
-    out = core.on_udp(register_pk(pk=b"\x33" * 32), B_ADDR, later)
-    assert out == [LoadPeer(B_ID)]
+    assert record is not None and record.details is None
+    # Heartbeats need only the key and address, which stay.
+    assert core.on_udp(register_peer(), B_ADDR, T0 + 1)[0].payload == NO_REQUEST_PK  # type: ignore[union-attr]
+    assert record.online(T0 + 1) and record.pk == PK_A
+    # A key change reads them again; the same row (guid) is updated.
+    later = T0 + 20
+    assert core.on_udp(register_pk(pk=b"\x33" * 32), B_ADDR, later) == [LoadPeer(B_ID)]
     (persist,) = core.peer_loaded(B_ID, row, later)
     assert isinstance(persist, Persist)
     assert persist.write == UpdatePeer(row.guid, B_ID, b"\x33" * 32, B_ADDR[0])
+    assert record.details is None
 
 
 def test_online_count_comes_from_the_sweep_in_large_tables() -> None:

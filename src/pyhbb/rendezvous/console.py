@@ -110,7 +110,7 @@ class Console:
         def fmt(entry: BlockerEntry) -> str:
             return (
                 f"{entry.count}/{int(now - entry.t_count)}s "
-                f"{len(entry.ids)}/{int(now - entry.t_ids)}s"
+                f"{entry.id_count}/{int(now - entry.t_ids)}s"
             )
 
         start = _page_index(rest[0]) if rest else 0

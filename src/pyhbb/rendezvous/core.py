@@ -218,6 +218,7 @@ class RendezvousCore:
         s = self.state
         s.blocker.prune_step(now, max(1000, len(s.blocker.entries) // 60))
         s.ip_changes.prune_step(now, max(1000, len(s.ip_changes.entries) // 60))
+        s.reg_pk_sweeper.step(max(1000, len(s.reg_pk_counts) // 10), lambda e: now - e[1] > 7.0)
         evicted = s.peers.evict_step(now, max(1000, len(s.peers) // 60))
         if evicted:
             log.debug("evicted %d long-offline peers from memory", evicted)

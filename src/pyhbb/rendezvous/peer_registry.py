@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 REG_TIMEOUT = 30.0
 ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of PeerRecord.udp_heartbeat
-DETAILS_TTL = 300.0  # keep a peer's details this long after its last RegisterPk
 FULL_TABLE_BUDGET = 20_000
 EXACT_COUNT_LIMIT = 50_000  # counting more on demand would stall the loop
 EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
@@ -40,19 +39,16 @@ def unpack_addr(raw: bytes) -> Addr:
 
 
 class PeerDetails:
-    """What only RegisterPk and ID changes need. Dropped from memory a few minutes after
-    its last use and reloaded from the database when needed again: it would otherwise
-    double the memory of every idle peer."""
+    """What only RegisterPk and ID changes need: loaded from the database for the decision
+    and dropped right after it, since keeping it would double every peer's memory."""
 
-    __slots__ = ("guid", "ip", "reg_pk_count", "reg_pk_time", "uuid")
+    __slots__ = ("guid", "ip", "uuid")
 
     def __init__(self, guid: bytes = b"", uuid: bytes = b"", ip: str = "") -> None:
         self.guid = guid
         self.uuid = uuid
         self.ip = ip
         """``info.ip`` of the last accepted RegisterPk (normalised)."""
-        self.reg_pk_count = 0
-        self.reg_pk_time = EXPIRED
 
     @classmethod
     def from_stored(cls, row: StoredPeer) -> PeerDetails:
@@ -151,7 +147,7 @@ class PeerRecord:
     def _details(self) -> PeerDetails:
         details = self.details
         if details is None:
-            raise LookupError("peer details are not loaded; use with_peer(need_details=True)")
+            raise LookupError("peer details exist only during with_peer(need_details=True)")
         return details
 
     @property
@@ -225,9 +221,6 @@ class PeerRegistry:
                 return True
             if r.session is not None or now - r.last_reg < REG_TIMEOUT:
                 self._online_seen += 1
-            details = r.details
-            if details is not None and now - details.reg_pk_time > DETAILS_TTL:
-                r.details = None  # the database has them; reloaded on demand
             return False
 
         passes = self._sweeper.passes

@@ -33,12 +33,44 @@ def blocker_key(ip: str) -> str:
         return ip
 
 
-@dataclass
 class BlockerEntry:
-    count: int
-    t_count: float
-    ids: set[str]
-    t_ids: float
+    """One source IP's RegisterPk history. Most IPs register one id, so the id set is
+    ``None`` or a single string until a second id appears (an empty set alone is 216 B)."""
+
+    __slots__ = ("_ids", "count", "t_count", "t_ids")
+
+    def __init__(self, count: int, t_count: float, t_ids: float) -> None:
+        self.count = count
+        self.t_count = t_count
+        self.t_ids = t_ids
+        self._ids: str | set[str] | None = None
+
+    @property
+    def ids(self) -> set[str]:
+        ids = self._ids
+        return set() if ids is None else {ids} if isinstance(ids, str) else set(ids)
+
+    @property
+    def id_count(self) -> int:
+        ids = self._ids
+        return 0 if ids is None else 1 if isinstance(ids, str) else len(ids)
+
+    def has(self, peer_id: str) -> bool:
+        ids = self._ids
+        return ids == peer_id if not isinstance(ids, set) else peer_id in ids
+
+    def add(self, peer_id: str) -> None:
+        ids = self._ids
+        if ids is None:
+            self._ids = peer_id
+        elif isinstance(ids, str):
+            if ids != peer_id:
+                self._ids = {ids, peer_id}
+        else:
+            ids.add(peer_id)
+
+    def clear_ids(self) -> None:
+        self._ids = None
 
 
 @dataclass
@@ -49,7 +81,7 @@ class BlockerLimits:
     window: int = 60
     max_ids: int = 300
     ids_window: int = 86_400
-    max_entries: int = 200_000
+    max_entries: int = 1_000_000
 
 
 class IpBlocker:
@@ -70,7 +102,7 @@ class IpBlocker:
                 if len(self.entries) >= lim.max_entries:
                     log.warning("IP blocker table full (%d IPs): refusing %s", lim.max_entries, ip)
                     return False
-            self.entries[key] = BlockerEntry(0, now, set(), now)
+            self.entries[key] = BlockerEntry(0, now, now)
             return True
         if _secs(now - entry.t_count) > lim.window:
             entry.count = 0
@@ -78,24 +110,29 @@ class IpBlocker:
             return False
         entry.count += 1
         entry.t_count = now
-        is_new = peer_id not in entry.ids
+        is_new = not entry.has(peer_id)
         if _secs(now - entry.t_ids) > lim.ids_window:
-            entry.ids.clear()
-        elif len(entry.ids) > lim.max_ids and is_new:
+            entry.clear_ids()
+        elif entry.id_count > lim.max_ids and is_new:
             return False
         if is_new:
-            entry.ids.add(peer_id)
+            entry.add(peer_id)
         entry.t_ids = now
         return True
 
     def _expired(self, now: float) -> Callable[[BlockerEntry], bool]:
+        """Both windows over (upstream), or the burst window over for an IP that
+        registered at most one id (ours): the distinct-id rule is for IPs that register
+        many ids, and keeping a day-long entry for each of a million single-peer IPs
+        would cost more than the peers themselves. Such an IP can gain one id per 61 s."""
         lim = self.limits
         return lambda e: (
-            _secs(now - e.t_count) > lim.window and _secs(now - e.t_ids) > lim.ids_window
+            _secs(now - e.t_count) > lim.window
+            and (e.id_count <= 1 or _secs(now - e.t_ids) > lim.ids_window)
         )
 
     def prune(self, now: float) -> None:
-        """Drop every entry whose both windows have expired (console ``ib``)."""
+        """Drop every expired entry (console ``ib``)."""
         expired = self._expired(now)
         for key in [k for k, e in self.entries.items() if expired(e)]:
             del self.entries[key]

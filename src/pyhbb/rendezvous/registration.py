@@ -22,7 +22,13 @@ from pyhbb.rendezvous.messages import (
     REGISTER_PEER_SEND_PK,
     Result,
 )
-from pyhbb.rendezvous.peer_registry import ACCEPTED, IP_CHANGED, PeerRecord, pack_addr
+from pyhbb.rendezvous.peer_registry import (
+    ACCEPTED,
+    EXPIRED,
+    IP_CHANGED,
+    PeerRecord,
+    pack_addr,
+)
 from pyhbb.rendezvous.rate_limits import reg_pk_allowed
 from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
@@ -63,9 +69,7 @@ class Registration:
             ip = src[0]
             result = record.udp_heartbeat(pack_addr(src), now, ip[:4] == "127." or ip == "::1")
             request_pk = result != ACCEPTED
-            if result == IP_CHANGED and (
-                record.details is None or record.details.reg_pk_count <= 2
-            ):
+            if result == IP_CHANGED and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2:
                 log.info("IP change of %s from %s to %s", peer_id, record.registered_ip, ip)
         actions: list[Action] = [
             SendUdp(REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK, src)
@@ -121,6 +125,10 @@ class Registration:
             s.stats["register_pk_too_frequent"] += 1
             log.debug("RegisterPk of %s from %s refused by the IP blocker", peer_id, ip)
             return [reply(Result.TOO_FREQUENT)]
+        if not reg_pk_allowed(*s.reg_pk_counts.get(peer_id, (0, EXPIRED)), now)[0]:
+            # Refused before the database is read: a flood for one id costs no I/O.
+            s.stats["register_pk_too_frequent"] += 1
+            return [reply(Result.TOO_FREQUENT)]
         uuid = bytes(msg.uuid)
         pk = bytes(msg.pk)
 
@@ -175,13 +183,12 @@ class Registration:
             log.info("RegisterPk of %s from %s refused: id owned by another machine", peer_id, ip)
             s.stats["register_pk_refused"] += 1
             return [reply(Result.UUID_MISMATCH)]
-        allowed, details.reg_pk_count = reg_pk_allowed(
-            details.reg_pk_count, details.reg_pk_time, now
-        )
+        count, last = s.reg_pk_counts.get(peer_id, (0, EXPIRED))
+        allowed, count = reg_pk_allowed(count, last, now)
         if not allowed:
             s.stats["register_pk_too_frequent"] += 1
             return [reply(Result.TOO_FREQUENT)]
-        details.reg_pk_time = now
+        s.reg_pk_counts[peer_id] = (count, now)
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
         # TCP/WS clients never send RegisterPeer, which carries ConfigUpdate by UDP: a new
@@ -222,9 +229,7 @@ class Registration:
         """Forget the in-memory record whose write failed: it reloads from the database."""
         self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
-        record = self.s.peers.get(peer_id)
-        if record is not None and record.details is not None and record.details.guid == write.guid:
-            self.s.peers.remove(peer_id, record)
+        self.s.peers.remove(peer_id)
         log.error("database write for %s failed; its record will be reloaded", peer_id)
 
 

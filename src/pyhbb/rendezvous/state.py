@@ -23,6 +23,7 @@ from pyhbb.rendezvous.rate_limits import (
     TokenBucket,
 )
 from pyhbb.rendezvous.relay_servers import RelayServers
+from pyhbb.rendezvous.sweep import Sweeper
 from pyhbb.store.base import StoredPeer
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.keys import sign_id_pk
@@ -95,6 +96,9 @@ class CoreState:
         self.stats: Counter[str] = Counter()
         rate = settings.new_peers_per_second
         self.new_peers = TokenBucket(rate, rate * 60, 0.0)
+        self.reg_pk_counts: dict[str, tuple[int, float]] = {}
+        """Per-id RegisterPk bursts (§6.4 step 6): (count, time); expired after 7 s."""
+        self.reg_pk_sweeper = Sweeper(self.reg_pk_counts)
         self.sessions: dict[Link, str] = {}
         """Registration sessions (§7.4): link → the peer id registered on it."""
         self._session_ips: Counter[str] = Counter()
@@ -146,9 +150,13 @@ class CoreState:
                 if self.peers.has_room(now):
                     self.peers.put(peer_id, record)
             elif record is not None and record.details is None:
-                # The details dropped from memory; a missing row makes it a new peer.
+                # Details are not kept in memory; a missing row makes it a new peer.
                 record.details = PeerDetails() if row is None else PeerDetails.from_stored(row)
             actions += cont(record, now, True)
+        # Details live only while the waiters decide: memory is for the million idle peers.
+        record = self.peers.get(peer_id)
+        if record is not None:
+            record.details = None
         return actions
 
     def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
