@@ -49,6 +49,8 @@ class Executor:
         self.udp_send: UdpSend = lambda payload, addr: None
         self.http_proxy = http_proxy
         self.tasks: set[asyncio.Task[None]] = set()
+        # Looked up once: get_running_loop() checks the process id on every call in 3.11.
+        self._loop = asyncio.get_running_loop()
 
     def run(self, actions: list[Action]) -> None:
         for action in actions:
@@ -80,7 +82,7 @@ class Executor:
                 self._spawn(self.http_proxy(action.link, action.request))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self._loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
