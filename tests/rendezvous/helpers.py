@@ -168,20 +168,17 @@ def resolve(
     for peer_id, row in (rows or {}).items():
         db.setdefault(peer_id, row)
     out: list[Action] = []
-    pending = list(actions)
+    pending = loaded(core, actions, now)
     while pending:
         action = pending.pop(0)
-        if isinstance(action, LoadPeer):
-            pending += core.peer_loaded(action.peer_id, db.get(action.peer_id), now)
-        elif isinstance(action, Persist):
-            if persist_ok:
-                _apply(db, action.write)
-                pending += action.on_ok
-            else:
-                core.persist_failed(action.write)
-                pending += action.on_fail
-        else:
+        if not isinstance(action, Persist):
             out.append(action)
+        elif persist_ok:
+            _apply(db, action.write)
+            pending += loaded(core, action.on_ok, now)
+        else:
+            core.persist_failed(action.write)
+            pending += loaded(core, action.on_fail, now)
     return out
 
 

@@ -150,17 +150,7 @@ class Punching:
         if asked is None or now - asked > UDP_PUNCH_WINDOW:
             s.stats["udp_punch_sent_dropped"] += 1
             return []
-        resp = pb.PunchHoleResponse(
-            socket_addr=addr_mangle.encode(src),
-            pk=s.signed_pk(record, msg.id, msg.version),
-            relay_server=msg.relay_server,
-            is_udp=True,
-            upnp_port=msg.upnp_port,
-            socket_addr_v6=msg.socket_addr_v6,
-        )
-        if msg.nat_type in KNOWN_NAT_TYPES:
-            resp.nat_type = msg.nat_type
-        payload = pb.RendezvousMessage(punch_hole_response=resp).SerializeToString()
+        payload = self._punch_answer(msg, src, record, is_udp=True)
         return self._deliver(requester, payload, "UDP punch answer", msg.id)
 
     def request_relay(self, link: Link, msg: pb.RequestRelay, now: float) -> list[Action]:
@@ -190,20 +180,27 @@ class Punching:
         log.info("%s from %s forwarded to %s", what, peer_id, _fmt(requester))
         return [Send(target, payload)]
 
+    def _punch_answer(
+        self, msg: pb.PunchHoleSent, b_addr: Addr, record: PeerRecord | None, is_udp: bool
+    ) -> bytes:
+        """PunchHoleResponse telling A where B answered from (§6.7; UDP form §7.9)."""
+        resp = pb.PunchHoleResponse(
+            socket_addr=addr_mangle.encode(b_addr),
+            pk=self.s.signed_pk(record, msg.id, msg.version),
+            relay_server=msg.relay_server,
+            is_udp=is_udp,
+            upnp_port=msg.upnp_port,
+            socket_addr_v6=msg.socket_addr_v6,
+        )
+        if msg.nat_type in KNOWN_NAT_TYPES:
+            resp.nat_type = msg.nat_type  # set in the oneof even for UNKNOWN_NAT (§3.1)
+        return pb.RendezvousMessage(punch_hole_response=resp).SerializeToString()
+
     def punch_hole_sent(self, link: Link, msg: pb.PunchHoleSent, now: float) -> list[Action]:
         requester = _decoded(msg.socket_addr)
 
         def answer(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
-            resp = pb.PunchHoleResponse(
-                socket_addr=addr_mangle.encode(link.addr),
-                pk=self.s.signed_pk(record, msg.id, msg.version),
-                relay_server=msg.relay_server,
-                upnp_port=msg.upnp_port,
-                socket_addr_v6=msg.socket_addr_v6,
-            )
-            if msg.nat_type in KNOWN_NAT_TYPES:
-                resp.nat_type = msg.nat_type
-            payload = pb.RendezvousMessage(punch_hole_response=resp).SerializeToString()
+            payload = self._punch_answer(msg, link.addr, record, is_udp=False)
             return self._deliver(requester, payload, "punch answer", msg.id)
 
         return self._signed(msg.id, msg.version, now, answer)
