@@ -72,14 +72,6 @@ def test_limit_enforced_from_header_alone() -> None:
     assert dec.feed(encode_frame(b"z" * 1000)) == [b"z" * 1000]
 
 
-def test_take_buffered_returns_partial_tail() -> None:
-    dec = FrameDecoder(max_payload=100)
-    frames = dec.feed(encode_frame(b"req") + b"\x0cre")
-    assert frames == [b"req"]
-    assert dec.take_buffered() == b"\x0cre"
-    assert dec.buffered == 0
-
-
 def test_split_first_frame_leaves_the_rest_untouched() -> None:
     # what follows need not be frames: a relay client's raw stream right behind its request
     rest = b"\xff\xff\xff\xffraw"

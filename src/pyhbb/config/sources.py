@@ -105,15 +105,6 @@ class OptionSource:
         except ValueError:
             raise ConfigError(f"{normalize_name(name)}={value!r} is not an integer") from None
 
-    def get_float(self, name: str, default: float) -> float:
-        value = self.get(name)
-        if value is None or value.strip() == "":
-            return default
-        try:
-            return float(value.strip())
-        except ValueError:
-            raise ConfigError(f"{normalize_name(name)}={value!r} is not a number") from None
-
     def get_bool(self, name: str, default: bool) -> bool:
         """``Y``/``yes``/``true``/``1`` (any case) are true; other non-empty values false."""
         value = self.get(name)

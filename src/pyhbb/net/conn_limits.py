@@ -47,6 +47,3 @@ class ConnectionLimiter:
             self._by_ip[ip] = n - 1
         if n:
             self.count -= 1
-
-    def open_from(self, ip: str) -> int:
-        return self._by_ip.get(ip, 0)

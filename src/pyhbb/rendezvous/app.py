@@ -91,6 +91,7 @@ class HbbsServer:
         )
         self._servers: list[asyncio.Server] = []
         self._udp: asyncio.DatagramTransport | None = None
+        self._udp_endpoint: UdpEndpoint | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.exit_code = 0
         self.stopped = asyncio.Event()
@@ -100,6 +101,9 @@ class HbbsServer:
             "connections_open": self.limiter.count,
             "connections_refused": self.limiter.refused,
             "db_tasks_in_flight": len(self.executor.tasks),
+            "udp_oversized_dropped": (
+                self._udp_endpoint.oversized if self._udp_endpoint is not None else 0
+            ),
         }
 
     async def start(self) -> None:
@@ -110,10 +114,11 @@ class HbbsServer:
         tcp = tcp_listener(opts.bind, opts.port)
         nat = tcp_listener(opts.bind, opts.nat_port)
         ws = tcp_listener(opts.bind, opts.ws_port)
-        transport, _ = await loop.create_datagram_endpoint(
+        transport, endpoint = await loop.create_datagram_endpoint(
             lambda: UdpEndpoint(self.core, self.executor), sock=udp
         )
         self._udp = transport
+        self._udp_endpoint = endpoint
         for sock, factory in (
             (tcp, lambda: TcpLink(self.ctx)),
             (nat, lambda: NatPortLink(self.nat_ctx)),

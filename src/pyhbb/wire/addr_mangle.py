@@ -45,10 +45,6 @@ def normalize(sockaddr: tuple[object, ...]) -> Addr:
     return try_into_v4(host), port
 
 
-def is_ipv6(ip: str) -> bool:
-    return ":" in ip
-
-
 def now_t() -> int:
     """The 32-bit microsecond timestamp the official encoder mixes in."""
     return time.time_ns() // 1000 & _MASK32
@@ -88,9 +84,3 @@ def decode(data: bytes) -> Addr:
     if n == 18:
         return socket.inet_ntop(socket.AF_INET6, data[:16]), int.from_bytes(data[16:], "little")
     return "::", 0
-
-
-def to_socket_v6(addr: Addr) -> tuple[str, int]:
-    """The form of ``addr`` to send to from an ``AF_INET6`` dual-stack socket."""
-    ip, port = addr
-    return (ip if ":" in ip else "::ffff:" + ip), port

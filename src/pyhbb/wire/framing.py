@@ -95,12 +95,6 @@ class FrameDecoder:
             del buf[:pos]
         return frames
 
-    def take_buffered(self) -> bytes:
-        """Return and forget the bytes that do not yet form a complete frame."""
-        data = bytes(self._buf)
-        self._buf.clear()
-        return data
-
     @property
     def buffered(self) -> int:
         return len(self._buf)
