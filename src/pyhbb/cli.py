@@ -93,6 +93,23 @@ def main(argv: list[str] | None = None) -> int:
         help="pass ARG to hbbr (repeatable), e.g. --hbbr-arg=--port=21117",
     )
     run.add_argument("hbbs_args", nargs="*", help="arguments for hbbs (after --)")
+    check = sub.add_parser(
+        "check",
+        help="test a running server from outside, port by port, as clients use it",
+        description="Connect to every port a RustDesk client uses (UDP and TCP P, TCP P-1, "
+        "WebSocket P+2, relay TCP R and WebSocket R+2) with the client's own first message, "
+        "and tell which ones fail and why. Exit status 1 when a check fails.",
+    )
+    check.add_argument("server", metavar="HOST[:PORT]", help="the ID server (port 21116)")
+    check.add_argument(
+        "--key",
+        default="",
+        help="the key clients are configured with (content of id_ed25519.pub): verifies the "
+        "server's signature and lets the relay check pass when it enforces the key",
+    )
+    check.add_argument(
+        "--relay", metavar="HOST[:PORT]", help="relay server (default: the ID server, port P+1)"
+    )
     sub.add_parser("hbbs", help="run hbbs only (same as the hbbs command)", add_help=False)
     sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -106,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         return hbbr_main(rest)
     if rest:
         parser.error(f"unknown arguments {rest}; put hbbs arguments after --")
+    if args.command == "check":
+        from pyhbb.doctor import main as check_main
+
+        return check_main(args.server, args.key, args.relay)
     return _run(args.hbbs_args, args.hbbr_arg)
 
 
