@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from pyhbb.wire import addr_mangle
 from pyhbb.wire import rendezvous_pb2 as pb
@@ -327,3 +328,36 @@ async def test_bind_address_is_honoured(tmp_path: Path) -> None:
             pass
         else:
             raise AssertionError("an IPv6 connection reached a server bound to 127.0.0.1")
+
+
+async def test_http_tunnel_timeout_and_size_limit(tmp_path: Path, monkeypatch: Any) -> None:
+    from pyhbb.rendezvous.adapters import http_proxy
+
+    monkeypatch.setattr(http_proxy, "TIMEOUT", 0.5)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)  # accepts, never answers
+        writer.close()
+
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        body = b"x" * 3_000_000
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    for handler, expected in ((silent, "did not answer within"), (huge, "larger than")):
+        api = await asyncio.start_server(handler, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{api.sockets[0].getsockname()[1]}"
+        workdir = tmp_path / handler.__name__
+        workdir.mkdir()
+        try:
+            async with running_hbbs(workdir, api_server=url) as hbbs:
+                c = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
+                await c.secure(hbbs.public_key)
+                c.send(http_request())
+                assert expected in (await c.recv(timeout=10)).http_proxy_response.error
+        finally:
+            api.close()

@@ -92,11 +92,12 @@ class HttpProxy:
                                 )
             except TimeoutError:
                 return pb.HttpProxyResponse(
-                    error=f"the API server {self.api_server} did not answer within {TIMEOUT:.0f} s"
+                    error=f"the API server {self.api_server} did not answer within {TIMEOUT:g} s"
                 )
             except httpx.HTTPError as e:
+                why = str(e) or type(e).__name__
                 return pb.HttpProxyResponse(
-                    error=f"the API server {self.api_server} is not reachable ({e!s})"
+                    error=f"the API server {self.api_server} is not reachable ({why})"
                 )
         return pb.HttpProxyResponse(
             status=resp.status_code,
