@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from pyhbb.observability.throttle import worth_logging
+
 log = logging.getLogger(__name__)
 
 
@@ -24,7 +26,7 @@ class ConnectionLimiter:
         n = self._by_ip.get(ip, 0)
         if (per_ip and n >= self.per_ip) or self.count >= self.total:
             self.refused += 1
-            if self.refused & (self.refused - 1) == 0:  # log at 1, 2, 4, 8, ... refusals
+            if worth_logging(self.refused):
                 log.warning(
                     "%s: refusing connection from %s (%d open from it, %d in total; limits %d/%d)",
                     self.name,

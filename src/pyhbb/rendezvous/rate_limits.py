@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.sweep import Sweeper
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class IpBlocker:
         self.limits = limits or BlockerLimits()
         self.entries: dict[str, BlockerEntry] = {}
         self._sweeper = Sweeper(self.entries)
+        self.refused_full = 0
 
     def allow(self, ip: str, peer_id: str, now: float) -> bool:
         lim = self.limits
@@ -100,7 +102,11 @@ class IpBlocker:
             if len(self.entries) >= lim.max_entries:
                 self.prune_step(now, FULL_TABLE_BUDGET)
                 if len(self.entries) >= lim.max_entries:
-                    log.warning("IP blocker table full (%d IPs): refusing %s", lim.max_entries, ip)
+                    self.refused_full += 1
+                    if worth_logging(self.refused_full):
+                        log.warning(
+                            "IP blocker table full (%d IPs): refusing %s", len(self.entries), ip
+                        )
                     return False
             self.entries[key] = BlockerEntry(0, now, now)
             return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.actions import (
     Action,
     InsertPeer,
@@ -137,16 +138,25 @@ class Registration:
                 return [reply(Result.SERVER_ERROR)]
             if record is None and not s.new_peers.take(now):
                 s.stats["register_pk_new_id_rate"] += 1
-                log.warning(
-                    "new IDs arrive faster than %g/s: refusing %s for now",
-                    s.settings.new_peers_per_second,
-                    peer_id,
-                )
+                if worth_logging(s.stats["register_pk_new_id_rate"]):
+                    log.warning(
+                        "new IDs arrive faster than NEW_PEERS_PER_SECOND=%g: refusing %s "
+                        "(%d refused so far)",
+                        s.settings.new_peers_per_second,
+                        peer_id,
+                        s.stats["register_pk_new_id_rate"],
+                    )
                 return [reply(Result.TOO_FREQUENT)]
             if record is None or s.peers.get(peer_id) is not record:
                 # new, or loaded while the table was full (kept out of it): needs room
                 if not s.peers.has_room(now):
-                    log.warning("peer table full (%d): refusing id %s", len(s.peers), peer_id)
+                    s.stats["register_pk_table_full"] += 1
+                    if worth_logging(s.stats["register_pk_table_full"]):
+                        log.warning(
+                            "peer table full (MAX_PEERS_IN_MEMORY=%d, all online): refusing %s",
+                            len(s.peers),
+                            peer_id,
+                        )
                     return [reply(Result.TOO_FREQUENT)]
                 record = record or PeerRecord()
                 s.peers.put(peer_id, record)
