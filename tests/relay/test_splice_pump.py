@@ -70,7 +70,8 @@ async def test_pending_bytes_first_then_stream_small_pipe_slow_reader() -> None:
     assert got.digest() == hashlib.sha256(pending + stream).digest()
     assert await asyncio.wait_for(r_a.readexactly(4), 20) == b"to-a"
     assert pump.bytes_a_to_b == len(pending) + len(stream)
-    assert budget.charged == len(stream)  # only spliced bytes; pending is at most one read
+    # every byte counts against the limits, the ones read before the switch included
+    assert budget.charged == len(pending) + len(stream) + len(b"to-a")
     w_a.write_eof()
     assert await asyncio.wait_for(r_b.read(), 20) == b""
     assert closed and "end of stream" in closed[0]
@@ -112,4 +113,23 @@ async def test_reset_closes_both() -> None:
     r_b, w_b = await asyncio.open_connection(sock=b_peer)
     assert await asyncio.wait_for(r_b.read(), 20) == b""
     assert len(closed) == 1
+    w_b.close()
+
+
+async def test_bytes_read_before_the_switch_are_charged_to_the_budget() -> None:
+    loop = asyncio.get_running_loop()
+    a_peer, a = tcp_pair()
+    b, b_peer = tcp_pair()
+    budget = Unlimited(delay=0.2)
+    pump = SplicePump(loop, a, b, budget, lambda reason: None, pending_a_to_b=b"x" * 5000)
+    pump.start()
+    assert budget.charged == 5000  # charged at once, before anything else is read
+    r_b, w_b = await asyncio.open_connection(sock=b_peer)
+    assert await asyncio.wait_for(r_b.readexactly(5000), 20) == b"x" * 5000
+    _r_a, w_a = await asyncio.open_connection(sock=a_peer)
+    w_a.write(b"later")
+    assert await asyncio.wait_for(r_b.readexactly(5), 20) == b"later"  # after the pause
+    assert budget.charged == 5005
+    pump.close("test over")
+    w_a.close()
     w_b.close()

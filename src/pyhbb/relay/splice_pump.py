@@ -151,6 +151,14 @@ class SplicePump:
         except OSError as e:
             self.close(f"cannot create a pipe: {e}")
             return
+        now = self._loop.time()
+        for h in (self._ab, self._ba):
+            if h.pending is not None:
+                # Bytes read before the switch count against the limits like any others:
+                # the source is read again only once the budget allows.
+                delay = self._budget.consume(len(h.pending), now)
+                if delay > 0:
+                    h.resume = self._loop.call_later(delay, self._on_resume, h)
         for h in (self._ab, self._ba):
             self._update(h)
             if self.closed:
