@@ -20,6 +20,7 @@ from nacl.signing import VerifyKey
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from pyhbb.rendezvous.relay_servers import with_port
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.framing import FrameDecoder, encode_frame
 
@@ -247,16 +248,6 @@ def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _split(text: str, default_port: int) -> tuple[str, int]:
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, int(port)
-    return text, default_port
-
-
 def report(findings: list[Finding]) -> str:
     lines = []
     for f in findings:
@@ -267,8 +258,8 @@ def report(findings: list[Finding]) -> str:
 
 
 def main(server: str, key: str, relay: str | None) -> int:
-    host, port = _split(server, 21116)
-    relay_addr = _split(relay, 21117) if relay else (host, port + 1)
+    host, port = with_port(server, 21116)
+    relay_addr = with_port(relay, 21117) if relay else (host, port + 1)
     findings = asyncio.run(Doctor(host, port, relay_addr, key.strip()).run())
     sys.stdout.write(report(findings))
     return 0 if all(f.ok for f in findings) else 1
