@@ -157,3 +157,32 @@ async def test_database_failures_answer_server_error_and_recover(tmp_path: Path)
         assert not resp.socket_addr and "database" in resp.other_failure
         store.insert, store.get = real_insert, real_get  # type: ignore[method-assign]
         assert await b.register_pk("123456789", b"u", b"k" * 32) == pb.RegisterPkResponse.OK
+
+
+async def test_trickled_frame_does_not_keep_a_connection_open(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        hbbs.server.ctx.idle_timeout = 1.0
+        c = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        c.send_raw(encode_header(1000))
+        sent = 0
+        try:
+            for _ in range(30):  # one byte every 0.1 s: never a whole frame
+                c.send_raw(b"x")
+                sent += 1
+                await asyncio.sleep(0.1)
+        except (RuntimeError, ConnectionError):  # the server has closed it
+            pass
+        assert await c.closed(timeout=3)
+        assert sent < 30  # closed while it was still trickling
+
+
+async def test_large_frames_only_on_an_encrypted_connection(tmp_path: Path) -> None:
+    async with running_hbbs(tmp_path) as hbbs:
+        plain = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        plain.send_raw(encode_header(100_000))  # over 64 KiB in clear: refused at once
+        assert await plain.closed()
+        secure = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        await secure.secure(hbbs.public_key)
+        big = Msg(online_request=pb.OnlineRequest(peers=["x" * 100] * 1500))  # ~155 KB
+        secure.send(big)
+        assert len((await secure.recv()).online_response.states) == 1500 // 8 + 1

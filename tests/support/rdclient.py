@@ -207,7 +207,7 @@ class TcpClient:
                     for payload in self.decoder.feed(data):
                         if parse(payload).WhichOneof("union") != "key_exchange":
                             return False
-        except ConnectionResetError:
+        except ConnectionError:  # reset by the server, or our own write hit the closed socket
             return True
         except TimeoutError:
             return False

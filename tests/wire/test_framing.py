@@ -80,3 +80,17 @@ def test_split_first_frame_leaves_the_rest_untouched() -> None:
     assert split_first_frame(b"", 100) is None
     with pytest.raises(FrameError):
         split_first_frame(encode_header(101), 100)
+
+
+def test_limit_may_grow_between_frames() -> None:
+    # The secure channel raises the limit after the KeyExchange frame, which may arrive in
+    # the same read as the next, larger frame.
+    dec = FrameDecoder(max_payload=10)
+    dec.append(encode_frame(b"hello") + encode_frame(b"y" * 50))
+    assert dec.next_frame() == b"hello"
+    dec.max_payload = 100
+    assert dec.next_frame() == b"y" * 50
+    assert dec.next_frame() is None and dec.buffered == 0
+    dec.append(encode_frame(b"z" * 101))
+    with pytest.raises(FrameError):
+        dec.next_frame()

@@ -145,7 +145,8 @@ PYHBB = (
         "MAX_FRAME_SIZE",
         ("--max-frame-size",),
         str(1024 * 1024),
-        "largest message accepted on TCP P and WebSocket P+2, in bytes (P-1: 64 KiB)",
+        "largest message accepted on an encrypted TCP connection, in bytes: it bounds the "
+        "HTTP tunnel's bodies (other connections and ports: 64 KiB)",
         "BYTES",
     ),
     Opt(

@@ -33,7 +33,6 @@ log = logging.getLogger("pyhbb.rendezvous")
 
 HOUSEKEEPING_INTERVAL = 1.0
 SUMMARY_INTERVAL = 600  # seconds between the summary log lines
-NAT_PORT_MAX_FRAME = 64 * 1024
 
 
 def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
@@ -79,14 +78,13 @@ class HbbsServer:
             signing=key.signing,
             secure_tcp=opts.secure_tcp,
             trusted_proxies=list(opts.trusted_proxies),
-            max_frame=opts.max_frame,
+            secure_max_frame=opts.max_frame,
         )
         self.nat_ctx = AdapterContext(
             core=self.core,
             executor=self.executor,
             limiter=self.limiter,
             console=self.ctx.console,
-            max_frame=NAT_PORT_MAX_FRAME,
             links=self.ctx.links,
         )
         self._servers: list[asyncio.Server] = []

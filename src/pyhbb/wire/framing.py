@@ -67,34 +67,41 @@ class FrameDecoder:
     Feed it whatever the socket delivered; it returns every complete payload and keeps the
     rest. A header announcing more than ``max_payload`` raises :class:`FrameError` at once,
     before any of that payload is buffered, so a hostile peer cannot make us hold more
-    than ``max_payload`` plus one read.
+    than ``max_payload`` plus one read. :meth:`append` and :meth:`next_frame` decode one
+    frame at a time, for callers whose limit changes between frames.
     """
 
-    __slots__ = ("_buf", "max_payload")
+    __slots__ = ("_buf", "_pos", "max_payload")
 
     def __init__(self, max_payload: int) -> None:
         self.max_payload = max_payload
         self._buf = bytearray()
+        self._pos = 0
+
+    def append(self, data: bytes) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        """The next complete payload, checked against the current ``max_payload``."""
+        found = _header(self._buf, self._pos, self.max_payload)
+        if found is None:
+            return None
+        start, length = found
+        if len(self._buf) - start < length:
+            return None
+        self._pos = start + length
+        return bytes(self._buf[start : self._pos])
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
+        self.append(data)
         frames: list[bytes] = []
-        pos = 0
-        end = len(buf)
-        while True:
-            found = _header(buf, pos, self.max_payload)
-            if found is None:
-                break
-            start, length = found
-            if end - start < length:
-                break
-            frames.append(bytes(buf[start : start + length]))
-            pos = start + length
-        if pos:
-            del buf[:pos]
+        while (frame := self.next_frame()) is not None:
+            frames.append(frame)
         return frames
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) - self._pos

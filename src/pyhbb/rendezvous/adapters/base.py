@@ -26,7 +26,10 @@ log = logging.getLogger("pyhbb.rendezvous")
 
 IDLE_TIMEOUT = 30.0  # upstream: every read on P, P-1 and P+2 has a 30 s timeout
 WS_HANDSHAKE_TIMEOUT = 10.0
-MAX_WRITE_BUFFER = 256 * 1024  # a client that stops reading is cut off past this
+MAX_WRITE_BUFFER = 256 * 1024
+# Real requests are well under 1 KiB (an OnlineRequest for 5,000 IDs still fits): a small
+# limit keeps what one connection can make us buffer small.
+PLAIN_MAX_FRAME = 64 * 1024  # a client that stops reading is cut off past this
 
 
 class IoLink(Link):
@@ -58,7 +61,10 @@ class AdapterContext:
     signing: SigningKey | None = None
     secure_tcp: bool = True
     trusted_proxies: list[Network] = field(default_factory=list)
-    max_frame: int = 64 * 1024
+    max_frame: int = PLAIN_MAX_FRAME
+    """Largest message on an unencrypted connection."""
+    secure_max_frame: int = PLAIN_MAX_FRAME
+    """Largest message once the secure channel is up (the HTTP tunnel carries bodies)."""
     idle_timeout: float = IDLE_TIMEOUT
     message_burst: int = 16
     """Messages a client may send on one connection in a burst (then 1 per second)."""

@@ -37,16 +37,22 @@ class TcpLink(ProtocolLink):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
-        self._idle.touch()
-        try:
-            frames = self._decoder.feed(data)
-        except FrameError as e:
-            log.debug("%r: %s; closing", self, e)
-            self.abort()
-            return
-        for payload in frames:
-            if self._closed:
+        decoder = self._decoder
+        decoder.append(data)
+        # One frame at a time: the limit grows once the secure channel is up, which may
+        # happen in the middle of this chunk.
+        while not self._closed:
+            try:
+                payload = decoder.next_frame()
+            except FrameError as e:
+                log.debug("%r: %s; closing", self, e)
+                self.abort()
                 return
+            if payload is None:
+                return
+            # Only whole frames count as activity, like upstream's 30 s per frame read: a
+            # client trickling a frame byte by byte cannot hold its connection open.
+            self._idle.touch()
             self._on_payload(payload)
 
     # -- frames ---------------------------------------------------------------------------
@@ -84,6 +90,7 @@ class TcpLink(ProtocolLink):
             log.debug("%r: bad KeyExchange (%s); closing", self, e)
             self.abort()
             return True
+        self._decoder.max_payload = self._ctx.secure_max_frame
         log.debug("%r: secure channel established", self)
         return True
 

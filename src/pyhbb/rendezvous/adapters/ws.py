@@ -53,11 +53,11 @@ class WsLink(ProtocolLink):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
-        self._idle.touch()
         self._ws.receive_data(data)
         for event in self._ws.events_received():
             if self._closed:
                 break
+            self._idle.touch()  # whole frames only: trickled bytes keep nothing open
             if isinstance(event, Request):
                 self._on_request(event)
             elif isinstance(event, Frame):
