@@ -84,6 +84,17 @@ class _Connection:
             log.debug("reopening the database connection after: %s", e)
             self.drop()
 
+    def run_one(self, request: Request) -> None:
+        """Run one job in its own statement scope and deliver its outcome."""
+        assert request.job is not None
+        try:
+            value = request.job(self.get())
+        except Exception as e:
+            self.after_error(e)
+            deliver(_failed([request], e))
+        else:
+            deliver([(request, value, None)])
+
     def drop(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
@@ -113,13 +124,7 @@ class Reader(threading.Thread):
                 self._conn.drop()
                 deliver([(request, None, None)])
                 return
-            try:
-                value = request.job(self._conn.get())
-            except Exception as e:
-                self._conn.after_error(e)
-                deliver(_failed([request], e))
-            else:
-                deliver([(request, value, None)])
+            self._conn.run_one(request)
 
 
 class Writer(threading.Thread):
@@ -143,7 +148,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         # The setup job (open, create the schema) runs outside any transaction so that a
         # read-only database can still be opened for reading.
-        self._run_alone(self._setup)
+        self._conn.run_one(self._setup)
         while True:
             batch = [self.requests.get()]
             while batch[-1].job is not None:
@@ -164,16 +169,6 @@ class Writer(threading.Thread):
                 self._conn.drop()
                 deliver([(stop, None, None)])
                 return
-
-    def _run_alone(self, request: Request) -> None:
-        assert request.job is not None
-        try:
-            value = request.job(self._conn.get())
-        except Exception as e:
-            self._conn.after_error(e)
-            deliver(_failed([request], e))
-        else:
-            deliver([(request, value, None)])
 
     def _begin(self) -> sqlite3.Connection | BaseException:
         # IMMEDIATE takes the write lock up front, so a busy database fails here, before
