@@ -89,8 +89,10 @@ class Executor:
     async def _load(self, peer_id: str) -> None:
         try:
             row = await self.store.get(peer_id)
-        except StoreError as e:
-            log.error("database read of %s failed: %s", peer_id, e)
+        except Exception as e:  # StoreError, or a store bug: the waiters still get answers
+            log.error(
+                "database read of %s failed: %s", peer_id, e, exc_info=not isinstance(e, StoreError)
+            )
             self.run(self.core.peer_load_failed(peer_id, self.clock()))
             return
         self.run(self.core.peer_loaded(peer_id, row, self.clock()))
@@ -103,8 +105,8 @@ class Executor:
             conflict = action.on_conflict
             self.run(action.on_fail if conflict is None else conflict)
             return
-        except StoreError as e:
-            log.error("database write failed: %s", e)
+        except Exception as e:  # StoreError, or a store bug: the client still gets an answer
+            log.error("database write failed: %s", e, exc_info=not isinstance(e, StoreError))
             self.core.persist_failed(action.write)
             self.run(action.on_fail)
             return
