@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from pyhbb.store.base import StoredPeer
-from pyhbb.store.sqlite_store import SqlitePeerStore
-from tests.store.conftest import PK, new_guid
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
+from tests.store.conftest import PK, new_guid, peer_store
 from tests.store.official import (
     EXPECTED_COLUMNS,
     EXPECTED_INDEXES,
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def test_our_schema_is_the_official_declaration(db_path: Path, tmp_path: Path) -> None:
-    async with await SqlitePeerStore.open(str(db_path)):
+    async with peer_store(str(db_path)):
         pass
     ours = schema_facts(db_path)
     columns, indexes, without_rowid, _sql = ours
@@ -43,8 +44,8 @@ async def test_our_schema_is_the_official_declaration(db_path: Path, tmp_path: P
 
 
 async def test_connection_settings(db_path: Path) -> None:
-    async with await SqlitePeerStore.open(str(db_path)) as store:
-        await store.insert(new_guid(), "123456", b"u", PK, "192.0.2.1")
+    async with await SqliteDatabase.open(str(db_path)) as db:
+        await SqlitePeerStore(db).insert(new_guid(), "123456", b"u", PK, "192.0.2.1")
         assert Path(f"{db_path}-wal").exists()  # WAL, like the official server
 
         def settings(conn: sqlite3.Connection) -> list[object]:
@@ -52,8 +53,8 @@ async def test_connection_settings(db_path: Path) -> None:
             return [conn.execute(f"pragma {name}").fetchone()[0] for name in names]
 
         # Every connection, reader and writer: synchronous=FULL (2), busy timeout 5 s.
-        for requests in (store._reads, store._writer.requests):
-            assert await store._submit(requests, settings) == ["wal", 2, 1, 5000]
+        for run in (db.read, db.write):
+            assert await run(settings) == ["wal", 2, 1, 5000]
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
 
@@ -72,7 +73,7 @@ async def test_reads_rows_in_the_wal_of_a_live_official_database(
         shutil.copy(f"{db_path}{suffix}", copy / f"db_v2.sqlite3{suffix}")
     try:
         for path in (db_path, copy / "db_v2.sqlite3"):
-            async with await SqlitePeerStore.open(str(path)) as store:
+            async with peer_store(str(path)) as store:
                 assert await store.count() == 50
                 for peer_id, guid in guids.items():
                     assert await store.get(peer_id) == StoredPeer(
@@ -90,7 +91,7 @@ async def test_reads_a_rollback_journal_database_and_switches_it_to_wal(db_path:
     official = official_db(db_path, journal_mode="delete")
     guid = official_insert(official, "rollback", "192.0.2.1")
     official.close()
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         assert await store.get("rollback") == StoredPeer(
             guid, "rollback", b"uuid-of-rollback", b"\x01" * 32, "192.0.2.1"
         )
@@ -128,7 +129,7 @@ async def test_tolerates_pro_columns_keys_tables_and_odd_info(db_path: Path) -> 
     conn.execute(INSERT, (b"g" * 16, "text-blobs", "uuid-text", "pk-text", info("192.0.2.5")))
     conn.close()
 
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         ips = {peer_id: (await store.get(peer_id)).ip for peer_id in rows}  # type: ignore[union-attr]
         assert ips == {
             "pro": "192.0.2.1",
@@ -158,7 +159,7 @@ async def test_tolerates_pro_columns_keys_tables_and_odd_info(db_path: Path) -> 
 
 async def test_official_server_can_use_our_database(db_path: Path) -> None:
     guid = new_guid()
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         await store.insert(guid, "ours", b"machine", PK, "::ffff:192.0.2.1")
     # What the official server does at start-up and on RegisterPk, with plain sqlite3.
     conn = official_db(db_path)
@@ -171,7 +172,7 @@ async def test_official_server_can_use_our_database(db_path: Path) -> None:
         other = official_insert(conn, "theirs", "192.0.2.3")
     finally:
         conn.close()
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         assert await store.get("ours") == StoredPeer(
             guid, "ours", b"machine", b"\x09" * 32, "192.0.2.2"
         )
