@@ -168,7 +168,13 @@ class SqliteDatabase:
         try:
             recorded: dict[str, int] = await db._ready
             for step in pending(migrations, recorded):
-                await db.write(partial(apply_step, step, latest[step.component]))
+                if await db.write(partial(apply_step, step, latest[step.component])):
+                    log.info(
+                        "database: applied migration %s %d (%s)",
+                        step.component,
+                        step.version,
+                        step.name,
+                    )
         except BaseException:
             await db.close()
             raise
