@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyhbb.store.base import StoredPeer
-from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.database import Migration, SqliteDatabase
 from pyhbb.store.peers import SqlitePeerStore
 from tests.store.conftest import PK, new_guid, peer_store
 from tests.store.official import (
@@ -29,9 +29,33 @@ from tests.store.official import (
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_our_schema_is_the_official_declaration(db_path: Path, tmp_path: Path) -> None:
-    async with peer_store(str(db_path)):
+# Tables other components add beside peer (and pyhbb_schema, which records them).
+API_TABLES = [
+    Migration(
+        "api",
+        1,
+        "users and books",
+        (
+            "create table api_user (guid blob primary key, name text not null unique)",
+            "create table api_book (id integer primary key, owner blob references api_user)",
+            "create index api_book_owner on api_book (owner)",
+        ),
+    )
+]
+WITH_OR_WITHOUT_API = pytest.mark.parametrize(
+    "migrations", [[], API_TABLES], ids=["peer only", "with api tables"]
+)
+
+
+@WITH_OR_WITHOUT_API
+async def test_our_schema_is_the_official_declaration(
+    db_path: Path, tmp_path: Path, migrations: list[Migration]
+) -> None:
+    async with peer_store(str(db_path), migrations=migrations):
         pass
+    with sqlite3.connect(db_path) as conn:
+        names = {name for (name,) in conn.execute("select name from sqlite_schema")}
+    assert ({"api_user", "api_book", "pyhbb_schema"} <= names) == bool(migrations)
     ours = schema_facts(db_path)
     columns, indexes, without_rowid, _sql = ours
     assert columns == EXPECTED_COLUMNS
@@ -157,9 +181,12 @@ async def test_tolerates_pro_columns_keys_tables_and_odd_info(db_path: Path) -> 
         )
 
 
-async def test_official_server_can_use_our_database(db_path: Path) -> None:
+@WITH_OR_WITHOUT_API
+async def test_official_server_can_use_our_database(
+    db_path: Path, migrations: list[Migration]
+) -> None:
     guid = new_guid()
-    async with peer_store(str(db_path)) as store:
+    async with peer_store(str(db_path), migrations=migrations) as store:
         await store.insert(guid, "ours", b"machine", PK, "::ffff:192.0.2.1")
     # What the official server does at start-up and on RegisterPk, with plain sqlite3.
     conn = official_db(db_path)
@@ -170,9 +197,10 @@ async def test_official_server_can_use_our_database(db_path: Path) -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", created_at)
         conn.execute(UPDATE, ("ours", b"\x09" * 32, info("192.0.2.2"), guid))
         other = official_insert(conn, "theirs", "192.0.2.3")
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
     finally:
         conn.close()
-    async with peer_store(str(db_path)) as store:
+    async with peer_store(str(db_path), migrations=migrations) as store:
         assert await store.get("ours") == StoredPeer(
             guid, "ours", b"machine", b"\x09" * 32, "192.0.2.2"
         )

@@ -49,7 +49,10 @@ def inspect(path: str, *, busy_timeout: float, latest: Mapping[str, int]) -> Fin
     except FileNotFoundError:
         return _NEW_FILE
     except OSError as e:
-        raise StoreError(f"database {path}: cannot read it: {e.strerror}") from e
+        raise StoreError(
+            f"database {path}: cannot read it ({e.strerror}): point DB_URL at a file this "
+            "user may read and write"
+        ) from e
     if not header:
         return _NEW_FILE
     if not header.startswith(HEADER) or len(header) < 100:
