@@ -103,7 +103,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "another application's database": (
         lambda p: sqlite_file(p, "create table users (name text); create table orders (n);", "wal"),
-        "has tables (orders, users) but no peer table",
+        "it has tables (orders, users) but no peer table",
     ),
     "bookkeeping table of someone else": (
         lambda p: sqlite_file(p, OFFICIAL_SCHEMA + "create table pyhbb_schema (x);"),

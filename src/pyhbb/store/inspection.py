@@ -99,7 +99,7 @@ def _inspect_database(
 def _recover(path: str, busy_timeout: float) -> None:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
-        conn.execute("select count(*) from sqlite_schema").fetchone()
+        conn.execute("select count(*) from sqlite_master").fetchone()
     finally:
         conn.close()
 
