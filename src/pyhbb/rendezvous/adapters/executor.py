@@ -110,6 +110,7 @@ class Executor:
             self.core.persist_failed(action.write)
             self.run(action.on_fail)
             return
+        self.core.persist_succeeded(action.write)
         self.run(action.on_ok)
 
     async def _write(self, write: StoreWrite) -> None:
