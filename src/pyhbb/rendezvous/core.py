@@ -24,7 +24,12 @@ from pyhbb.rendezvous.actions import (
 )
 from pyhbb.rendezvous.id_change import IdChange
 from pyhbb.rendezvous.links import Link
-from pyhbb.rendezvous.messages import REGISTER_PK, parse, register_pk_response
+from pyhbb.rendezvous.messages import (
+    REGISTER_PK,
+    config_update_problem,
+    parse,
+    register_pk_response,
+)
 from pyhbb.rendezvous.punching import Punching
 from pyhbb.rendezvous.queries import Queries
 from pyhbb.rendezvous.registration import Registration
@@ -82,6 +87,10 @@ class RendezvousCore:
         if not is_loopback(src[0]) or msg.serial <= self.state.serial:
             return []
         servers = [s for s in msg.rendezvous_servers if s]
+        problem = config_update_problem(servers)
+        if problem is not None:
+            log.warning("ConfigureUpdate from %s ignored: %s", src[0], problem)
+            return []
         return [ResolveServers(msg.serial, servers)]
 
     def adopt_config(self, serial: int, servers: list[str]) -> list[Action]:
@@ -196,7 +205,8 @@ class RendezvousCore:
         return self.state.peer_loaded(peer_id, row, now)
 
     def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
-        log.error("database read for %s failed", peer_id)
+        if n := self.state.log_throttle.count("read failed", now):
+            log.error("database read for %s failed (%d this minute)", peer_id, n)
         return self.state.peer_load_failed(peer_id, now)
 
     def persist_succeeded(self, write: StoreWrite) -> None:

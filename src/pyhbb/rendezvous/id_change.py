@@ -58,7 +58,14 @@ class IdChange:
                 return reply(Result.SERVER_ERROR)
             if record is None or record.uuid != uuid:
                 ip = link.addr[0]
-                log.info("ID change %s -> %s from %s refused: not its id", old_id, new_id, ip)
+                if n := s.log_throttle.count("id change refused", now):
+                    log.info(
+                        "ID change %s -> %s from %s refused: not its id (%d this minute)",
+                        old_id,
+                        new_id,
+                        ip,
+                        n,
+                    )
                 return reply(Result.UUID_MISMATCH)
             last = self._recent.get(old_id)
             if last is not None and now - last < RENAME_INTERVAL:
@@ -96,7 +103,8 @@ class IdChange:
         if record.session is not None:
             s.sessions[record.session] = new_id
         self._recent[new_id] = now
-        log.info("peer %s changed its id to %s", old_id, new_id)
+        if n := s.log_throttle.count("id change", now):
+            log.info("peer %s changed its id to %s (%d this minute)", old_id, new_id, n)
         if not guid:
             return reply(Result.OK)
         return [

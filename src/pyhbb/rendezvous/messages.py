@@ -73,6 +73,25 @@ def config_update(serial: int, servers: list[str]) -> pb.ConfigUpdate:
     return pb.ConfigUpdate(serial=serial, rendezvous_servers=servers)
 
 
+MAX_CONFIG_UPDATE_BYTES = 1200  # one unfragmented datagram on any path
+
+
+def config_update_problem(servers: list[str]) -> str | None:
+    """Why ConfigUpdate with ``servers`` (-R) cannot be sent by UDP, or None."""
+    cap = FIELD_CAPS["relay_server"]
+    for server in servers:
+        if len(server.encode()) > cap:
+            return f"rendezvous server {server[:40]!r}... is longer than {cap} bytes"
+    payload = pb.RendezvousMessage(configure_update=config_update(1 << 30, servers))
+    size = len(payload.SerializeToString())
+    if size > MAX_CONFIG_UPDATE_BYTES:
+        return (
+            f"the rendezvous server list makes a {size}-byte ConfigUpdate, more than the "
+            f"{MAX_CONFIG_UPDATE_BYTES} bytes of one UDP datagram; list fewer servers"
+        )
+    return None
+
+
 REGISTER_PEER_OK = pb.RendezvousMessage(
     register_peer_response=pb.RegisterPeerResponse(request_pk=False)
 ).SerializeToString()

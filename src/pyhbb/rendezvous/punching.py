@@ -85,7 +85,13 @@ class Punching:
             return []
         key = s.settings.enforced_key
         if key and msg.licence_key != key:
-            log.info("punch request from %s to %s refused: key mismatch", _fmt(link.addr), msg.id)
+            if n := s.log_throttle.count("key mismatch", now):
+                log.info(
+                    "punch request from %s to %s refused: key mismatch (%d this minute)",
+                    _fmt(link.addr),
+                    msg.id,
+                    n,
+                )
             return [Send(link, PUNCH_LICENSE_MISMATCH)]
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
@@ -148,13 +154,15 @@ class Punching:
             return [Send(link, PUNCH_OFFLINE)]
         if s.settings.udp_punch and msg.udp_port and not same_intranet:
             self._expect_udp_answer(msg.id, link.key, now)
-        log.info(
-            "punch request from %s to %s (%s)%s",
-            _fmt(link.addr),
-            msg.id,
-            b_ip,
-            " same intranet" if same_intranet else "",
-        )
+        if n := s.log_throttle.count("punch", now):
+            log.info(
+                "punch request from %s to %s (%s)%s (%d this minute)",
+                _fmt(link.addr),
+                msg.id,
+                b_ip,
+                " same intranet" if same_intranet else "",
+                n,
+            )
         return [action]
 
     def _expect_udp_answer(self, peer_id: str, requester: Addr, now: float) -> None:
@@ -200,7 +208,14 @@ class Punching:
         action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
         if action is None:
             return []
-        log.info("relay request from %s to %s (uuid %s)", _fmt(link.addr), msg.id, msg.uuid)
+        if n := s.log_throttle.count("relay", now):
+            log.info(
+                "relay request from %s to %s (uuid %s) (%d this minute)",
+                _fmt(link.addr),
+                msg.id,
+                msg.uuid,
+                n,
+            )
         return [action]
 
     # -- B → hbbs → A ----------------------------------------------------------------------
@@ -211,7 +226,10 @@ class Punching:
             log.debug("%s from %s for %s: requester gone", what, peer_id, _fmt(requester))
             self.s.stats["answers_undeliverable"] += 1
             return []
-        log.info("%s from %s forwarded to %s", what, peer_id, _fmt(requester))
+        if n := self.s.log_throttle.count(what):
+            log.info(
+                "%s from %s forwarded to %s (%d this minute)", what, peer_id, _fmt(requester), n
+            )
         return [Send(target, payload)]
 
     def _punch_answer(

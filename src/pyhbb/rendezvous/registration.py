@@ -98,8 +98,18 @@ class Registration:
         ip = src[0]
         result = record.udp_heartbeat(pack_addr(src), now, ip[:4] == "127." or ip == "::1")
         if result != ACCEPTED:
-            if result == IP_CHANGED and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2:
-                log.info("IP change of %s from %s to %s", peer_id, record.registered_ip, ip)
+            if (
+                result == IP_CHANGED
+                and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2
+                and (n := self.s.log_throttle.count("ip change", now))
+            ):
+                log.info(
+                    "IP change of %s from %s to %s (%d this minute)",
+                    peer_id,
+                    record.registered_ip,
+                    ip,
+                    n,
+                )
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
         if self.s.serial > msg.serial or self._software_reply:
             return [SendUdp(REGISTER_PEER_OK, src), *self._legacy_updates(peer_id, msg, src, now)]
@@ -278,13 +288,26 @@ class Registration:
             changed, ip_changed = True, False
         elif details.uuid == uuid:
             if old_ip != ip and record.pk != pk:
-                log.info("RegisterPk of %s from %s refused: new key and new IP", peer_id, ip)
+                if n := s.log_throttle.count("hijack", now):
+                    log.info(
+                        "RegisterPk of %s from %s refused: new key and new IP (%d this minute)",
+                        peer_id,
+                        ip,
+                        n,
+                    )
                 s.stats["register_pk_refused"] += 1
                 return [reply(Result.UUID_MISMATCH)]
             ip_changed = old_ip != ip
             changed = record.pk != pk or ip_changed
         else:
-            log.info("RegisterPk of %s from %s refused: id owned by another machine", peer_id, ip)
+            if n := s.log_throttle.count("not owner", now):
+                log.info(
+                    "RegisterPk of %s from %s refused: id owned by another machine "
+                    "(%d this minute)",
+                    peer_id,
+                    ip,
+                    n,
+                )
             s.stats["register_pk_refused"] += 1
             return [reply(Result.UUID_MISMATCH)]
         count, last = s.reg_pk_counts.get(peer_id, (0, EXPIRED))
@@ -333,8 +356,8 @@ class Registration:
     def persist_succeeded(self, write: StoreWrite) -> None:
         """A registration is stored: only now is it worth a log line."""
         said = self._announcements.pop(id(write), None)
-        if said is not None:
-            log.info("%s", said)
+        if said is not None and (n := self.s.log_throttle.count("registered")):
+            log.info("%s (%d this minute)", said, n)
 
     def persist_failed(self, write: StoreWrite) -> None:
         """Forget the in-memory record whose write failed: it reloads from the database."""
@@ -342,7 +365,12 @@ class Registration:
         self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
-        log.error("database write for %s failed; its record will be reloaded", peer_id)
+        if n := self.s.log_throttle.count("write failed"):
+            log.error(
+                "database write for %s failed; its record will be reloaded (%d this minute)",
+                peer_id,
+                n,
+            )
 
 
 def _fmt(addr: Addr) -> str:

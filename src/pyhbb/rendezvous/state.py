@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
 
+from pyhbb.observability.throttle import LogThrottle
 from pyhbb.rendezvous.actions import Action, LoadPeer, Send, SendUdp
 from pyhbb.rendezvous.bounded_table import BoundedTable
 from pyhbb.rendezvous.lan import LanPolicy
@@ -98,6 +99,8 @@ class CoreState:
         self.lan = LanPolicy(settings.mask, settings.local_ip)
         self.always_use_relay = settings.always_use_relay
         self.stats: Counter[str] = Counter()
+        self.log_throttle = LogThrottle()
+        """Every line a client can trigger goes through it (1st, 2nd, 4th ... a minute)."""
         self.reg_pk_counts: BoundedTable[str, tuple[int, float]] = BoundedTable(MAX_REG_PK_COUNTS)
         """Per-id RegisterPk bursts (§6.4 step 6): (count, time); expired after 7 s."""
         self.sessions: dict[Link, str] = {}
@@ -216,9 +219,15 @@ class CoreState:
             self._session_ips[link.addr[0]] += 1
         elif previous != peer_id:
             self._unroute(link, previous)  # the client took a new ID on the same session
-        if previous != peer_id:
+        if previous != peer_id and (n := self.log_throttle.count("session", now)):
             kind = link.transport.value
-            log.info("peer %s registered on a %s session from %s", peer_id, kind, link.addr[0])
+            log.info(
+                "peer %s registered on a %s session from %s (%d this minute)",
+                peer_id,
+                kind,
+                link.addr[0],
+                n,
+            )
         self.sessions[link] = peer_id
         record.session = link
         record.last_reg = now
@@ -241,7 +250,8 @@ class CoreState:
             if record is not None and record.session is link:
                 record.session = None
                 record.last_reg = now - REG_TIMEOUT  # unreachable now: offline at once
-            log.info("session of peer %s closed", peer_id)
+            if n := self.log_throttle.count("session closed", now):
+                log.info("session of peer %s closed (%d this minute)", peer_id, n)
 
     def session_activity(self, link: Link, now: float) -> None:
         peer_id = self.sessions.get(link)
