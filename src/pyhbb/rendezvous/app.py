@@ -56,7 +56,7 @@ def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
         max_peers=opts.max_peers,
         new_peers_per_second=opts.new_peers_per_second,
         # database reads for RegisterPk: never below what new ids alone may need
-        register_lookups_per_second=max(5000.0, 2.0 * opts.new_peers_per_second),
+        register_lookups_per_second=max(2000.0, 2.0 * opts.new_peers_per_second),
         max_sessions=opts.max_connections,
         max_sessions_per_ip=opts.max_sessions_per_ip,
         udp_punch=opts.udp_punch,

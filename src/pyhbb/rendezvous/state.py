@@ -64,7 +64,7 @@ class CoreSettings:
     """Brand-new IDs accepted per second in total (after a burst of a minute's worth):
     every one is a database row, so spoofed registrations must not fill the disk. Shared
     fairly between source prefixes and sources (fair_budget.py)."""
-    register_lookups_per_second: float = 5000.0
+    register_lookups_per_second: float = 2000.0
     """RegisterPk decisions per second that read the database, shared the same way: a
     flood of forged registrations must not keep the event loop busy with reads."""
     max_sessions: int = 100_000
