@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 from pyhbb.observability.throttle import worth_logging
@@ -53,9 +54,14 @@ SOFTWARE_ASK_TTL = 60.0
 LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Looked up once: the protobuf enum wrapper's attribute access is slow on a flooded path.
+TOO_FREQUENT = Result.TOO_FREQUENT
+
+
 def id_format_ok(peer_id: str) -> bool:
     """Cap what we store: upstream has no check at all (§6.4 notes)."""
-    return len(peer_id.encode()) <= MAX_ID_BYTES and all(c >= " " and c != "\x7f" for c in peer_id)
+    return len(peer_id.encode()) <= MAX_ID_BYTES and _CONTROL.search(peer_id) is None
 
 
 class Registration:
@@ -194,15 +200,15 @@ class Registration:
         if not s.blocker.allow(ip, peer_id, now):
             s.stats["register_pk_too_frequent"] += 1
             log.debug("RegisterPk of %s from %s refused by the IP blocker", peer_id, ip)
-            return [reply(Result.TOO_FREQUENT)]
+            return [reply(TOO_FREQUENT)]
         if not reg_pk_allowed(*s.reg_pk_counts.get(peer_id, (0, EXPIRED)), now)[0]:
             # Refused before the database is read: a flood for one id costs no I/O.
             s.stats["register_pk_too_frequent"] += 1
-            return [reply(Result.TOO_FREQUENT)]
+            return [reply(TOO_FREQUENT)]
         refused = self.lookups.admit(src, peer_id, now)
         if refused:
             self._budget_refused("lookup", refused, peer_id, src)
-            return [reply(Result.TOO_FREQUENT)]
+            return [reply(TOO_FREQUENT)]
         uuid = bytes(msg.uuid)
         pk = bytes(msg.pk)
 
@@ -213,7 +219,7 @@ class Registration:
                 refused = self.new_ids.admit(src, peer_id, now)
                 if refused:
                     self._budget_refused("new_id", refused, peer_id, src)
-                    return [reply(Result.TOO_FREQUENT)]
+                    return [reply(TOO_FREQUENT)]
             if record is None or s.peers.get(peer_id) is not record:
                 # new, or loaded while the table was full (kept out of it): needs room
                 if not s.peers.has_room(now):
@@ -224,7 +230,7 @@ class Registration:
                             len(s.peers),
                             peer_id,
                         )
-                    return [reply(Result.TOO_FREQUENT)]
+                    return [reply(TOO_FREQUENT)]
                 record = record or PeerRecord()
                 s.peers.put(peer_id, record)
             return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
@@ -314,7 +320,7 @@ class Registration:
         allowed, count = reg_pk_allowed(count, last, now)
         if not allowed:
             s.stats["register_pk_too_frequent"] += 1
-            return [reply(Result.TOO_FREQUENT)]
+            return [reply(TOO_FREQUENT)]
         s.reg_pk_counts[peer_id] = (count, now)
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
@@ -324,7 +330,7 @@ class Registration:
         if session is not None:
             new_binding = s.sessions.get(session) != peer_id
             if not s.bind_session(session, peer_id, record, now):
-                return [reply(Result.TOO_FREQUENT)]
+                return [reply(TOO_FREQUENT)]
             if new_binding and s.serial > 0:
                 extra.append(Send(session, s.config_update_payload))
         if not changed:
