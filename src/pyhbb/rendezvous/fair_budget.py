@@ -115,14 +115,21 @@ class FairBudget:
     """``rate`` events per second in total, shared fairly between sources (see module)."""
 
     def __init__(
-        self, rate: float, burst_seconds: float = BURST_SECONDS, max_keys: int = MAX_KEYS
+        self,
+        rate: float,
+        burst_seconds: float = BURST_SECONDS,
+        max_keys: int = MAX_KEYS,
+        min_burst: float = 1.0,
     ) -> None:
+        """``min_burst``: what one source or prefix may always do at once."""
         burst = rate * burst_seconds
         self.rate = rate
         self.total = TokenBucket(rate, burst, 0.0)
         self.retries = TokenBucket(rate / RETRY_SHARE, max(1.0, burst / RETRY_SHARE), 0.0)
-        self.prefixes = RateTable(rate / PREFIX_SHARE, max(2.0, burst / PREFIX_SHARE), max_keys)
-        self.sources = RateTable(rate / SOURCE_SHARE, max(1.0, burst / SOURCE_SHARE), max_keys)
+        prefix_burst = max(2.0, min_burst, burst / PREFIX_SHARE)
+        self.prefixes = RateTable(rate / PREFIX_SHARE, prefix_burst, max_keys)
+        source_burst = max(1.0, min_burst, burst / SOURCE_SHARE)
+        self.sources = RateTable(rate / SOURCE_SHARE, source_burst, max_keys)
         self.marks = RetryMarks()
         self.retried = 0
         """Events admitted through the retry lane."""

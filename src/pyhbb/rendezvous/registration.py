@@ -71,7 +71,13 @@ class Registration:
         self.s = state
         settings = state.settings
         self.new_ids = FairBudget(settings.new_peers_per_second)
-        self.lookups = FairBudget(settings.register_lookups_per_second, LOOKUP_BURST_SECONDS)
+        # one source may always do twice the IP blocker's burst (32 RegisterPk, §11.1) at
+        # once: the blocker stays the per-source limit an admin sees and tunes
+        self.lookups = FairBudget(
+            settings.register_lookups_per_second,
+            LOOKUP_BURST_SECONDS,
+            min_burst=2 * (settings.blocker.burst + 2),
+        )
         self._legacy_pacer = RateTable(1.0 / LEGACY_UPDATE_INTERVAL, 1.0, MAX_PACED_PEERS)
         self._legacy_total = TokenBucket(
             LEGACY_UPDATES_PER_SECOND, LEGACY_UPDATES_PER_SECOND * 10, 0.0
