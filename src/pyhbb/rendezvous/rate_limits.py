@@ -95,7 +95,7 @@ class BlockerLimits:
     max_ids: int = 300
     ids_window: int = 86_400
     max_entries: int = 250_000
-    """Sources remembered at once: ~170 bytes each (bench/RESULTS.md, flood section)."""
+    """Sources remembered at once: ~195 bytes each with the key (bench/RESULTS.md, flood)."""
 
 
 class IpBlocker:
