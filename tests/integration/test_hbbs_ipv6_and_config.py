@@ -46,6 +46,8 @@ async def test_ipv6_peers_get_the_18_byte_address_form(tmp_path: Path) -> None:
 async def test_config_update_by_serial(tmp_path: Path) -> None:
     async with running_hbbs(tmp_path, serial=5, rendezvous_servers=["rs.example.com"]) as hbbs:
         b = await UdpPeer.open(hbbs.udp, "127.0.0.2")
+        # ConfigUpdate goes to registered peers at their registered address only (issue 12)
+        assert await b.register_pk(B_ID, b"uuid-cu", B_PK) == pb.RegisterPkResponse.OK
         b.send(Msg(register_peer=pb.RegisterPeer(id=B_ID, serial=3)))
         kinds = {(await b.recv()).WhichOneof("union") for _ in range(2)}
         assert kinds == {"register_peer_response", "configure_update"}

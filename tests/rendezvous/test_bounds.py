@@ -117,13 +117,17 @@ def test_blocker_forgets_single_id_ips_after_the_burst_window() -> None:
 
 
 def test_blocker_table_is_bounded() -> None:
-    b = IpBlocker(BlockerLimits(max_entries=3))
+    # Full: a new source pushes out the oldest entry in O(1) instead of being refused (a
+    # flood of forged sources must not lock genuine new sources out, issue 12).
+    b = IpBlocker(BlockerLimits(max_entries=3, burst=0))
     for i in range(3):
         assert b.allow(f"192.0.2.{i}", "x000001", T0)
-    assert not b.allow("192.0.2.200", "x000001", T0 + 1)  # full, nothing expired
-    assert b.allow("192.0.2.0", "x000001", T0 + 1)  # known IPs keep working
-    assert b.allow("192.0.2.200", "x000001", T0 + 86_402)  # expired entries make room
-    assert len(b.entries) <= 3
+        assert b.allow(f"192.0.2.{i}", "x000001", T0)  # counted: the next one is refused
+    assert b.allow("192.0.2.200", "x000001", T0 + 1)  # full: 192.0.2.0 is forgotten
+    assert len(b.entries) == 3 and "192.0.2.0" not in b.entries
+    assert not b.allow("192.0.2.1", "x000001", T0 + 1)  # the others keep their state
+    assert b.allow("192.0.2.0", "x000001", T0 + 1)  # the forgotten one starts afresh
+    assert len(b.entries) <= 3 and b.entries.evicted == 2
 
 
 def test_timer_prunes_the_blocker() -> None:

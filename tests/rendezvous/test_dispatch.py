@@ -268,8 +268,9 @@ def test_configure_update_from_loopback_with_higher_serial() -> None:
     assert core.state.serial == 3
     core.adopt_config(4, ["a"])
     assert (core.state.serial, core.state.rendezvous_servers) == (4, ["a"])
+    bring_online(core, T0 + 1)  # pushed to registered peers only (issue 12)
     actions = core.on_udp(register_peer(serial=3), B_ADDR, T0 + 1)
-    assert actions[0] == SendUdp(REQUEST_PK, B_ADDR)
+    assert actions[0] == SendUdp(NO_REQUEST_PK, B_ADDR)
     pushed = decode(actions[1].payload).configure_update  # type: ignore[union-attr]
     assert (pushed.serial, list(pushed.rendezvous_servers)) == (4, ["a"])
 
@@ -292,13 +293,22 @@ def test_adopt_config_ignores_an_older_serial() -> None:
 
 
 def test_software_update() -> None:
+    # Answered with the asker's next accepted heartbeat, never straight back to a source
+    # that may be forged (issue 12: the answer is many times larger than the request).
     url = "https://example.com/download/rustdesk-1.1.9.exe"
     core = make_core(software_url=url)
+    bring_online(core, T0)
     old = rm(software_update=pb.SoftwareUpdate(url="1.1.8"))
     expected = rm(software_update=pb.SoftwareUpdate(url=url))
-    assert core.on_udp(old, B_ADDR, T0) == [SendUdp(expected, B_ADDR)]
+    assert core.on_udp(old, B_ADDR, T0) == []
+    assert core.on_udp(register_peer(), B_ADDR, T0 + 1) == [
+        SendUdp(NO_REQUEST_PK, B_ADDR),
+        SendUdp(expected, B_ADDR),
+    ]
+    assert core.on_udp(register_peer(), B_ADDR, T0 + 40) == [SendUdp(NO_REQUEST_PK, B_ADDR)]
     same = rm(software_update=pb.SoftwareUpdate(url="1.1.9"))
-    assert core.on_udp(same, B_ADDR, T0) == []
+    assert core.on_udp(same, B_ADDR, T0 + 41) == []
+    assert core.on_udp(register_peer(), B_ADDR, T0 + 80) == [SendUdp(NO_REQUEST_PK, B_ADDR)]
 
 
 def test_software_update_without_configured_url_is_ignored() -> None:

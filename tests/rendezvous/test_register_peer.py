@@ -145,14 +145,18 @@ def test_config_update_only_when_server_serial_is_higher() -> None:
     servers = ["rs.example.com"]
     expected_cu = bytes.fromhex("72120805120e") + b"rs.example.com"  # §14.3
     core = make_core(serial=5, rendezvous_servers=servers)
+    bring_online(core, T0)  # registered peers only, one per 30 s (issue 12)
+    now = T0
     for serial in (0, 3, 4):
-        assert core.on_udp(register_peer(serial=serial), B_ADDR, T0) == [
-            SendUdp(REQUEST_PK, B_ADDR),
+        now += 30
+        assert core.on_udp(register_peer(serial=serial), B_ADDR, now) == [
+            SendUdp(NO_REQUEST_PK, B_ADDR),
             SendUdp(expected_cu, B_ADDR),
         ]
     for serial in (5, 6):
-        assert core.on_udp(register_peer(serial=serial), B_ADDR, T0) == [
-            SendUdp(REQUEST_PK, B_ADDR)
+        now += 30
+        assert core.on_udp(register_peer(serial=serial), B_ADDR, now) == [
+            SendUdp(NO_REQUEST_PK, B_ADDR)
         ]
 
 

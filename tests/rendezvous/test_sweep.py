@@ -62,10 +62,10 @@ def test_blocker_table_is_bounded_and_pruned() -> None:
     blocker = IpBlocker(BlockerLimits(max_entries=3))
     for i in range(3):
         assert blocker.allow(f"10.0.0.{i}", "id", 0.0)
-    assert not blocker.allow("10.0.0.9", "id", 1.0)  # full, nothing expired yet
+    assert blocker.allow("10.0.0.9", "id", 1.0)  # full: the oldest entry made room
+    assert len(blocker.entries) == 3 and "10.0.0.0" not in blocker.entries
     later = 86_400 + 2.0
-    assert blocker.allow("10.0.0.9", "id", later)  # expired entries made room
-    assert blocker.prune_step(later, 10) == 0 and len(blocker.entries) == 1
+    assert blocker.prune_step(later, 10) == 3 and len(blocker.entries) == 0
 
 
 def test_ipv6_clients_share_a_blocker_entry_per_64() -> None:

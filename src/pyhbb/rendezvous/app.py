@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from pyhbb.config.hbbs import HbbsOptions
+from pyhbb.config.sources import ConfigError
 from pyhbb.net.conn_limits import ConnectionLimiter
-from pyhbb.net.sockets import tcp_listener, udp_socket
+from pyhbb.net.fd_limit import FdWatch, open_fds, raise_fd_limit
+from pyhbb.net.sockets import BACKLOG, tcp_listener, udp_socket
 from pyhbb.rendezvous import relay_health, watchdog
 from pyhbb.rendezvous.adapters.base import AdapterContext
 from pyhbb.rendezvous.adapters.executor import Executor, resolves
@@ -23,6 +27,7 @@ from pyhbb.rendezvous.adapters.ws import WsLink
 from pyhbb.rendezvous.console import Console
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.rendezvous.lan import detect_local_ip
+from pyhbb.rendezvous.messages import config_update_problem
 from pyhbb.rendezvous.rate_limits import BlockerLimits
 from pyhbb.rendezvous.state import CoreSettings
 from pyhbb.store.base import PeerStore
@@ -51,6 +56,8 @@ def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
         blocker=BlockerLimits(burst=opts.register_burst_per_ip, max_ids=opts.register_ids_per_ip),
         max_peers=opts.max_peers,
         new_peers_per_second=opts.new_peers_per_second,
+        # database reads for RegisterPk: never below what new ids alone may need
+        register_lookups_per_second=max(2000.0, 2.0 * opts.new_peers_per_second),
         max_sessions=opts.max_connections,
         max_sessions_per_ip=opts.max_sessions_per_ip,
         udp_punch=opts.udp_punch,
@@ -92,6 +99,8 @@ class HbbsServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_endpoint: UdpEndpoint | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.fd_watch: FdWatch | None = None
+        self._loop_handler: Any = None
         self.exit_code = 0
         self.stopped = asyncio.Event()
 
@@ -109,6 +118,7 @@ class HbbsServer:
         """Bind every port (raising BindError with advice on failure) and start serving."""
         opts = self.opts
         loop = asyncio.get_running_loop()
+        soft_limit = raise_fd_limit()
         udp = udp_socket(opts.bind, opts.port, opts.rmem)
         tcp = tcp_listener(opts.bind, opts.port)
         nat = tcp_listener(opts.bind, opts.nat_port)
@@ -123,13 +133,38 @@ class HbbsServer:
             (nat, lambda: NatPortLink(self.nat_ctx)),
             (ws, lambda: WsLink(self.ctx)),
         ):
-            self._servers.append(await loop.create_server(factory, sock=sock))
+            # asyncio listens again with its own default backlog (100) unless told
+            self._servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
+        self.fd_watch = FdWatch("hbbs", soft_limit, open_fds())
+        self._watch_accept_errors(loop)
         self._spawn(self._housekeeping())
         self._spawn(relay_health.check_forever(self.core.state.relays))
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
-            self._spawn(watchdog.run(dest, lambda: self.request_stop(1)))
+            self._spawn(watchdog.run(dest, lambda: self.request_stop(1), lambda: endpoint.received))
         self._log_startup()
+        warning = self.fd_watch.describe(opts.max_connections)
+        if warning is not None:
+            log.warning("%s", warning)
+
+    def _watch_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
+        """asyncio reports every accept that fails for want of descriptors (uvloop says
+        nothing: the housekeeping check covers it): one throttled line that says what to
+        raise, instead of one line per attempt."""
+        previous = loop.get_exception_handler()
+        self._loop_handler = previous
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            watch = self.fd_watch
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE) and watch:
+                watch.exhausted_now(f"accept failed: {exc.strerror}")
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -175,6 +210,8 @@ class HbbsServer:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             now = loop.time()
             self.executor.run(self.core.on_timer(now))
+            if self.fd_watch is not None:
+                self.fd_watch.check(self.limiter.count)
             if now >= next_summary:
                 next_summary = now + SUMMARY_INTERVAL
                 diff = {k: v - last.get(k, 0) for k, v in stats.items()}
@@ -203,6 +240,8 @@ class HbbsServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.fd_watch is not None:
+            asyncio.get_running_loop().set_exception_handler(self._loop_handler)
         for server in self._servers:
             server.close()
         if self._udp is not None:
@@ -220,7 +259,12 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_started: Callable[[HbbsServer], None] | None = None,
 ) -> int:
-    """Run hbbs until ``stop`` is set (or the self-test fails); returns the exit status."""
+    """Run hbbs until ``stop`` is set (or the self-test fails); returns the exit status.
+
+    Raises ConfigError for settings that would make hbbs send oversized answers."""
+    problem = config_update_problem(opts.rendezvous_servers)
+    if problem is not None:
+        raise ConfigError(f"-R/RENDEZVOUS_SERVERS: {problem}")
     key = resolve_hbbs_key(opts.key, opts.workdir)
     db_url = opts.db_url
     if not Path(db_url).is_absolute() and "://" not in db_url and not db_url.startswith("sqlite:"):

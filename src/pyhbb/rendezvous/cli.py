@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError_ as e:
         print(f"hbbs: {e}", file=sys.stderr)
         return 2
+    except ConfigError as e:
+        print(f"hbbs: {e}", file=sys.stderr)
+        return 2
     except (BindError, StoreError) as e:
         print(f"hbbs: {e}", file=sys.stderr)
         return 1

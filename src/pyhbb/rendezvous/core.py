@@ -24,7 +24,12 @@ from pyhbb.rendezvous.actions import (
 )
 from pyhbb.rendezvous.id_change import IdChange
 from pyhbb.rendezvous.links import Link
-from pyhbb.rendezvous.messages import REGISTER_PK, parse, register_pk_response
+from pyhbb.rendezvous.messages import (
+    REGISTER_PK,
+    config_update_problem,
+    parse,
+    register_pk_response,
+)
 from pyhbb.rendezvous.punching import Punching
 from pyhbb.rendezvous.queries import Queries
 from pyhbb.rendezvous.registration import Registration
@@ -70,7 +75,7 @@ class RendezvousCore:
         if kind == "configure_update":
             return self._configure_update(msg.configure_update, src)
         if kind == "software_update":
-            return self._software_update(msg.software_update, src)
+            return self.registration.software_update(msg.software_update, src, now)
         if kind == "punch_hole_sent" and self.state.settings.udp_punch:
             return self.punching.udp_punch_hole_sent(msg.punch_hole_sent, src, now)
         # PunchHoleRequest, PunchHoleSent, LocalAddr, ... are ignored on UDP on purpose:
@@ -82,6 +87,10 @@ class RendezvousCore:
         if not is_loopback(src[0]) or msg.serial <= self.state.serial:
             return []
         servers = [s for s in msg.rendezvous_servers if s]
+        problem = config_update_problem(servers)
+        if problem is not None:
+            log.warning("ConfigureUpdate from %s ignored: %s", src[0], problem)
+            return []
         return [ResolveServers(msg.serial, servers)]
 
     def adopt_config(self, serial: int, servers: list[str]) -> list[Action]:
@@ -93,14 +102,6 @@ class RendezvousCore:
         s.set_config(serial, servers)
         log.info("config serial %d, rendezvous servers %s", serial, ",".join(servers))
         return [Send(link, s.config_update_payload) for link in s.sessions]
-
-    def _software_update(self, msg: pb.SoftwareUpdate, src: Addr) -> list[Action]:
-        settings = self.state.settings
-        version = settings.software_version
-        if not version or msg.url == version:
-            return []
-        reply = pb.RendezvousMessage(software_update=pb.SoftwareUpdate(url=settings.software_url))
-        return [SendUdp(reply.SerializeToString(), src)]
 
     # -- TCP on P and WebSocket on P+2 (§6.5) ----------------------------------------------
 
@@ -204,8 +205,12 @@ class RendezvousCore:
         return self.state.peer_loaded(peer_id, row, now)
 
     def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
-        log.error("database read for %s failed", peer_id)
+        if n := self.state.log_throttle.count("read failed", now):
+            log.error("database read for %s failed (%d this minute)", peer_id, n)
         return self.state.peer_load_failed(peer_id, now)
+
+    def persist_succeeded(self, write: StoreWrite) -> None:
+        self.registration.persist_succeeded(write)
 
     def persist_failed(self, write: StoreWrite) -> None:
         self.registration.persist_failed(write)
@@ -218,7 +223,8 @@ class RendezvousCore:
         s = self.state
         s.blocker.prune_step(now, max(1000, len(s.blocker.entries) // 60))
         s.ip_changes.prune_step(now, max(1000, len(s.ip_changes.entries) // 60))
-        s.reg_pk_sweeper.step(max(1000, len(s.reg_pk_counts) // 10), lambda e: now - e[1] > 7.0)
+        s.reg_pk_counts.sweep(max(1000, len(s.reg_pk_counts) // 10), lambda e: now - e[1] > 7.0)
+        self.registration.housekeeping(now)
         evicted = s.peers.evict_step(now, max(1000, len(s.peers) // 60))
         if evicted:
             log.debug("evicted %d long-offline peers from memory", evicted)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from pyhbb.rendezvous.actions import Action, Close, Persist, RenamePeer, Send
+from pyhbb.rendezvous.bounded_table import BoundedTable
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import REGISTER_PK, Result
 from pyhbb.rendezvous.peer_registry import PeerRecord
@@ -32,7 +33,8 @@ class IdChange:
 
     def __init__(self, state: CoreState) -> None:
         self.s = state
-        self._recent: dict[str, float] = {}  # new id → time of its rename
+        # new id → time of its rename; when full the oldest goes, in O(1)
+        self._recent: BoundedTable[str, float] = BoundedTable(MAX_RECENT)
 
     def change_id(self, link: Link, req: pb.RegisterPk, now: float) -> list[Action]:
         s = self.s
@@ -56,7 +58,14 @@ class IdChange:
                 return reply(Result.SERVER_ERROR)
             if record is None or record.uuid != uuid:
                 ip = link.addr[0]
-                log.info("ID change %s -> %s from %s refused: not its id", old_id, new_id, ip)
+                if n := s.log_throttle.count("id change refused", now):
+                    log.info(
+                        "ID change %s -> %s from %s refused: not its id (%d this minute)",
+                        old_id,
+                        new_id,
+                        ip,
+                        n,
+                    )
                 return reply(Result.UUID_MISMATCH)
             last = self._recent.get(old_id)
             if last is not None and now - last < RENAME_INTERVAL:
@@ -93,10 +102,9 @@ class IdChange:
         s.peers.rename(old_id, new_id)
         if record.session is not None:
             s.sessions[record.session] = new_id
-        if len(self._recent) >= MAX_RECENT:
-            self._prune(now)
         self._recent[new_id] = now
-        log.info("peer %s changed its id to %s", old_id, new_id)
+        if n := s.log_throttle.count("id change", now):
+            log.info("peer %s changed its id to %s (%d this minute)", old_id, new_id, n)
         if not guid:
             return reply(Result.OK)
         return [
@@ -107,10 +115,3 @@ class IdChange:
                 on_conflict=reply(Result.ID_EXISTS),
             )
         ]
-
-    def _prune(self, now: float) -> None:
-        stale = [k for k, t in self._recent.items() if now - t >= RENAME_INTERVAL]
-        for k in stale:
-            del self._recent[k]
-        while len(self._recent) >= MAX_RECENT:
-            del self._recent[next(iter(self._recent))]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 REG_TIMEOUT = 30.0
 ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of PeerRecord.udp_heartbeat
-FULL_TABLE_BUDGET = 20_000
+ROOM_SEARCH_BUDGET = 64  # records examined per new id while full: O(1) per request
 EXACT_COUNT_LIMIT = 50_000  # counting more on demand would stall the loop
 EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
 
@@ -191,11 +191,12 @@ class PeerRegistry:
         return iter(self._peers.items())
 
     def has_room(self, now: float) -> bool:
-        """Whether a new record may be added; when full, one bounded slice of offline
-        records is evicted (never a full scan on a client's request)."""
+        """Whether a new record may be added; when full, a small constant slice of the
+        records is examined for offline ones to evict (never a scan on a client's request:
+        the housekeeping timer does the rest)."""
         if len(self._peers) < self.max_peers:
             return True
-        self.evict_step(now, FULL_TABLE_BUDGET, offline_for=0.0)
+        self.evict_step(now, ROOM_SEARCH_BUDGET, offline_for=0.0)
         return len(self._peers) < self.max_peers
 
     def put(self, peer_id: str, record: PeerRecord) -> None:

@@ -8,7 +8,11 @@ arrives on a new connection from B, to A's link.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
+from google.protobuf.message import Message
+
+from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.actions import Action, Send
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import (
@@ -16,6 +20,7 @@ from pyhbb.rendezvous.messages import (
     PUNCH_LICENSE_MISMATCH,
     PUNCH_OFFLINE,
     Failure,
+    oversized_field,
     punch_failure,
 )
 from pyhbb.rendezvous.peer_registry import PeerRecord
@@ -46,17 +51,47 @@ class Punching:
 
     def __init__(self, state: CoreState) -> None:
         self.s = state
-        self._udp_pending: dict[tuple[str, Addr], float] = {}
-        """UDP punch requests sent to B: (B's id, A's address) → time."""
+        self._udp_pending: OrderedDict[tuple[str, Addr], float] = OrderedDict()
+        """UDP punch requests sent to B: (B's id, A's address) → time, oldest first."""
+
+    def _oversized(self, what: str, msg: Message, addr: Addr) -> bool:
+        """True (and said, throttled) when ``msg`` has a field larger than any client
+        sends: such a message is not passed on (§3.4 sizes, messages.FIELD_CAPS)."""
+        found = oversized_field(msg)
+        if found is None:
+            return False
+        stats = self.s.stats
+        stats["oversized_fields"] += 1
+        if worth_logging(stats["oversized_fields"]):
+            field, size, cap = found
+            log.warning(
+                "%s from %s dropped: its %s is %d bytes, more than the %d a client sends "
+                "(%d such messages so far)",
+                what,
+                _fmt(addr),
+                field,
+                size,
+                cap,
+                stats["oversized_fields"],
+            )
+        return True
 
     # -- A → hbbs --------------------------------------------------------------------------
 
     def punch_hole_request(self, link: Link, msg: pb.PunchHoleRequest, now: float) -> list[Action]:
         s = self.s
         s.stats["punch_requests"] += 1
+        if self._oversized("punch request", msg, link.addr):
+            return []
         key = s.settings.enforced_key
         if key and msg.licence_key != key:
-            log.info("punch request from %s to %s refused: key mismatch", _fmt(link.addr), msg.id)
+            if n := s.log_throttle.count("key mismatch", now):
+                log.info(
+                    "punch request from %s to %s refused: key mismatch (%d this minute)",
+                    _fmt(link.addr),
+                    msg.id,
+                    n,
+                )
             return [Send(link, PUNCH_LICENSE_MISMATCH)]
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
@@ -119,26 +154,30 @@ class Punching:
             return [Send(link, PUNCH_OFFLINE)]
         if s.settings.udp_punch and msg.udp_port and not same_intranet:
             self._expect_udp_answer(msg.id, link.key, now)
-        log.info(
-            "punch request from %s to %s (%s)%s",
-            _fmt(link.addr),
-            msg.id,
-            b_ip,
-            " same intranet" if same_intranet else "",
-        )
+        if n := s.log_throttle.count("punch", now):
+            log.info(
+                "punch request from %s to %s (%s)%s (%d this minute)",
+                _fmt(link.addr),
+                msg.id,
+                b_ip,
+                " same intranet" if same_intranet else "",
+                n,
+            )
         return [action]
 
     def _expect_udp_answer(self, peer_id: str, requester: Addr, now: float) -> None:
         pending = self._udp_pending
         pending.pop((peer_id, requester), None)  # re-insert at the end: newest last
         if len(pending) >= MAX_UDP_PENDING:
-            del pending[next(iter(pending))]
+            pending.popitem(last=False)  # O(1), unlike deleting a plain dict's first key
         pending[(peer_id, requester)] = now
 
     def udp_punch_hole_sent(self, msg: pb.PunchHoleSent, src: Addr, now: float) -> list[Action]:
         """B's PunchHoleSent by UDP (UDP punching, §7.9), accepted only when it answers a
         pending request and comes from B's registered IP: we never reflect to strangers."""
         s = self.s
+        if self._oversized("UDP punch answer", msg, src):
+            return []
         requester = _decoded(msg.socket_addr)
         record = s.peers.get(msg.id)
         # Check the sender before consuming the pending request: a stranger's datagram must
@@ -156,17 +195,27 @@ class Punching:
     def request_relay(self, link: Link, msg: pb.RequestRelay, now: float) -> list[Action]:
         s = self.s
         s.stats["relay_requests"] += 1
+        if self._oversized("relay request", msg, link.addr):
+            return []
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
         if record is None:
             log.debug("relay request from %s: %s not in memory", _fmt(link.addr), msg.id)
             return []
         fwd = pb.RequestRelay()
         fwd.CopyFrom(msg)
+        fwd.DiscardUnknownFields()  # passed on by UDP: only what the protocol defines
         fwd.socket_addr = addr_mangle.encode(link.addr)
         action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
         if action is None:
             return []
-        log.info("relay request from %s to %s (uuid %s)", _fmt(link.addr), msg.id, msg.uuid)
+        if n := s.log_throttle.count("relay", now):
+            log.info(
+                "relay request from %s to %s (uuid %s) (%d this minute)",
+                _fmt(link.addr),
+                msg.id,
+                msg.uuid,
+                n,
+            )
         return [action]
 
     # -- B → hbbs → A ----------------------------------------------------------------------
@@ -177,7 +226,10 @@ class Punching:
             log.debug("%s from %s for %s: requester gone", what, peer_id, _fmt(requester))
             self.s.stats["answers_undeliverable"] += 1
             return []
-        log.info("%s from %s forwarded to %s", what, peer_id, _fmt(requester))
+        if n := self.s.log_throttle.count(what):
+            log.info(
+                "%s from %s forwarded to %s (%d this minute)", what, peer_id, _fmt(requester), n
+            )
         return [Send(target, payload)]
 
     def _punch_answer(
@@ -197,6 +249,8 @@ class Punching:
         return pb.RendezvousMessage(punch_hole_response=resp).SerializeToString()
 
     def punch_hole_sent(self, link: Link, msg: pb.PunchHoleSent, now: float) -> list[Action]:
+        if self._oversized("punch answer", msg, link.addr):
+            return []
         requester = _decoded(msg.socket_addr)
 
         def answer(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
@@ -206,6 +260,8 @@ class Punching:
         return self._signed(msg.id, msg.version, now, answer)
 
     def local_addr(self, link: Link, msg: pb.LocalAddr, now: float) -> list[Action]:
+        if self._oversized("local address", msg, link.addr):
+            return []
         requester = _decoded(msg.socket_addr)
 
         def answer(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
@@ -223,9 +279,12 @@ class Punching:
 
     def relay_response(self, link: Link, msg: pb.RelayResponse, now: float) -> list[Action]:
         s = self.s
+        if self._oversized("relay answer", msg, link.addr):
+            return []
         requester = _decoded(msg.socket_addr)
         fwd = pb.RelayResponse()
         fwd.CopyFrom(msg)
+        fwd.DiscardUnknownFields()
         fwd.ClearField("socket_addr")
         peer_id = msg.id if msg.WhichOneof("union") == "id" else ""
         if fwd.relay_server:

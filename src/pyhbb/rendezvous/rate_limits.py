@@ -1,7 +1,9 @@
 """Rate limits and bounded logs of hbbs (PROTOCOL.md §11), all with injected time.
 
 Whole-second truncation as upstream: "more than N whole seconds" means elapsed >= N + 1.
-Unlike upstream every table here is bounded and pruned.
+Unlike upstream every table here is bounded, and stays O(1) per packet when full: a full
+table forgets its oldest entry (:class:`BoundedTable`), and expired entries are swept by
+the housekeeping timer, never on a client's request.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyhbb.observability.throttle import worth_logging
-from pyhbb.rendezvous.sweep import Sweeper
+from pyhbb.rendezvous.bounded_table import BoundedTable
 
 log = logging.getLogger(__name__)
-
-FULL_TABLE_BUDGET = 20_000  # entries examined when a full table needs room
 
 
 def _secs(elapsed: float) -> int:
@@ -30,6 +30,18 @@ def blocker_key(ip: str) -> str:
         return ip
     try:
         return str(ipaddress.IPv6Network((ip.split("%", 1)[0], 64), strict=False))
+    except ValueError:
+        return ip
+
+
+def prefix_key(ip: str) -> str:
+    """The source prefix that shares a budget: IPv4 /24, IPv6 /56 (the defaults of BIND's
+    response-rate limiting: a /24 is the smallest block routed on the Internet, a /56 what
+    ISPs commonly delegate to one customer site)."""
+    if ":" not in ip:
+        return ip[: ip.rfind(".")]
+    try:
+        return str(ipaddress.IPv6Network((ip.split("%", 1)[0], 56), strict=False))
     except ValueError:
         return ip
 
@@ -82,33 +94,38 @@ class BlockerLimits:
     window: int = 60
     max_ids: int = 300
     ids_window: int = 86_400
-    max_entries: int = 1_000_000
+    max_entries: int = 250_000
+    """Sources remembered at once: ~195 bytes each with the key (bench/RESULTS.md, flood)."""
 
 
 class IpBlocker:
-    """Upstream IP_BLOCKER: RegisterPk bursts and distinct ids per IP."""
+    """Upstream IP_BLOCKER: RegisterPk bursts and distinct ids per IP.
+
+    When full, a new source pushes out the least recently swept entry (that source starts
+    afresh if it comes back) rather than being refused: a flood of forged sources must not
+    lock genuine new sources out, and the other budgets (per prefix, per id, global) still
+    bound what a forgotten source can do."""
 
     def __init__(self, limits: BlockerLimits | None = None) -> None:
         self.limits = limits or BlockerLimits()
-        self.entries: dict[str, BlockerEntry] = {}
-        self._sweeper = Sweeper(self.entries)
-        self.refused_full = 0
+        self.entries: BoundedTable[str, BlockerEntry] = BoundedTable(self.limits.max_entries)
 
     def allow(self, ip: str, peer_id: str, now: float) -> bool:
         lim = self.limits
         key = blocker_key(ip)
-        entry = self.entries.get(key)
+        entries = self.entries
+        entry = entries.get(key)
         if entry is None:
-            if len(self.entries) >= lim.max_entries:
-                self.prune_step(now, FULL_TABLE_BUDGET)
-                if len(self.entries) >= lim.max_entries:
-                    self.refused_full += 1
-                    if worth_logging(self.refused_full):
-                        log.warning(
-                            "IP blocker table full (%d IPs): refusing %s", len(self.entries), ip
-                        )
-                    return False
-            self.entries[key] = BlockerEntry(0, now, now)
+            evicted = entries.evicted
+            entries[key] = BlockerEntry(0, now, now)
+            if entries.evicted != evicted and worth_logging(entries.evicted):
+                log.warning(
+                    "IP blocker full (%d source addresses in the last minutes): forgetting "
+                    "the oldest to make room; %d forgotten so far (a flood from forged or "
+                    "many new sources?)",
+                    len(entries),
+                    entries.evicted,
+                )
             return True
         if _secs(now - entry.t_count) > lim.window:
             entry.count = 0
@@ -139,13 +156,11 @@ class IpBlocker:
 
     def prune(self, now: float) -> None:
         """Drop every expired entry (console ``ib``)."""
-        expired = self._expired(now)
-        for key in [k for k, e in self.entries.items() if expired(e)]:
-            del self.entries[key]
+        self.entries.remove_where(self._expired(now))
 
     def prune_step(self, now: float, budget: int) -> int:
-        """The same for the next ``budget`` entries only (housekeeping)."""
-        return self._sweeper.step(budget, self._expired(now))
+        """The same for at most ``budget`` entries (housekeeping)."""
+        return self.entries.sweep(budget, self._expired(now))
 
 
 @dataclass
@@ -155,23 +170,19 @@ class IpChangeEntry:
 
 
 class IpChanges:
-    """Upstream IP_CHANGES: which IPs an id registered from recently (console ``ic``)."""
+    """Upstream IP_CHANGES: which IPs an id registered from recently (console ``ic``).
+    Informational only: when full, the oldest entry makes room."""
 
     WINDOW = 180
     MAX_ENTRIES = 100_000
     MAX_IPS = 64
 
     def __init__(self) -> None:
-        self.entries: dict[str, IpChangeEntry] = {}
-        self._sweeper = Sweeper(self.entries)
+        self.entries: BoundedTable[str, IpChangeEntry] = BoundedTable(self.MAX_ENTRIES)
 
     def record(self, peer_id: str, ip: str, now: float) -> None:
         entry = self.entries.get(peer_id)
         if entry is None or _secs(now - entry.t) > self.WINDOW:
-            if entry is None and len(self.entries) >= self.MAX_ENTRIES:
-                self.prune_step(now, FULL_TABLE_BUDGET)
-                if len(self.entries) >= self.MAX_ENTRIES:
-                    return
             self.entries[peer_id] = IpChangeEntry(now, {ip: 1})
             return
         if ip in entry.ips or len(entry.ips) < self.MAX_IPS:
@@ -179,17 +190,11 @@ class IpChanges:
 
     def prune(self, now: float) -> None:
         """Console rule: drop entries older than 360 s or with at most one IP."""
-        stale = [
-            k
-            for k, e in self.entries.items()
-            if _secs(now - e.t) > 2 * self.WINDOW or len(e.ips) <= 1
-        ]
-        for k in stale:
-            del self.entries[k]
+        self.entries.remove_where(lambda e: _secs(now - e.t) > 2 * self.WINDOW or len(e.ips) <= 1)
 
     def prune_step(self, now: float, budget: int) -> int:
-        """Drop entries older than 360 s among the next ``budget`` (housekeeping)."""
-        return self._sweeper.step(budget, lambda e: _secs(now - e.t) > 2 * self.WINDOW)
+        """Drop entries older than 360 s among at most ``budget`` (housekeeping)."""
+        return self.entries.sweep(budget, lambda e: _secs(now - e.t) > 2 * self.WINDOW)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 from pyhbb.observability.throttle import worth_logging
@@ -17,6 +18,8 @@ from pyhbb.rendezvous.actions import (
     StoreWrite,
     UpdatePeer,
 )
+from pyhbb.rendezvous.bounded_table import BoundedTable
+from pyhbb.rendezvous.fair_budget import GLOBAL_LIMIT, PREFIX_LIMIT, FairBudget, RateTable
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import (
     REGISTER_PEER_OK,
@@ -30,7 +33,7 @@ from pyhbb.rendezvous.peer_registry import (
     PeerRecord,
     pack_addr,
 )
-from pyhbb.rendezvous.rate_limits import reg_pk_allowed
+from pyhbb.rendezvous.rate_limits import TokenBucket, reg_pk_allowed
 from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.addr_mangle import Addr
@@ -40,10 +43,25 @@ log = logging.getLogger("pyhbb.rendezvous")
 # Builds the action that answers a RegisterPk with a result code.
 Reply = Callable[[int], Action]
 
+# ConfigUpdate (-s/-R) and SoftwareUpdate (-u) answers are far larger than the heartbeat
+# that triggers them: only to a registered peer at its registered address, at most one per
+# peer and interval, and this many per second in total.
+LEGACY_UPDATE_INTERVAL = 30.0
+LEGACY_UPDATES_PER_SECOND = 1000.0
+MAX_PACED_PEERS = 100_000
+MAX_SOFTWARE_ASKS = 10_000
+SOFTWARE_ASK_TTL = 60.0
+LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Looked up once: the protobuf enum wrapper's attribute access is slow on a flooded path.
+TOO_FREQUENT = Result.TOO_FREQUENT
+
 
 def id_format_ok(peer_id: str) -> bool:
     """Cap what we store: upstream has no check at all (§6.4 notes)."""
-    return len(peer_id.encode()) <= MAX_ID_BYTES and all(c >= " " and c != "\x7f" for c in peer_id)
+    return len(peer_id.encode()) <= MAX_ID_BYTES and _CONTROL.search(peer_id) is None
 
 
 class Registration:
@@ -51,6 +69,29 @@ class Registration:
 
     def __init__(self, state: CoreState) -> None:
         self.s = state
+        settings = state.settings
+        self.new_ids = FairBudget(settings.new_peers_per_second)
+        # one source may always do twice the IP blocker's burst (32 RegisterPk, §11.1) at
+        # once: the blocker stays the per-source limit an admin sees and tunes
+        self.lookups = FairBudget(
+            settings.register_lookups_per_second,
+            LOOKUP_BURST_SECONDS,
+            min_burst=2 * (settings.blocker.burst + 2),
+        )
+        self._legacy_pacer = RateTable(1.0 / LEGACY_UPDATE_INTERVAL, 1.0, MAX_PACED_PEERS)
+        self._legacy_total = TokenBucket(
+            LEGACY_UPDATES_PER_SECOND, LEGACY_UPDATES_PER_SECOND * 10, 0.0
+        )
+        self._software_asks: BoundedTable[Addr, float] = BoundedTable(MAX_SOFTWARE_ASKS)
+        self._software_reply = (
+            pb.RendezvousMessage(
+                software_update=pb.SoftwareUpdate(url=settings.software_url)
+            ).SerializeToString()
+            if settings.software_version
+            else b""
+        )
+        self._announcements: dict[int, str] = {}
+        """Log lines for writes in flight (by id of the write): said once stored."""
 
     # -- RegisterPeer (UDP heartbeat every 15 s): the hot path ----------------------------
 
@@ -65,19 +106,59 @@ class Registration:
             return self._register_peer_on_session(msg, session, now)
         record = self.s.peers.get(peer_id)
         if record is None:
-            request_pk = True
-        else:
-            ip = src[0]
-            result = record.udp_heartbeat(pack_addr(src), now, ip[:4] == "127." or ip == "::1")
-            request_pk = result != ACCEPTED
-            if result == IP_CHANGED and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2:
-                log.info("IP change of %s from %s to %s", peer_id, record.registered_ip, ip)
-        actions: list[Action] = [
-            SendUdp(REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK, src)
-        ]
-        if self.s.serial > msg.serial:
-            actions.append(SendUdp(self.s.config_update_payload, src))
-        return actions
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
+        ip = src[0]
+        result = record.udp_heartbeat(pack_addr(src), now, ip[:4] == "127." or ip == "::1")
+        if result != ACCEPTED:
+            if (
+                result == IP_CHANGED
+                and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2
+                and (n := self.s.log_throttle.count("ip change", now))
+            ):
+                log.info(
+                    "IP change of %s from %s to %s (%d this minute)",
+                    peer_id,
+                    record.registered_ip,
+                    ip,
+                    n,
+                )
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        if self.s.serial > msg.serial or self._software_reply:
+            return [SendUdp(REGISTER_PEER_OK, src), *self._legacy_updates(peer_id, msg, src, now)]
+        return [SendUdp(REGISTER_PEER_OK, src)]
+
+    def _legacy_updates(
+        self, peer_id: str, msg: pb.RegisterPeer, src: Addr, now: float
+    ) -> list[Action]:
+        """ConfigUpdate and SoftwareUpdate for a peer whose heartbeat was just accepted
+        from its registered address: never to unregistered ids or strangers (a forged
+        source would make us an amplifier), paced per peer and in total."""
+        s = self.s
+        wants_config = s.serial > msg.serial
+        asked = self._software_asks.get(src) if self._software_reply else None
+        wants_software = asked is not None and now - asked < SOFTWARE_ASK_TTL
+        if not (wants_config or wants_software):
+            return []
+        if not self._legacy_pacer.take(peer_id, now) or not self._legacy_total.take(now):
+            s.stats["legacy_updates_paced"] += 1
+            return []
+        out: list[Action] = []
+        if wants_config:
+            out.append(SendUdp(s.config_update_payload, src))
+        if wants_software:
+            self._software_asks[src] = EXPIRED  # answered (the timer sweeps it out)
+            out.append(SendUdp(self._software_reply, src))
+        return out
+
+    def software_update(self, msg: pb.SoftwareUpdate, src: Addr, now: float) -> list[Action]:
+        """Legacy SoftwareUpdate (-u, §6.14): the answer is many times larger than the
+        request and the source may be forged, so it is not sent back at once; it goes
+        with the asker's next heartbeat accepted from a registered peer's address."""
+        version = self.s.settings.software_version
+        if not version or msg.url == version:
+            return []
+        self._software_asks[src] = now
+        return []
 
     def _register_peer_on_session(
         self, msg: pb.RegisterPeer, link: Link, now: float
@@ -125,28 +206,26 @@ class Registration:
         if not s.blocker.allow(ip, peer_id, now):
             s.stats["register_pk_too_frequent"] += 1
             log.debug("RegisterPk of %s from %s refused by the IP blocker", peer_id, ip)
-            return [reply(Result.TOO_FREQUENT)]
+            return [reply(TOO_FREQUENT)]
         if not reg_pk_allowed(*s.reg_pk_counts.get(peer_id, (0, EXPIRED)), now)[0]:
             # Refused before the database is read: a flood for one id costs no I/O.
             s.stats["register_pk_too_frequent"] += 1
-            return [reply(Result.TOO_FREQUENT)]
+            return [reply(TOO_FREQUENT)]
+        refused = self.lookups.admit(src, peer_id, now)
+        if refused:
+            self._budget_refused("lookup", refused, peer_id, src)
+            return [reply(TOO_FREQUENT)]
         uuid = bytes(msg.uuid)
         pk = bytes(msg.pk)
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
                 return [reply(Result.SERVER_ERROR)]
-            if record is None and not s.new_peers.take(now):
-                s.stats["register_pk_new_id_rate"] += 1
-                if worth_logging(s.stats["register_pk_new_id_rate"]):
-                    log.warning(
-                        "new IDs arrive faster than NEW_PEERS_PER_SECOND=%g: refusing %s "
-                        "(%d refused so far)",
-                        s.settings.new_peers_per_second,
-                        peer_id,
-                        s.stats["register_pk_new_id_rate"],
-                    )
-                return [reply(Result.TOO_FREQUENT)]
+            if record is None:
+                refused = self.new_ids.admit(src, peer_id, now)
+                if refused:
+                    self._budget_refused("new_id", refused, peer_id, src)
+                    return [reply(TOO_FREQUENT)]
             if record is None or s.peers.get(peer_id) is not record:
                 # new, or loaded while the table was full (kept out of it): needs room
                 if not s.peers.has_room(now):
@@ -157,12 +236,49 @@ class Registration:
                             len(s.peers),
                             peer_id,
                         )
-                    return [reply(Result.TOO_FREQUENT)]
+                    return [reply(TOO_FREQUENT)]
                 record = record or PeerRecord()
                 s.peers.put(peer_id, record)
             return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
 
         return s.with_peer(peer_id, now, decide, need_details=True)
+
+    def _budget_refused(self, budget: str, limit: str, peer_id: str, src: Addr) -> None:
+        """Count a refusal by a fair budget and say (throttled) what is happening."""
+        stats = self.s.stats
+        key = f"register_pk_{budget}_{limit}_refused"
+        stats[key] += 1
+        if not worth_logging(stats[key]):
+            return
+        if budget == "new_id":
+            what, option = "new IDs", "NEW_PEERS_PER_SECOND"
+            rate = self.new_ids.rate
+        else:
+            what, option = "registrations that read the database", "the lookup rate"
+            rate = self.lookups.rate
+        if limit == GLOBAL_LIMIT:
+            why = (
+                f"{what} arrive faster than {option}={rate:g} per second allows (a flood of "
+                "forged registrations?); clients that repeat their request still get in"
+            )
+        else:
+            part = "source prefix (IPv4 /24, IPv6 /56)" if limit == PREFIX_LIMIT else "source"
+            why = f"this {part} has used its share of {option}={rate:g} per second for {what}"
+        log.warning(
+            "RegisterPk of %s from %s refused: %s; %d refused so far",
+            peer_id,
+            src[0],
+            why,
+            stats[key],
+        )
+
+    def housekeeping(self, now: float) -> None:
+        """Once a second: expire budgets, pacing and the remembered SoftwareUpdate asks."""
+        budget = 1000
+        self.new_ids.housekeeping(now, budget)
+        self.lookups.housekeeping(now, budget)
+        self._legacy_pacer.sweep(now, budget)
+        self._software_asks.sweep(budget, lambda asked: now - asked >= SOFTWARE_ASK_TTL)
 
     def _apply(
         self,
@@ -184,20 +300,33 @@ class Registration:
             changed, ip_changed = True, False
         elif details.uuid == uuid:
             if old_ip != ip and record.pk != pk:
-                log.info("RegisterPk of %s from %s refused: new key and new IP", peer_id, ip)
+                if n := s.log_throttle.count("hijack", now):
+                    log.info(
+                        "RegisterPk of %s from %s refused: new key and new IP (%d this minute)",
+                        peer_id,
+                        ip,
+                        n,
+                    )
                 s.stats["register_pk_refused"] += 1
                 return [reply(Result.UUID_MISMATCH)]
             ip_changed = old_ip != ip
             changed = record.pk != pk or ip_changed
         else:
-            log.info("RegisterPk of %s from %s refused: id owned by another machine", peer_id, ip)
+            if n := s.log_throttle.count("not owner", now):
+                log.info(
+                    "RegisterPk of %s from %s refused: id owned by another machine "
+                    "(%d this minute)",
+                    peer_id,
+                    ip,
+                    n,
+                )
             s.stats["register_pk_refused"] += 1
             return [reply(Result.UUID_MISMATCH)]
         count, last = s.reg_pk_counts.get(peer_id, (0, EXPIRED))
         allowed, count = reg_pk_allowed(count, last, now)
         if not allowed:
             s.stats["register_pk_too_frequent"] += 1
-            return [reply(Result.TOO_FREQUENT)]
+            return [reply(TOO_FREQUENT)]
         s.reg_pk_counts[peer_id] = (count, now)
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
@@ -207,7 +336,7 @@ class Registration:
         if session is not None:
             new_binding = s.sessions.get(session) != peer_id
             if not s.bind_session(session, peer_id, record, now):
-                return [reply(Result.TOO_FREQUENT)]
+                return [reply(TOO_FREQUENT)]
             if new_binding and s.serial > 0:
                 extra.append(Send(session, s.config_update_payload))
         if not changed:
@@ -227,20 +356,33 @@ class Registration:
         if is_new:
             details.guid = s.random_bytes(16)
             write = InsertPeer(details.guid, peer_id, uuid, pk, ip)
-            log.info("new peer %s registered from %s", peer_id, _fmt(src))
+            said = f"new peer {peer_id} registered from {_fmt(src)}"
         else:
             write = UpdatePeer(details.guid, peer_id, pk, ip)
             what = "key changed" if pk_changed else "IP changed"
-            log.info("peer %s re-registered from %s (%s)", peer_id, _fmt(src), what)
+            said = f"peer {peer_id} re-registered from {_fmt(src)} ({what})"
+        self._announcements[id(write)] = said  # logged once the write is stored
         s.stats["register_pk_stored"] += 1
         return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
 
+    def persist_succeeded(self, write: StoreWrite) -> None:
+        """A registration is stored: only now is it worth a log line."""
+        said = self._announcements.pop(id(write), None)
+        if said is not None and (n := self.s.log_throttle.count("registered")):
+            log.info("%s (%d this minute)", said, n)
+
     def persist_failed(self, write: StoreWrite) -> None:
         """Forget the in-memory record whose write failed: it reloads from the database."""
+        self._announcements.pop(id(write), None)
         self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
-        log.error("database write for %s failed; its record will be reloaded", peer_id)
+        if n := self.s.log_throttle.count("write failed"):
+            log.error(
+                "database write for %s failed; its record will be reloaded (%d this minute)",
+                peer_id,
+                n,
+            )
 
 
 def _fmt(addr: Addr) -> str:

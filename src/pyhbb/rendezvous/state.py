@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 from nacl.signing import SigningKey
 
+from pyhbb.observability.throttle import LogThrottle
 from pyhbb.rendezvous.actions import Action, LoadPeer, Send, SendUdp
+from pyhbb.rendezvous.bounded_table import BoundedTable
 from pyhbb.rendezvous.lan import LanPolicy
 from pyhbb.rendezvous.links import Link, RequesterTable
 from pyhbb.rendezvous.messages import config_update
@@ -20,10 +22,8 @@ from pyhbb.rendezvous.rate_limits import (
     IpBlocker,
     IpChanges,
     PunchLog,
-    TokenBucket,
 )
 from pyhbb.rendezvous.relay_servers import RelayServers
-from pyhbb.rendezvous.sweep import Sweeper
 from pyhbb.store.base import StoredPeer
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.keys import sign_id_pk
@@ -36,6 +36,7 @@ PeerCont = Callable[[PeerRecord | None, float, bool], list[Action]]
 MAX_ID_BYTES = 100  # the DB column is varchar(100); no real client ID comes close
 MAX_PENDING_LOADS = 10_000
 MAX_WAITERS_PER_ID = 64
+MAX_REG_PK_COUNTS = 100_000  # ids with a RegisterPk accepted in the last 7 s
 
 
 @dataclass
@@ -61,7 +62,11 @@ class CoreSettings:
     """Interval of empty heartbeat frames on registration sessions."""
     new_peers_per_second: float = 500.0
     """Brand-new IDs accepted per second in total (after a burst of a minute's worth):
-    every one is a database row, so spoofed registrations must not fill the disk."""
+    every one is a database row, so spoofed registrations must not fill the disk. Shared
+    fairly between source prefixes and sources (fair_budget.py)."""
+    register_lookups_per_second: float = 2000.0
+    """RegisterPk decisions per second that read the database, shared the same way: a
+    flood of forged registrations must not keep the event loop busy with reads."""
     max_sessions: int = 100_000
     max_sessions_per_ip: int = 1000
     udp_punch: bool = False
@@ -94,11 +99,10 @@ class CoreState:
         self.lan = LanPolicy(settings.mask, settings.local_ip)
         self.always_use_relay = settings.always_use_relay
         self.stats: Counter[str] = Counter()
-        rate = settings.new_peers_per_second
-        self.new_peers = TokenBucket(rate, rate * 60, 0.0)
-        self.reg_pk_counts: dict[str, tuple[int, float]] = {}
+        self.log_throttle = LogThrottle()
+        """Every line a client can trigger goes through it (1st, 2nd, 4th ... a minute)."""
+        self.reg_pk_counts: BoundedTable[str, tuple[int, float]] = BoundedTable(MAX_REG_PK_COUNTS)
         """Per-id RegisterPk bursts (§6.4 step 6): (count, time); expired after 7 s."""
-        self.reg_pk_sweeper = Sweeper(self.reg_pk_counts)
         self.sessions: dict[Link, str] = {}
         """Registration sessions (§7.4): link → the peer id registered on it."""
         self._session_ips: Counter[str] = Counter()
@@ -215,9 +219,15 @@ class CoreState:
             self._session_ips[link.addr[0]] += 1
         elif previous != peer_id:
             self._unroute(link, previous)  # the client took a new ID on the same session
-        if previous != peer_id:
+        if previous != peer_id and (n := self.log_throttle.count("session", now)):
             kind = link.transport.value
-            log.info("peer %s registered on a %s session from %s", peer_id, kind, link.addr[0])
+            log.info(
+                "peer %s registered on a %s session from %s (%d this minute)",
+                peer_id,
+                kind,
+                link.addr[0],
+                n,
+            )
         self.sessions[link] = peer_id
         record.session = link
         record.last_reg = now
@@ -240,7 +250,8 @@ class CoreState:
             if record is not None and record.session is link:
                 record.session = None
                 record.last_reg = now - REG_TIMEOUT  # unreachable now: offline at once
-            log.info("session of peer %s closed", peer_id)
+            if n := self.log_throttle.count("session closed", now):
+                log.info("session of peer %s closed (%d this minute)", peer_id, n)
 
     def session_activity(self, link: Link, now: float) -> None:
         peer_id = self.sessions.get(link)

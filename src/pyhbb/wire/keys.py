@@ -76,6 +76,11 @@ def load_key_file(directory: Path) -> SigningKey | None:
         text = path.read_text(encoding="ascii", errors="replace")
     except FileNotFoundError:
         return None
+    except OSError as e:  # a directory, no permission, an I/O error: say which, no traceback
+        raise KeyError_(
+            f"cannot read the key file {path}: {e.strerror or e}; it must be a readable "
+            "file (or absent, to have a new key pair generated)"
+        ) from None
     secret = _b64decode(text)
     if secret is None or len(secret) != 64:
         raise KeyError_(

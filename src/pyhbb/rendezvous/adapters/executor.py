@@ -90,9 +90,13 @@ class Executor:
         try:
             row = await self.store.get(peer_id)
         except Exception as e:  # StoreError, or a store bug: the waiters still get answers
-            log.error(
-                "database read of %s failed: %s", peer_id, e, exc_info=not isinstance(e, StoreError)
-            )
+            if self.core.state.log_throttle.count("read error", self.clock()):
+                log.error(
+                    "database read of %s failed: %s",
+                    peer_id,
+                    e,
+                    exc_info=not isinstance(e, StoreError),
+                )
             self.run(self.core.peer_load_failed(peer_id, self.clock()))
             return
         self.run(self.core.peer_loaded(peer_id, row, self.clock()))
@@ -106,10 +110,12 @@ class Executor:
             self.run(action.on_fail if conflict is None else conflict)
             return
         except Exception as e:  # StoreError, or a store bug: the client still gets an answer
-            log.error("database write failed: %s", e, exc_info=not isinstance(e, StoreError))
+            if self.core.state.log_throttle.count("write error", self.clock()):
+                log.error("database write failed: %s", e, exc_info=not isinstance(e, StoreError))
             self.core.persist_failed(action.write)
             self.run(action.on_fail)
             return
+        self.core.persist_succeeded(action.write)
         self.run(action.on_ok)
 
     async def _write(self, write: StoreWrite) -> None:

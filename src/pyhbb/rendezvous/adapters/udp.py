@@ -25,6 +25,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.v6 = False
         self.oversized = 0
+        self.received = 0
+        """Datagrams delivered so far (the self-test's sign of life)."""
         self._src: Addr | None = None
         self._raw_src: tuple[str | object, int] | None = None
 
@@ -35,6 +37,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.executor.udp_send = self.send
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self.received += 1
         if len(data) > MAX_DATAGRAM:
             self.oversized += 1
             return

@@ -7,6 +7,8 @@ count as activity. ``X-Real-IP``/``X-Forwarded-For`` are honoured from trusted p
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -14,6 +16,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from pyhbb.net.forwarded import client_addr, in_networks
+from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.adapters.base import (
     MAX_WRITE_BUFFER,
     WS_HANDSHAKE_TIMEOUT,
@@ -24,6 +27,37 @@ from pyhbb.rendezvous.links import Transport
 from pyhbb.rendezvous.rate_limits import TokenBucket
 
 log = logging.getLogger("pyhbb.rendezvous")
+
+
+class _LibraryLog(logging.LoggerAdapter[logging.Logger]):
+    """What the websockets library logs for hbbs. It says "connection open", "connection
+    closed" or "connection rejected" at INFO for every connection, which any client can
+    repeat thousands of times: those go to DEBUG; its warnings and errors are throttled
+    per message (1st, 2nd, 4th ...)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("pyhbb.rendezvous.websocket"))
+        self._counts: dict[str, int] = {}  # keyed by the library's fixed format strings
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return msg, kwargs
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level < logging.WARNING:
+            level = logging.DEBUG
+        else:
+            key = str(msg)
+            n = self._counts.get(key)
+            if n is None and len(self._counts) >= 256:
+                return
+            n = (n or 0) + 1
+            self._counts[key] = n
+            if not worth_logging(n):
+                return
+        super().log(level, msg, *args, **kwargs)
+
+
+LIBRARY_LOG = _LibraryLog()
 
 
 class WsLink(ProtocolLink):
@@ -47,7 +81,7 @@ class WsLink(ProtocolLink):
 
     def _opened(self) -> None:
         ctx = self._ctx
-        self._ws = ServerProtocol(max_size=ctx.max_frame)
+        self._ws = ServerProtocol(max_size=ctx.max_frame, logger=LIBRARY_LOG)
         self._bucket = TokenBucket(1.0, ctx.message_burst, ctx.executor.clock())
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,159 @@
+"""Fair budgets against spoofed floods: DNS response-rate limiting applied to registrations.
+
+A :class:`FairBudget` admits events (a RegisterPk that needs the database, a brand-new id)
+at a global rate, but one source address may take at most 1/100 of it and one source
+prefix (IPv4 /24, IPv6 /56: :func:`~pyhbb.rendezvous.rate_limits.prefix_key`) at most
+1/50, so a forger whose forged sources stay inside a few prefixes cannot spend everyone's
+budget. Against a forger spraying sources over the whole address space the shares cannot
+tell forged from genuine; the *retry lane* can: a genuine client that was refused sends
+the same request again from the same address and port (every 15 s, §12), which a forger
+that never sees our answers has no reason to do (and if it does, each forged attempt
+costs it twice). A fifth of the global rate is kept for such repeated requests.
+
+Every table is bounded and O(1) per packet: per-key rates live in :class:`BoundedTable`
+(one float per key), and the repeated requests are remembered in a fixed bitmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from pyhbb.rendezvous.bounded_table import BoundedTable
+from pyhbb.rendezvous.rate_limits import TokenBucket, blocker_key, prefix_key
+
+Addr = tuple[str, int]
+
+PREFIX_SHARE = 50  # one source prefix may take 1/50 of the global rate and burst
+SOURCE_SHARE = 100  # one source address 1/100
+RETRY_SHARE = 5  # repeated requests have their own 1/5 of the global rate
+BURST_SECONDS = 60.0  # by default every bucket holds a minute's worth
+MAX_KEYS = 32_768  # sources and prefixes remembered per budget (~130 bytes each)
+
+# Outcomes of FairBudget.admit
+ADMITTED = ""
+SOURCE_LIMIT = "source"
+PREFIX_LIMIT = "prefix"
+GLOBAL_LIMIT = "global"
+
+
+class RateTable:
+    """A rate limit per key (GCRA): one float per key, the time at which its budget would
+    be whole again; a key whose budget is whole is the same as an absent key."""
+
+    __slots__ = ("_now", "interval", "table", "tolerance")
+
+    def __init__(self, rate: float, burst: float, cap: int) -> None:
+        self.interval = 1.0 / rate
+        self.tolerance = (max(burst, 1.0) - 1.0) * self.interval
+        self.table: BoundedTable[Hashable, float] = BoundedTable(cap)
+        self._now = 0.0
+
+    def take(self, key: Hashable, now: float) -> bool:
+        if now < self._now:
+            now = self._now  # a clock that never runs backwards, whatever the caller passes
+        self._now = now
+        whole_at = self.table.get(key)
+        if whole_at is None or whole_at < now:
+            whole_at = now
+        elif whole_at - now > self.tolerance:
+            return False
+        self.table[key] = whole_at + self.interval
+        return True
+
+    def sweep(self, now: float, budget: int) -> int:
+        return self.table.sweep(budget, lambda whole_at: whole_at <= now)
+
+
+class RetryMarks:
+    """Which (source address, request) pairs asked recently, in fixed memory: two
+    generations of a bitmap (two bits per pair, as a Bloom filter), the older dropped
+    every ``period`` seconds, so a pair is remembered for ``period`` to 2 ``period`` s.
+    Bit positions come from the process's randomised ``hash``: a forger cannot aim at
+    them. The bitmaps are allocated only when the first pair is marked."""
+
+    def __init__(self, bits_log2: int = 25, period: float = 30.0) -> None:
+        self.shift = bits_log2
+        self.mask = (1 << bits_log2) - 1
+        self.size = 1 << (bits_log2 - 3)
+        self.period = period
+        self._current: bytearray | None = None
+        self._previous: bytearray | None = None
+        self._since = 0.0
+
+    def seen_or_mark(self, pair: Hashable, now: float) -> bool:
+        """True when ``pair`` was marked before; else mark it and return False."""
+        h = hash(pair)
+        a = h & self.mask
+        b = (h >> self.shift) & self.mask
+        byte_a, bit_a, byte_b, bit_b = a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
+        current = self._current
+        if current is None:
+            current = self._current = bytearray(self.size)
+            self._since = now
+        elif current[byte_a] & bit_a and current[byte_b] & bit_b:
+            return True
+        previous = self._previous
+        if previous is not None and previous[byte_a] & bit_a and previous[byte_b] & bit_b:
+            return True
+        current[byte_a] |= bit_a
+        current[byte_b] |= bit_b
+        return False
+
+    def rotate(self, now: float) -> None:
+        """Housekeeping: start a new generation every ``period`` seconds."""
+        if self._current is not None and now - self._since >= self.period:
+            self._previous, self._current = self._current, None
+        elif (
+            self._current is None
+            and self._previous is not None
+            and now - self._since >= 2 * (self.period)
+        ):
+            self._previous = None  # quiet for two periods: give the memory back
+
+
+class FairBudget:
+    """``rate`` events per second in total, shared fairly between sources (see module)."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst_seconds: float = BURST_SECONDS,
+        max_keys: int = MAX_KEYS,
+        min_burst: float = 1.0,
+    ) -> None:
+        """``min_burst``: what one source or prefix may always do at once."""
+        burst = rate * burst_seconds
+        self.rate = rate
+        self.total = TokenBucket(rate, burst, 0.0)
+        self.retries = TokenBucket(rate / RETRY_SHARE, max(1.0, burst / RETRY_SHARE), 0.0)
+        prefix_burst = max(2.0, min_burst, burst / PREFIX_SHARE)
+        self.prefixes = RateTable(rate / PREFIX_SHARE, prefix_burst, max_keys)
+        source_burst = max(1.0, min_burst, burst / SOURCE_SHARE)
+        self.sources = RateTable(rate / SOURCE_SHARE, source_burst, max_keys)
+        self.marks = RetryMarks()
+        self.retried = 0
+        """Events admitted through the retry lane."""
+
+    def admit(self, src: Addr, request: str, now: float) -> str:
+        """:data:`ADMITTED`, or which limit refused ``request`` from ``src``."""
+        ip = src[0]
+        if not self.sources.take(blocker_key(ip), now):
+            return SOURCE_LIMIT
+        if not self.prefixes.take(prefix_key(ip), now):
+            return PREFIX_LIMIT
+        if self.total.take(now):
+            return ADMITTED
+        if self.marks.seen_or_mark((ip, src[1], request), now) and self.retries.take(now):
+            self.retried += 1
+            return ADMITTED
+        return GLOBAL_LIMIT
+
+    def housekeeping(self, now: float, budget: int) -> None:
+        """Expire whole budgets and rotate the retry marks (once a second)."""
+        self.sources.sweep(now, budget)
+        self.prefixes.sweep(now, budget)
+        self.marks.rotate(now)
+
+    @property
+    def keys(self) -> int:
+        return len(self.sources.table) + len(self.prefixes.table)
