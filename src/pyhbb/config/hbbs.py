@@ -138,7 +138,7 @@ LOCAL_IP = Option(
     "LOCAL_IP",
     text(strip=True),
     "",
-    "relay address given to LAN peers with --mask (default: this host's primary IP)",
+    "relay address given to LAN peers with --mask; empty: this host's primary IP",
     group=OFFICIAL,
 )
 ALWAYS_USE_RELAY = Option(

@@ -18,7 +18,9 @@ KEY, DB_URL, TRUSTED_PROXIES and RUST_LOG, live in :mod:`pyhbb.config.shared`)::
 
     from dataclasses import dataclass
     from pyhbb.config import shared
-    from pyhbb.config.options import PYHBB, CommandSpec, Option, parse_command, port_number
+    from pyhbb.config.options import (
+        OFFICIAL, PYHBB, CommandSpec, Option, parse_command, port_number,
+    )
 
     API_PORT = Option(
         "API_PORT", port_number(), "21114", "HTTP port of the API server",
@@ -28,6 +30,7 @@ KEY, DB_URL, TRUSTED_PROXIES and RUST_LOG, live in :mod:`pyhbb.config.shared`)::
         prog="pyhbb api",
         description="RustDesk API server (address books, login) for pyhbb.",
         options=(API_PORT, shared.BIND, shared.DB_URL, shared.RUST_LOG),
+        titles={OFFICIAL: "options shared with hbbs"},
     )
 
     @dataclass(frozen=True)
@@ -44,6 +47,15 @@ KEY, DB_URL, TRUSTED_PROXIES and RUST_LOG, live in :mod:`pyhbb.config.shared`)::
 A rule spanning several options raises ``values.refuse(OPTION, reason, expected)`` so its
 message has the same shape. A value that may be blank in a ``.env`` template falls back
 to the default when its parser says ``blank_is_default`` (numbers, Y/N, paths).
+
+Value parsers ready to use: :func:`whole_number`, :func:`port_number`,
+:func:`positive_number`, :func:`yes_no`, :func:`y_means_yes` (the official ``Y`` rule),
+:func:`text`, :func:`path`, :func:`address`, :func:`host_port` (and
+:func:`split_host_port`), :func:`comma_list`, :func:`networks`, :func:`ipv4_network`,
+:func:`http_url`. A new kind is ``ValueParser(expected, convert)`` where ``convert``
+raises ``BadValue("is not …")``. A value that no variable may set (``pyhbb check HOST``)
+goes through :func:`parse_argument` for the same error line; :func:`flag_values` tells a
+launcher which flags an argument list sets (``pyhbb run`` deriving hbbr's from hbbs').
 """
 
 from __future__ import annotations
@@ -84,10 +96,12 @@ __all__ = [
     "address",
     "build_parser",
     "comma_list",
+    "flag_values",
     "host_port",
     "http_url",
     "ipv4_network",
     "networks",
+    "parse_argument",
     "parse_command",
     "path",
     "port_number",
@@ -169,13 +183,27 @@ def _where(option: Option[Any], setting: Setting | None) -> str:
 
 def _parse(option: Option[T], setting: Setting | None) -> T:
     text = option.default if setting is None else setting.text
-    if option.parser.blank_is_default and not text.strip():
-        text = option.default
     try:
         return option.parser.convert(text)
     except BadValue as e:
         where = _where(option, setting)
         raise refuse_value(option.name, text, e.reason, option.parser.expected, where) from None
+
+
+def parse_argument(label: str, parser: ValueParser[T], text: str) -> T:
+    """A command-line value that is not an option (a positional argument, or a flag that
+    no variable may set): parsed by ``parser``, refused with the same one-line error."""
+    try:
+        return parser.convert(text)
+    except BadValue as e:
+        raise refuse_value(label, text, e.reason, parser.expected, "on the command line") from None
+
+
+def flag_values(spec: CommandSpec, argv: Sequence[str]) -> dict[str, str]:
+    """The flags given in ``argv``, by variable name (``"config"`` for ``-c``), unparsed:
+    lets a launcher see what the admin set for a command whatever the spelling
+    (``-p 1``, ``-p1``, ``--port=1``, ``--po 1``)."""
+    return {k: str(v) for k, v in vars(build_parser(spec).parse_args(list(argv))).items()}
 
 
 class Values:
@@ -201,32 +229,37 @@ class Values:
 
 @dataclass(frozen=True)
 class CommandSpec:
-    """A command's options and help. ``epilog`` follows the generated sections of --help."""
+    """A command's options and help. ``epilog`` follows the generated sections of --help;
+    ``titles`` renames option groups (by default OFFICIAL options are "options of the
+    official <prog>", which suits hbbs and hbbr only). Every command takes ``-c FILE``."""
 
     prog: str
     description: str
     options: tuple[Option[Any], ...]
     epilog: str = ""
-    config_file: bool = True
+    titles: Mapping[str, str] = field(default_factory=dict)
     by_name: dict[str, Option[Any]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_name: dict[str, Option[Any]] = {}
-        flags: set[str] = {"-h", "--help"} | ({"-c", "--config"} if self.config_file else set())
+        flags = {"-h", "--help", "-c", "--config"}
         for option in self.options:
             norm = normalize_name(option.name)
             if norm in by_name:
                 raise ValueError(f"{self.prog}: option {option.name} declared twice")
             if flags & set(option.flags):
                 raise ValueError(f"{self.prog}: {option.name} reuses a flag")
+            if option.environment_only and option.flags:
+                raise ValueError(f"{self.prog}: {option.name} is environment-only yet has flags")
             flags.update(option.flags)
             by_name[norm] = option
             _parse(option, None)  # a default that does not parse is a programming error
         object.__setattr__(self, "by_name", by_name)
 
 
-def _group_title(group: str, prog: str) -> str:
-    return {OFFICIAL: f"options of the official {prog}", PYHBB: "pyhbb options"}.get(group, group)
+def _group_title(spec: CommandSpec, group: str) -> str:
+    defaults = {OFFICIAL: f"options of the official {spec.prog}", PYHBB: "pyhbb options"}
+    return spec.titles.get(group) or defaults.get(group, group)
 
 
 def _default_text(option: Option[Any]) -> str:
@@ -247,16 +280,14 @@ def _variables_section(options: Sequence[Option[Any]]) -> list[str]:
 
 
 def _epilog(spec: CommandSpec) -> str:
-    where = ", or in the -c file" if spec.config_file else ""
-    order = (
-        "flag > -c file > .env > environment" if spec.config_file else "flag > .env > environment"
-    )
     lines = textwrap.wrap(
         "Every option can also be set as an environment variable, in a .env file "
-        f"(KEY=value lines) in the working directory{where}. Precedence: {order}. "
-        "Names are case-insensitive; '-' and '_' are interchangeable.",
+        "(KEY=value lines) in the working directory, or in the -c file. Names are "
+        "case-insensitive; '-' and '_' are interchangeable.",
         HELP_WIDTH,
+        break_on_hyphens=False,
     )
+    lines.append("Precedence: flag > -c file > .env > environment.")
     flagless = [o for o in spec.options if not o.flags]
     if flagless:
         lines += ["", *_variables_section(flagless)]
@@ -274,18 +305,17 @@ def build_parser(spec: CommandSpec) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # an absent flag leaves the variable in charge
     )
-    if spec.config_file:
-        parser.add_argument(
-            "-c",
-            "--config",
-            metavar="FILE",
-            help="extra KEY=value file, read after .env (relative to the working directory)",
-        )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="extra KEY=value file, read after .env (relative to the working directory)",
+    )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option in spec.options:
         if not option.flags:
             continue
-        title = _group_title(option.group, spec.prog)
+        title = _group_title(spec, option.group)
         if title not in groups:
             groups[title] = parser.add_argument_group(title)
         text = f"{option.help}. Variable: {option.name}. Default: {_default_text(option)}"
@@ -321,6 +351,8 @@ def parse_command(
             setting = Setting(str(namespace[option.name]), Source.FLAG, origin)
         else:
             setting = (inherited if option.environment_only else layered).get(norm)
+        if setting is not None and option.parser.blank_is_default and not setting.text.strip():
+            setting = None  # "PORT=" in a .env template: not set
         if setting is not None:
             settings[option.name] = setting
         parsed[option.name] = _parse(option, setting)

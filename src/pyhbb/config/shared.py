@@ -59,9 +59,9 @@ RUST_LOG = Option(
     "RUST_LOG",
     text(strip=True),
     "",
-    "log level: error, warn, info (when empty), debug, trace; per service, e.g. "
-    "RUST_LOG=hbbs=debug. Read from the environment only, as the official servers do "
-    "(not from .env or -c)",
+    "log level: error, warn, info, debug or trace (empty: info), also per service, e.g. "
+    "RUST_LOG=hbbs=debug. Read from the environment only, as by the official servers: "
+    ".env and -c cannot set it",
     group=OFFICIAL,
     environment_only=True,
 )
