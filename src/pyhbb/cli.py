@@ -47,9 +47,9 @@ def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
 
 
 def _run(hbbs_args: list[str], hbbr_args: list[str]) -> int:
-    setup_logging(os.environ.get("RUST_LOG"))
     try:
         hbbr_args = _hbbr_args(hbbs_args, hbbr_args)
+        setup_logging(os.environ.get("RUST_LOG"))
         # Create the key pair once, before either child could race to generate it.
         load_or_generate(Path.cwd())
     except (ConfigError, KeyError_) as e:

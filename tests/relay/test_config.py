@@ -51,6 +51,19 @@ def test_dotenv_then_flags(tmp_path: Path) -> None:
     assert (o.key, o.bind) == ("flag", "::1")
 
 
+def test_config_file_between_dotenv_and_flags(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LIMIT_SPEED=5\nKEY=dotenv\nMAX_WAITING=7\n")
+    (tmp_path / "relay.conf").write_text("limit_speed=6\nPORT=30000\n")
+    env = {"LIMIT_SPEED": "4", "KEY": "env", "MAX_WAITING": "3", "MAX_HANDSHAKES": "9"}
+    o = parse_options(["-c", "relay.conf"], env, tmp_path)
+    assert (o.limit_speed, o.key, o.port) == (6, "dotenv", 30001)  # PORT+1 from a file too
+    assert (o.max_waiting, o.max_handshakes) == (7, 9)
+    o = parse_options(["--config", "relay.conf", "-p", "40000", "-k", "flag"], env, tmp_path)
+    assert (o.port, o.key, o.limit_speed) == (40000, "flag", 6)
+    o = parse_options(["--max-waiting", "2", "--max-handshakes-per-ip", "1"], env, tmp_path)
+    assert (o.max_waiting, o.max_handshakes_per_ip) == (2, 1)
+
+
 def test_bandwidth_values(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     env = {
         "TOTAL_BANDWIDTH": "2048",
@@ -109,6 +122,8 @@ def test_help_explains_every_option() -> None:
         "--key",
         "--bind",
         "--trusted-proxies",
+        "--config",
+        "--max-waiting",
         "PORT+1",
         "21117",
         "21119",
