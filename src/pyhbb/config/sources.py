@@ -154,3 +154,46 @@ def load_settings(
     for values in layers:
         merged.update(layer(values))
     return merged
+
+
+class OptionSource:
+    """Transitional: the look-up API from before :mod:`pyhbb.config.options`, kept only so
+    code written against it (``pyhbb api`` on its branch) keeps working until it declares
+    its options with ``options.py``. Do not use it in new code."""
+
+    def __init__(self, layers: Iterable[Mapping[str, str]] = ()) -> None:
+        self._values: dict[str, str] = {}
+        for values in layers:
+            self._values.update(layer(values))
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str], workdir: Path, config_file: Path | None = None
+    ) -> OptionSource:
+        settings = load_settings(
+            environ, workdir, None if config_file is None else str(config_file)
+        )
+        return cls([{name: s.text for name, s in settings.items()}])
+
+    def get(self, name: str) -> str | None:
+        return self._values.get(normalize_name(name))
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self._values)
+
+    def get_str(self, name: str, default: str) -> str:
+        value = self.get(name)
+        return default if value is None else value
+
+    def get_int(self, name: str, default: int) -> int:
+        value = (self.get(name) or "").strip()
+        if not value:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{normalize_name(name)}={show(value)} is not an integer") from None
+
+    def get_bool(self, name: str, default: bool) -> bool:
+        value = (self.get(name) or "").strip()
+        return default if not value else value.upper() in ("Y", "YES", "TRUE", "1", "ON")
