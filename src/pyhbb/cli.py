@@ -21,9 +21,9 @@ Start the ID/rendezvous server (hbbs) and the relay server (hbbr) together, each
 own process (so both CPU cores work), in the current directory: key files and database
 are created there when missing. Options after -- go to hbbs, e.g.
   pyhbb run -- -r relay.example.com
-Environment variables, .env and the -c file apply to both. hbbr listens on P+1 and P+3
-(P = the hbbs port, 21116 by default) and enforces the key of id_ed25519 (-k -), so only
-clients configured with your key can relay. When one service exits, the
+Environment variables, .env and the -c file apply to both. hbbr listens
+on P+1 and P+3 (P = the hbbs port, 21116 by default) and enforces the same key as hbbs
+(-k -), so only clients configured with your key can relay. When one service exits, the
 other is stopped too."""
 
 

@@ -7,7 +7,6 @@ and ``_``/``-`` are interchangeable, as with the official server.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,9 +30,6 @@ from pyhbb.config.options import (
     y_means_yes,
     yes_no,
 )
-from pyhbb.config.options import (
-    build_parser as build_command_parser,
-)
 from pyhbb.config.sources import ConfigError
 from pyhbb.net.forwarded import DEFAULT_TRUSTED, Network, parse_networks
 from pyhbb.rendezvous.relay_servers import DEFAULT_RELAY_PORT
@@ -43,7 +39,6 @@ __all__ = [
     "SPEC",
     "ConfigError",
     "HbbsOptions",
-    "build_parser",
     "parse_hbbs_options",
 ]
 
@@ -363,10 +358,6 @@ ports (P = --port): UDP+TCP P, TCP P-1, WebSocket P+2; open them in your firewal
 The admin console: printf 'h' | nc 127.0.0.1 <P-1> (from this machine only)."""
 
 SPEC = CommandSpec(prog="hbbs", description=DESCRIPTION, options=ALL_OPTIONS, epilog=EPILOG)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return build_command_parser(SPEC)
 
 
 def parse_hbbs_options(
