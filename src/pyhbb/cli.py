@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from pyhbb.config.hbbs import parse_hbbs_options
+from pyhbb.config import hbbr, hbbs
+from pyhbb.config.options import flag_values, host_port, parse_argument
 from pyhbb.config.sources import ConfigError
 from pyhbb.observability.logs import setup_logging
 from pyhbb.wire.keys import KeyError_, load_or_generate
@@ -20,28 +21,35 @@ Start the ID/rendezvous server (hbbs) and the relay server (hbbr) together, each
 own process (so both CPU cores work), in the current directory: key files and database
 are created there when missing. Options after -- go to hbbs, e.g.
   pyhbb run -- -r relay.example.com
-Environment variables and .env apply to both, as with the official servers. hbbr listens
+Environment variables, .env and the -c file apply to both. hbbr listens
 on P+1 and P+3 (P = the hbbs port, 21116 by default) and enforces the same key as hbbs
 (-k -), so only clients configured with your key can relay. When one service exits, the
 other is stopped too."""
 
 
 def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
-    """hbbr follows hbbs: port P+1 (the official PORT+1 rule) and the same bind address,
-    unless given explicitly with --hbbr-arg."""
-    opts = parse_hbbs_options(hbbs_args)
+    """hbbr follows hbbs: port P+1 (the official PORT+1 rule), the same bind address and
+    the same -c file, unless given explicitly with --hbbr-arg. Both command lines are
+    checked here, so a bad value stops ``pyhbb run`` before either service starts."""
+    opts = hbbs.parse_hbbs_options(hbbs_args)
+    config = flag_values(hbbs.SPEC, hbbs_args).get("config")
+    given = flag_values(hbbr.SPEC, hbbr_args)
     derived = ["-k", "-"]
-    if not any(a in ("-p", "--port") or a.startswith("--port=") for a in hbbr_args):
+    if "PORT" not in given:
         derived += ["-p", str(opts.port + 1)]
-    if opts.bind and not any(a in ("-b", "--bind") or a.startswith("--bind=") for a in hbbr_args):
+    if opts.bind and "BIND" not in given:
         derived += ["-b", opts.bind]
-    return derived + hbbr_args
+    if config is not None and "config" not in given:
+        derived += ["-c", config]
+    args = derived + hbbr_args
+    hbbr.parse_options(args, os.environ, Path.cwd())
+    return args
 
 
 def _run(hbbs_args: list[str], hbbr_args: list[str]) -> int:
-    setup_logging(os.environ.get("RUST_LOG"))
     try:
         hbbr_args = _hbbr_args(hbbs_args, hbbr_args)
+        setup_logging(os.environ.get("RUST_LOG"))
         # Create the key pair once, before either child could race to generate it.
         load_or_generate(Path.cwd())
     except (ConfigError, KeyError_) as e:
@@ -126,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from pyhbb.doctor import main as check_main
 
+        try:
+            parse_argument("HOST[:PORT]", host_port(hbbs.DEFAULT_PORT), args.server)
+            if args.relay is not None:
+                parse_argument("--relay", host_port(hbbr.DEFAULT_PORT), args.relay)
+        except ConfigError as e:
+            print(f"pyhbb check: {e}", file=sys.stderr)
+            return 2
         return check_main(args.server, args.key, args.relay)
     return _run(args.hbbs_args, args.hbbr_arg)
 
