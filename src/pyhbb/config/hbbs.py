@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pyhbb.config.sources import ConfigError, OptionSource
 from pyhbb.net.forwarded import DEFAULT_TRUSTED, Network, parse_networks
-from pyhbb.rendezvous.relay_servers import split_list
+from pyhbb.net.hostport import split_list
 
 DEFAULT_PORT = 21116
 

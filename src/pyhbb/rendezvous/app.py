@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pyhbb.config.hbbs import HbbsOptions
 from pyhbb.net.conn_limits import ConnectionLimiter
+from pyhbb.net.local_ip import detect_local_ip
 from pyhbb.net.sockets import tcp_listener, udp_socket
 from pyhbb.rendezvous import relay_health, watchdog
 from pyhbb.rendezvous.adapters.base import AdapterContext
@@ -22,7 +23,6 @@ from pyhbb.rendezvous.adapters.udp import UdpEndpoint
 from pyhbb.rendezvous.adapters.ws import WsLink
 from pyhbb.rendezvous.console import Console
 from pyhbb.rendezvous.core import RendezvousCore
-from pyhbb.rendezvous.lan import detect_local_ip
 from pyhbb.rendezvous.rate_limits import BlockerLimits
 from pyhbb.rendezvous.state import CoreSettings
 from pyhbb.store.base import PeerStore
@@ -69,7 +69,7 @@ class HbbsServer:
         self.http_proxy = HttpProxy(opts.api_server, opts.max_frame - 4096)
         self.executor = Executor(self.core, store, loop.time, self.http_proxy.handle)
         self.limiter = ConnectionLimiter(opts.max_connections_per_ip, opts.max_connections, "hbbs")
-        console = Console(self.core.state, resolves, loop.time, self._extra_stats)
+        console = Console(self.core.admin, resolves, self._extra_stats)
         self.ctx = AdapterContext(
             core=self.core,
             executor=self.executor,
@@ -99,6 +99,8 @@ class HbbsServer:
             "connections_open": self.limiter.count,
             "connections_refused": self.limiter.refused,
             "db_tasks_in_flight": len(self.executor.tasks),
+            "actions_refused": self.executor.refused,
+            "udp_sends_before_open": self.executor.udp.before_open,
             "udp_oversized_dropped": (
                 self._udp_endpoint.oversized if self._udp_endpoint is not None else 0
             ),
@@ -124,7 +126,7 @@ class HbbsServer:
         ):
             self._servers.append(await loop.create_server(factory, sock=sock))
         self._spawn(self._housekeeping())
-        self._spawn(relay_health.check_forever(self.core.state.relays))
+        self._spawn(relay_health.check_forever(self.core.admin))
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
             self._spawn(watchdog.run(dest, lambda: self.request_stop(1)))
@@ -162,23 +164,24 @@ class HbbsServer:
         log.info(
             "relay servers: %s", relays or f"none (clients use this host, port {opts.port + 1})"
         )
-        if self.core.state.always_use_relay:
+        if self.core.admin.always_use_relay:
             log.info("ALWAYS_USE_RELAY is on: every connection is relayed")
 
     async def _housekeeping(self) -> None:
         loop = asyncio.get_running_loop()
         next_summary = loop.time() + SUMMARY_INTERVAL
-        stats = self.core.state.stats
-        last = dict(stats)
+        admin = self.core.admin
+        last = admin.counters()
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             now = loop.time()
             self.executor.run(self.core.on_timer(now))
             if now >= next_summary:
                 next_summary = now + SUMMARY_INTERVAL
-                diff = {k: v - last.get(k, 0) for k, v in stats.items()}
-                last = dict(stats)
-                peers = self.core.state.peers
+                counters = admin.counters()
+                diff = {k: v - last.get(k, 0) for k, v in counters.items()}
+                last = counters
+                sizes = admin.table_sizes(now)
                 log.info(
                     "last %d min: %d registrations stored, %d punch and %d relay requests; "
                     "%d peers online, %d in memory, %d connections open",
@@ -186,8 +189,8 @@ class HbbsServer:
                     diff.get("register_pk_stored", 0),
                     diff.get("punch_requests", 0),
                     diff.get("relay_requests", 0),
-                    peers.online_count(now),
-                    len(peers),
+                    sizes["peers_online"],
+                    sizes["peers_in_memory"],
                     self.limiter.count,
                 )
 

@@ -8,7 +8,9 @@ arrives on a new connection from B, to A's link.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+from pyhbb.net.hostport import format_addr
 from pyhbb.rendezvous.actions import Action, Send
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import (
@@ -37,15 +39,13 @@ def _decoded(data: bytes) -> Addr:
     return addr_mangle.try_into_v4(ip), port
 
 
-def _fmt(addr: Addr) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-
-
 class Punching:
     """Punch-hole and relay-request flows between a requester A and a target B."""
 
-    def __init__(self, state: CoreState) -> None:
+    def __init__(self, state: CoreState, mangle_time: Callable[[], int]) -> None:
         self.s = state
+        self.mangle_time = mangle_time
+        """The 32-bit time mixed into IPv4 addresses (§4.1): a wall clock, injected."""
         self._udp_pending: dict[tuple[str, Addr], float] = {}
         """UDP punch requests sent to B: (B's id, A's address) → time."""
 
@@ -56,17 +56,21 @@ class Punching:
         s.stats["punch_requests"] += 1
         key = s.settings.enforced_key
         if key and msg.licence_key != key:
-            log.info("punch request from %s to %s refused: key mismatch", _fmt(link.addr), msg.id)
+            log.info(
+                "punch request from %s to %s refused: key mismatch", format_addr(link.addr), msg.id
+            )
             return [Send(link, PUNCH_LICENSE_MISMATCH)]
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
                 return [Send(link, punch_failure(Failure.ID_NOT_EXIST, DB_FAILURE_TEXT))]
             if record is None:
-                log.debug("punch request from %s: %s does not exist", _fmt(link.addr), msg.id)
+                log.debug(
+                    "punch request from %s: %s does not exist", format_addr(link.addr), msg.id
+                )
                 return [Send(link, PUNCH_ID_NOT_EXIST)]
             if not record.online(now) or (record.addr is None and record.session is None):
-                log.debug("punch request from %s: %s is offline", _fmt(link.addr), msg.id)
+                log.debug("punch request from %s: %s is offline", format_addr(link.addr), msg.id)
                 return [Send(link, PUNCH_OFFLINE)]
             return self._notify_target(link, msg, record, now)
 
@@ -83,16 +87,18 @@ class Punching:
         is_lan = s.lan.is_lan(a_ip)
         relay_server = s.relays.next()
         nat_type = msg.nat_type
-        if s.always_use_relay or peer_is_lan != is_lan:
+        if s.settings.always_use_relay or peer_is_lan != is_lan:
             if peer_is_lan:
                 relay_server = s.lan.local_ip
             nat_type = pb.SYMMETRIC
         # Upstream still sends FetchLocalAddr to same-intranet peers when relay is forced,
         # which does not force relay; an admin who forces relay means it, so we do not.
         same_intranet = (
-            not link.is_ws and not s.always_use_relay and ((peer_is_lan and is_lan) or b_ip == a_ip)
+            not link.is_ws
+            and not s.settings.always_use_relay
+            and ((peer_is_lan and is_lan) or b_ip == a_ip)
         )
-        socket_addr = addr_mangle.encode(link.addr)
+        socket_addr = addr_mangle.encode(link.addr, self.mangle_time())
         out: pb.RendezvousMessage
         if same_intranet:
             out = pb.RendezvousMessage(
@@ -121,7 +127,7 @@ class Punching:
             self._expect_udp_answer(msg.id, link.key, now)
         log.info(
             "punch request from %s to %s (%s)%s",
-            _fmt(link.addr),
+            format_addr(link.addr),
             msg.id,
             b_ip,
             " same intranet" if same_intranet else "",
@@ -158,15 +164,15 @@ class Punching:
         s.stats["relay_requests"] += 1
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
         if record is None:
-            log.debug("relay request from %s: %s not in memory", _fmt(link.addr), msg.id)
+            log.debug("relay request from %s: %s not in memory", format_addr(link.addr), msg.id)
             return []
         fwd = pb.RequestRelay()
         fwd.CopyFrom(msg)
-        fwd.socket_addr = addr_mangle.encode(link.addr)
+        fwd.socket_addr = addr_mangle.encode(link.addr, self.mangle_time())
         action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
         if action is None:
             return []
-        log.info("relay request from %s to %s (uuid %s)", _fmt(link.addr), msg.id, msg.uuid)
+        log.info("relay request from %s to %s (uuid %s)", format_addr(link.addr), msg.id, msg.uuid)
         return [action]
 
     # -- B → hbbs → A ----------------------------------------------------------------------
@@ -174,10 +180,10 @@ class Punching:
     def _deliver(self, requester: Addr, payload: bytes, what: str, peer_id: str) -> list[Action]:
         target = self.s.requesters.take(requester)
         if target is None:
-            log.debug("%s from %s for %s: requester gone", what, peer_id, _fmt(requester))
+            log.debug("%s from %s for %s: requester gone", what, peer_id, format_addr(requester))
             self.s.stats["answers_undeliverable"] += 1
             return []
-        log.info("%s from %s forwarded to %s", what, peer_id, _fmt(requester))
+        log.info("%s from %s forwarded to %s", what, peer_id, format_addr(requester))
         return [Send(target, payload)]
 
     def _punch_answer(
@@ -185,7 +191,7 @@ class Punching:
     ) -> bytes:
         """PunchHoleResponse telling A where B answered from (§6.7; UDP form §7.9)."""
         resp = pb.PunchHoleResponse(
-            socket_addr=addr_mangle.encode(b_addr),
+            socket_addr=addr_mangle.encode(b_addr, self.mangle_time()),
             pk=self.s.signed_pk(record, msg.id, msg.version),
             relay_server=msg.relay_server,
             is_udp=is_udp,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from pyhbb.net.hostport import format_addr, is_loopback
 from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.actions import (
     Action,
@@ -14,6 +15,7 @@ from pyhbb.rendezvous.actions import (
     Send,
     SendUdp,
     StartSession,
+    StoreFailure,
     StoreWrite,
     UpdatePeer,
 )
@@ -68,7 +70,7 @@ class Registration:
             request_pk = True
         else:
             ip = src[0]
-            result = record.udp_heartbeat(pack_addr(src), now, ip[:4] == "127." or ip == "::1")
+            result = record.udp_heartbeat(pack_addr(src), now, is_loopback(ip))
             request_pk = result != ACCEPTED
             if result == IP_CHANGED and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2:
                 log.info("IP change of %s from %s to %s", peer_id, record.registered_ip, ip)
@@ -227,21 +229,30 @@ class Registration:
         if is_new:
             details.guid = s.random_bytes(16)
             write = InsertPeer(details.guid, peer_id, uuid, pk, ip)
-            log.info("new peer %s registered from %s", peer_id, _fmt(src))
+            log.info("new peer %s registered from %s", peer_id, format_addr(src))
         else:
             write = UpdatePeer(details.guid, peer_id, pk, ip)
             what = "key changed" if pk_changed else "IP changed"
-            log.info("peer %s re-registered from %s (%s)", peer_id, _fmt(src), what)
+            log.info("peer %s re-registered from %s (%s)", peer_id, format_addr(src), what)
         s.stats["register_pk_stored"] += 1
         return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
 
-    def persist_failed(self, write: StoreWrite) -> None:
+    def persist_failed(self, write: StoreWrite, failure: StoreFailure) -> None:
         """Forget the in-memory record whose write failed: it reloads from the database."""
         self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
-        log.error("database write for %s failed; its record will be reloaded", peer_id)
-
-
-def _fmt(addr: Addr) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+        if failure.id_taken:
+            log.warning(
+                "database refused the write for %s: the id is taken (%s); its record will "
+                "be reloaded",
+                peer_id,
+                failure.reason,
+            )
+        else:
+            log.error(
+                "database write for %s failed: %s; its record will be reloaded",
+                peer_id,
+                failure.reason,
+                exc_info=failure.bug,
+            )

@@ -23,10 +23,10 @@ from pyhbb.rendezvous.rate_limits import (
     TokenBucket,
 )
 from pyhbb.rendezvous.relay_servers import RelayServers
+from pyhbb.rendezvous.stored_peer import StoredPeer
 from pyhbb.rendezvous.sweep import Sweeper
-from pyhbb.store.base import StoredPeer
 from pyhbb.wire import rendezvous_pb2 as pb
-from pyhbb.wire.keys import sign_id_pk
+from pyhbb.wire.signed_id import sign_id_pk
 
 log = logging.getLogger("pyhbb.rendezvous")
 
@@ -49,6 +49,7 @@ class CoreSettings:
     rendezvous_servers: list[str] = field(default_factory=list)
     software_url: str = ""
     always_use_relay: bool = False
+    """Relay every connection. The console changes it at run time, through CoreAdmin."""
     mask: str | None = None
     local_ip: str = ""
     blocker: BlockerLimits = field(default_factory=BlockerLimits)
@@ -92,7 +93,6 @@ class CoreState:
         self.punch_log = PunchLog()
         self.relays = RelayServers(settings.relay_servers)
         self.lan = LanPolicy(settings.mask, settings.local_ip)
-        self.always_use_relay = settings.always_use_relay
         self.stats: Counter[str] = Counter()
         rate = settings.new_peers_per_second
         self.new_peers = TokenBucket(rate, rate * 60, 0.0)

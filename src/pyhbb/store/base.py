@@ -7,8 +7,11 @@ provide this interface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+
+from pyhbb.rendezvous.stored_peer import StoredPeer
+
+__all__ = ["IdTaken", "PeerStore", "StoreError", "StoredPeer"]
 
 
 class StoreError(Exception):
@@ -17,18 +20,6 @@ class StoreError(Exception):
 
 class IdTaken(StoreError):
     """The id is already used by another row (unique index ``index_peer_id``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPeer:
-    """One row of the ``peer`` table, as far as hbbs uses it."""
-
-    guid: bytes
-    id: str
-    uuid: bytes
-    pk: bytes
-    ip: str
-    """``info.ip``: the IP text of the last accepted RegisterPk ("" when unknown)."""
 
 
 class PeerStore(Protocol):
