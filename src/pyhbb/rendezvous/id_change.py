@@ -90,9 +90,7 @@ class IdChange:
         # Look again: the old record may have been evicted or renamed meanwhile.
         if taken is not None or s.peers.get(old_id) is not record:
             return reply(Result.ID_EXISTS if taken is not None else Result.UUID_MISMATCH)
-        s.peers.rename(old_id, new_id)
-        if record.session is not None:
-            s.sessions[record.session] = new_id
+        s.rename_peer(old_id, new_id)
         if len(self._recent) >= MAX_RECENT:
             self._prune(now)
         self._recent[new_id] = now

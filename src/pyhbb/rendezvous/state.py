@@ -228,6 +228,13 @@ class CoreState:
         if record is not None and record.session is link:
             record.session = None
 
+    def rename_peer(self, old_id: str, new_id: str) -> None:
+        """Move the record of ``old_id`` to ``new_id``, with its session if it has one."""
+        record = self.peers.get(old_id)
+        self.peers.rename(old_id, new_id)
+        if record is not None and record.session is not None:
+            self.sessions[record.session] = new_id
+
     def link_closed(self, link: Link, now: float) -> None:
         self.requesters.forget(link)
         peer_id = self.sessions.pop(link, None)
