@@ -12,6 +12,7 @@ address is converted here with the same results as ``inet_pton``/``inet_ntop``.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import time
 
 Addr = tuple[str, int]
@@ -20,6 +21,7 @@ _MASK32 = 0xFFFFFFFF
 _V4_PREFIX_ZERO = bytes(10)
 _MAPPED = b"\xff\xff"
 _OCTETS = {str(i): i for i in range(256)}  # canonical decimal only, as inet_pton
+_FOUR = itertools.repeat(4)
 
 
 def ip_to_bytes(ip: str) -> bytes:
@@ -44,13 +46,15 @@ def ip_to_bytes(ip: str) -> bytes:
             raise ValueError(f"not an IP address: {ip!r}")
         groups += ["0"] * fill
         groups += rest
-    digits = "".join([g.rjust(4, "0") for g in groups if 0 < len(g) <= 4])
-    # isalnum() rules out the whitespace fromhex() would skip; fromhex() the other non-hex.
-    if len(groups) == 8 and len(digits) == 32 and digits.isalnum():
-        try:
-            return bytes.fromhex(digits)
-        except ValueError:
-            pass
+    if len(groups) == 8 and "" not in groups:
+        digits = "".join(map(str.zfill, groups, _FOUR))  # a longer group makes it > 32
+        # isalnum() rules out the whitespace and signs fromhex() and zfill() would accept;
+        # fromhex() refuses the other non-hex characters.
+        if len(digits) == 32 and digits.isalnum():
+            try:
+                return bytes.fromhex(digits)
+            except ValueError:
+                pass
     raise ValueError(f"not an IP address: {ip!r}")
 
 
