@@ -13,12 +13,16 @@ the heartbeat path runs in a loop over pre-encoded datagrams from N registered p
 Then cProfile over stage 4 ranks pyhbb's functions by own time. cProfile inflates the
 cost of each Python call, so read the shares, not the absolute figures.
 
-Usage: ``.venv/bin/python bench/hbbs_corebench.py [--peers 20000] [--rounds 5]``
+With ``--ipv6`` the peers send from distinct global IPv6 addresses instead of IPv4
+(dual-stack ``::ffff:`` form), which takes the IPv6 text parsing on the heartbeat path.
+
+Usage: ``.venv/bin/python bench/hbbs_corebench.py [--peers 20000] [--rounds 5] [--ipv6]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import pstats
@@ -33,10 +37,12 @@ from hbbs_memory import bench_settings
 
 from pyhbb.rendezvous.actions import LoadPeer
 from pyhbb.rendezvous.adapters.executor import Executor
+from pyhbb.rendezvous.adapters.http_proxy import HttpProxy
 from pyhbb.rendezvous.adapters.udp import UdpEndpoint
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.store.base import PeerStore
 from pyhbb.wire import rendezvous_pb2 as pb
+from pyhbb.wire.addr_mangle import try_into_v4
 
 
 class NullTransport:
@@ -58,11 +64,11 @@ class NullTransport:
 Datagram = tuple[bytes, tuple[str, int, int, int]]
 
 
-def datagrams(layout: Layout, kind: Callable[[str, int], bytes]) -> list[Datagram]:
+def datagrams(layout: Layout, kind: Callable[[str, int], bytes], ipv6: bool) -> list[Datagram]:
     """Each peer's datagram with the source address form of a dual-stack socket."""
     out = []
     for a in layout.addr_numbers():
-        ip = "::ffff:" + layout.addr_ip(a)
+        ip = f"2001:db8:{a >> 16:x}:{a & 0xFFFF:x}::1" if ipv6 else "::ffff:" + layout.addr_ip(a)
         for k, i in enumerate(layout.addr_peers(a)):
             out.append((kind(layout.peer_id(i), i), (ip, 20_000 + k, 0, 0)))
     return out
@@ -86,19 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--top", type=int, default=15)
-    a = ap.parse_args(argv)
+    ap.add_argument("--ipv6", action="store_true", help="peers on IPv6 addresses")
+    return asyncio.run(run(ap.parse_args(argv)))
+
+
+async def run(a: argparse.Namespace) -> int:
+    """The measurement, inside an event loop because the executor needs one."""
     layout = Layout(a.peers, 250)
-    regs = datagrams(layout, register_pk)
-    beats = datagrams(layout, lambda peer_id, _i: register_peer(peer_id))
+    regs = datagrams(layout, register_pk, a.ipv6)
+    beats = datagrams(layout, lambda peer_id, _i: register_peer(peer_id), a.ipv6)
+    core_beats = [(data, (try_into_v4(addr[0]), addr[1])) for data, addr in beats]
 
     core = RendezvousCore(bench_settings())
-    executor = Executor(core, cast(PeerStore, None), time.monotonic)
+    proxy = HttpProxy("http://127.0.0.1:9", 1024)
+    executor = Executor(core, cast(PeerStore, None), time.monotonic, proxy.handle)
     endpoint = UdpEndpoint(core, executor)
     transport = NullTransport()
     endpoint.connection_made(cast(Any, transport))
     now = time.monotonic()
     for data, addr in regs:
-        src = (addr[0].removeprefix("::ffff:"), addr[1])
+        src = (try_into_v4(addr[0]), addr[1])
         for action in core.on_udp(data, src, now):
             if isinstance(action, LoadPeer):
                 core.peer_loaded(action.peer_id, None, now)
@@ -112,15 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         msg.ParseFromString(data)
         return msg.WhichOneof("union")
 
-    def core_only(data: bytes, addr: Any) -> object:
-        return core.on_udp(data, (addr[0][7:], addr[1]), time.monotonic())
+    def core_only(data: bytes, src: Any) -> object:
+        return core.on_udp(data, src, time.monotonic())
 
     sent0 = transport.sent
     print(f"user CPU per RegisterPeer, best of {a.rounds} rounds over {len(beats):,} peers:")
     t_parse = timed("protobuf parse + WhichOneof", parse, beats, a.rounds)
     r = a.rounds
     t_base = timed("uvloop reference: datagram_received", baseline.datagram_received, beats, r)
-    timed("pyhbb RendezvousCore.on_udp (core only)", core_only, beats, r)
+    timed("pyhbb RendezvousCore.on_udp (core only)", core_only, core_beats, r)
     t_full = timed("pyhbb UdpEndpoint.datagram_received", endpoint.datagram_received, beats, r)
     if transport.sent - sent0 != 2 * a.rounds * len(beats):
         print(f"  (warning: {transport.sent - sent0} replies for {2 * a.rounds * len(beats)})")

@@ -20,7 +20,7 @@ from nacl.signing import VerifyKey
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from pyhbb.rendezvous.relay_servers import with_port
+from pyhbb.net.hostport import format_addr, parse_host_port
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.framing import FrameDecoder, encode_frame
 
@@ -169,7 +169,9 @@ class Doctor:
         name = f"WebSocket {port}: web client and WebSocket mode"
         try:
             async with ws_connect(
-                f"ws://{_netloc(self.host, port)}/ws/id", open_timeout=TIMEOUT, ping_interval=None
+                f"ws://{format_addr((self.host, port))}/ws/id",
+                open_timeout=TIMEOUT,
+                ping_interval=None,
             ) as ws:
                 await ws.send(_msg(test_nat_request=pb.TestNatRequest(serial=3)))
                 data = await asyncio.wait_for(ws.recv(), TIMEOUT)
@@ -212,7 +214,7 @@ class Doctor:
         name = f"WebSocket {port}: relay for web and WebSocket clients"
         uuid = os.urandom(8).hex()
         hello = _msg(request_relay=pb.RequestRelay(uuid=uuid, licence_key=self.key))
-        url = f"ws://{_netloc(host, port)}/ws/relay"
+        url = f"ws://{format_addr((host, port))}/ws/relay"
         try:
             async with (
                 ws_connect(url, open_timeout=TIMEOUT, ping_interval=None) as a,
@@ -244,10 +246,6 @@ class Doctor:
         return list(await asyncio.gather(*(check() for check in self.checks())))
 
 
-def _netloc(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def report(findings: list[Finding]) -> str:
     lines = []
     for f in findings:
@@ -258,8 +256,12 @@ def report(findings: list[Finding]) -> str:
 
 
 def main(server: str, key: str, relay: str | None) -> int:
-    host, port = with_port(server, 21116)
-    relay_addr = with_port(relay, 21117) if relay else (host, port + 1)
+    try:
+        host, port = parse_host_port(server, 21116)
+        relay_addr = parse_host_port(relay, 21117) if relay else (host, port + 1)
+    except ValueError as e:
+        sys.stderr.write(f"pyhbb check: {e}; give HOST or HOST:PORT ([IPv6]:PORT)\n")
+        return 2
     findings = asyncio.run(Doctor(host, port, relay_addr, key.strip()).run())
     sys.stdout.write(report(findings))
     return 0 if all(f.ok for f in findings) else 1

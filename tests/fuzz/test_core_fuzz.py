@@ -23,11 +23,12 @@ from pyhbb.rendezvous.actions import (
     Send,
     SendUdp,
     StartSession,
+    StoreFailure,
 )
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.rendezvous.links import Link, Transport
 from pyhbb.rendezvous.state import MAX_PENDING_LOADS, CoreSettings
-from pyhbb.store.base import StoredPeer
+from pyhbb.rendezvous.stored_peer import StoredPeer
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.addr_mangle import encode
 from tests.fuzz.strategies import PAYLOADS
@@ -145,21 +146,26 @@ class CoreMachine(RuleBasedStateMachine):
     def database_answers(self, outcome: str, uuid: bytes, ip: str) -> None:
         peer_id = self.loads.pop(0)
         if outcome == "fail":
-            actions = self.core.peer_load_failed(peer_id, self.now)
+            failure = StoreFailure("disk I/O error (simulated)")
+            actions = self.core.peer_load_failed(peer_id, failure, self.now)
         else:
             row = StoredPeer(b"g" * 16, peer_id, uuid, b"k" * 32, ip) if outcome == "row" else None
             actions = self.core.peer_loaded(peer_id, row, self.now)
         self._take(actions)
 
     @precondition(lambda self: self.persists)
-    @rule(ok=st.booleans())
-    def database_writes(self, ok: bool) -> None:
+    @rule(outcome=st.sampled_from(["ok", "fail", "id_taken", "bug"]))
+    def database_writes(self, outcome: str) -> None:
         persist = self.persists.pop(0)
-        if ok:
-            self._take(persist.on_ok)
+        if outcome == "ok":
+            self._take(self.core.write_done(persist))
         else:
-            self.core.persist_failed(persist.write)
-            self._take(persist.on_fail)
+            failure = StoreFailure(
+                "simulated",
+                id_taken=outcome == "id_taken",
+                bug=RuntimeError("store bug") if outcome == "bug" else None,
+            )
+            self._take(self.core.write_failed(persist, failure))
 
     @rule(dt=st.sampled_from([0.5, 3.0, 7.5, 31.0, 400.0, 90_000.0]))
     def time_passes(self, dt: float) -> None:

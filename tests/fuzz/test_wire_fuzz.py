@@ -4,6 +4,8 @@ hold, and damaged ciphertext is always refused."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import socket
 
 import pytest
 from hypothesis import given, settings
@@ -71,6 +73,88 @@ def test_ipv6_addr_mangle_round_trips(raw: bytes, port: int) -> None:
 
     ip = addr_mangle.try_into_v4(str(ipaddress.IPv6Address(raw)))
     assert addr_mangle.decode(addr_mangle.encode((ip, port))) == (ip, port)
+
+
+# -- the pure address conversions agree with the C library's inet_pton / inet_ntop ----------
+
+
+def _inet_pton(ip: str) -> bytes | None:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        return socket.inet_pton(family, ip)
+    except OSError:
+        return None
+
+
+def _ip_to_bytes(ip: str) -> bytes | None:
+    try:
+        return addr_mangle.ip_to_bytes(ip)
+    except ValueError:
+        return None
+
+
+@EXAMPLES
+@given(raw=st.one_of(st.binary(min_size=4, max_size=4), st.binary(min_size=16, max_size=16)))
+def test_ip_text_is_inet_ntop_and_parses_back(raw: bytes) -> None:
+    text = addr_mangle.ip_from_bytes(raw)
+    assert text == socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+    assert addr_mangle.ip_to_bytes(text) == raw
+
+
+# Address-like text: the zero runs and short groups where parsers go wrong.
+_WORDS = st.sampled_from([0, 0, 0, 1, 0xFFFF, 0x0DB8, 0xABC, 0x10])
+_V6_TEXT = st.lists(_WORDS, min_size=8, max_size=8).map(
+    lambda words: str(ipaddress.IPv6Address(b"".join(w.to_bytes(2, "big") for w in words)))
+)
+
+
+@st.composite
+def _damaged(draw: st.DrawFn, text: st.SearchStrategy[str]) -> str:
+    """Valid address text with a few random edits (insert, delete, replace)."""
+    chars = list(draw(text))
+    for _ in range(draw(st.integers(0, 3))):
+        pos = draw(st.integers(0, len(chars)))
+        edit = draw(st.sampled_from(["insert", "delete", "replace"]))
+        char = draw(st.sampled_from(list("0123456789aAfF:.gx ")))
+        if edit == "insert":
+            chars.insert(pos, char)
+        elif chars:
+            pos = min(pos, len(chars) - 1)
+            if edit == "delete":
+                del chars[pos]
+            else:
+                chars[pos] = char
+    return "".join(chars)
+
+
+_V4_TEXT = st.tuples(*[st.integers(0, 255)] * 4).map(lambda o: ".".join(map(str, o)))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    ip=st.one_of(
+        _damaged(_V6_TEXT),
+        _damaged(_V4_TEXT),
+        _damaged(st.sampled_from(["::", "::1", "1::", "1:2:3:4:5:6:7:8", "::ffff:1.2.3.4"])),
+        st.text(alphabet="0123456789abcdefABCDEF:.", max_size=42),
+    )
+)
+def test_ip_parsing_accepts_and_refuses_what_inet_pton_does(ip: str) -> None:
+    assert _ip_to_bytes(ip) == _inet_pton(ip)
+
+
+@pytest.mark.parametrize(
+    ("ip", "expected"),
+    [
+        ("::ffff:0.0.0.0", "::ffff:0.0.0.0"),
+        ("::0.0.1.0", "::100"),
+        ("::1.2.3.4", "::1.2.3.4"),
+        ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+        ("1:0:0:2:0:0:3:4", "1::2:0:0:3:4"),
+    ],
+)
+def test_ip_text_corner_cases(ip: str, expected: str) -> None:
+    assert addr_mangle.ip_from_bytes(addr_mangle.ip_to_bytes(ip)) == expected
 
 
 @EXAMPLES

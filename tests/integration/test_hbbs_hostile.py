@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
+import pytest
+
 from pyhbb.net.forwarded import parse_networks
-from pyhbb.store.base import StoreError
+from pyhbb.store.base import IdTaken, StoreError
 from pyhbb.wire import addr_mangle
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.framing import encode_frame, encode_header
@@ -157,6 +160,70 @@ async def test_database_failures_answer_server_error_and_recover(tmp_path: Path)
         assert not resp.socket_addr and "database" in resp.other_failure
         store.insert, store.get = real_insert, real_get  # type: ignore[method-assign]
         assert await b.register_pk("123456789", b"u", b"k" * 32) == pb.RegisterPkResponse.OK
+
+
+async def test_each_database_failure_is_logged_exactly_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The core alone logs a store failure (the executor only reports it): one record per
+    failure, with the traceback only when the store itself is broken."""
+    caplog.set_level(logging.INFO, logger="pyhbb")
+    R = pb.RegisterPkResponse
+
+    def problems() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    async def down(*args: object) -> None:
+        raise StoreError("disk I/O error (simulated)")
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("store bug (simulated)")
+
+    async def taken(*args: object) -> None:
+        raise IdTaken("UNIQUE constraint failed: peer.id (simulated)")
+
+    async with running_hbbs(tmp_path) as hbbs:
+        store = hbbs.server.executor.store
+        real_insert, real_get = store.insert, store.get
+        b = await UdpPeer.open(hbbs.udp, "127.0.0.2")
+        caplog.clear()
+
+        store.insert = down  # type: ignore[method-assign]
+        assert await b.register_pk("111111111", b"u", b"k" * 32) == R.SERVER_ERROR
+        (record,) = problems()
+        assert record.levelno == logging.ERROR and record.exc_info is None
+        assert "111111111" in record.getMessage() and "simulated" in record.getMessage()
+
+        caplog.clear()
+        store.insert = broken  # type: ignore[method-assign]
+        assert await b.register_pk("222222222", b"u", b"k" * 32) == R.SERVER_ERROR
+        (record,) = problems()
+        assert record.levelno == logging.ERROR and record.exc_info is not None
+        assert "222222222" in record.getMessage()
+
+        caplog.clear()
+        store.insert = real_insert  # type: ignore[method-assign]
+        store.get = down  # type: ignore[method-assign]
+        a = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
+        a.send(
+            Msg(punch_hole_request=pb.PunchHoleRequest(id="987654321", licence_key=hbbs.public_key))
+        )
+        assert "database" in (await a.recv_nonkeyexchange()).punch_hole_response.other_failure
+        (record,) = problems()
+        assert record.levelno == logging.ERROR and "987654321" in record.getMessage()
+
+        store.get = real_get  # type: ignore[method-assign]
+        assert await b.register_pk("333333333", b"u", b"k" * 32) == R.OK
+        caplog.clear()
+        store.rename = taken  # type: ignore[method-assign]
+        c = await TcpClient.connect(hbbs.tcp, "127.0.0.2")
+        c.send(Msg(register_pk=pb.RegisterPk(id="new-name-1", old_id="333333333", uuid=b"u")))
+        assert (await c.recv_nonkeyexchange()).register_pk_response.result == R.ID_EXISTS
+        (record,) = problems()
+        assert record.levelno == logging.WARNING and "new-name-1" in record.getMessage()
+        a.close()
+        c.close()
+        b.close()
 
 
 async def test_trickled_frame_does_not_keep_a_connection_open(tmp_path: Path) -> None:

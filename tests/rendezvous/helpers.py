@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -23,12 +23,13 @@ from pyhbb.rendezvous.actions import (
     RenamePeer,
     Send,
     SendUdp,
+    StoreFailure,
     UpdatePeer,
 )
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.rendezvous.links import Link, Transport
 from pyhbb.rendezvous.state import CoreSettings
-from pyhbb.store.base import StoredPeer
+from pyhbb.rendezvous.stored_peer import StoredPeer
 from pyhbb.wire import addr_mangle
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -40,6 +41,8 @@ UUID = b"machine-uuid-1"
 B_ID = "123456789"
 B_ADDR = ("203.0.113.7", 50000)
 A_ADDR = ("198.51.100.20", 40000)
+
+DB_DOWN = StoreFailure("disk I/O error (simulated)")
 
 _guids = itertools.count(1)
 
@@ -53,8 +56,11 @@ def signing_key() -> SigningKey:
     return SigningKey(SEED)
 
 
-def make_core(**settings: Any) -> RendezvousCore:
-    return RendezvousCore(CoreSettings(**settings), guid_source)
+def make_core(
+    mangle_time: Callable[[], int] = addr_mangle.now_t, **settings: Any
+) -> RendezvousCore:
+    """A core with deterministic guids; ``mangle_time`` is the AddrMangle clock (§4.1)."""
+    return RendezvousCore(CoreSettings(**settings), guid_source, mangle_time)
 
 
 def rm(**fields: Any) -> bytes:
@@ -163,7 +169,8 @@ def resolve(
 ) -> list[Action]:
     """Act as the adapters' executor: answer every LoadPeer from the core's fake database
     (seeded with ``rows``; missing = not in the database) and complete every Persist,
-    applying it to that database, until only network actions remain."""
+    applying it to that database (or failing it with ``DB_DOWN``), until only network
+    actions remain."""
     db = database(core)
     for peer_id, row in (rows or {}).items():
         db.setdefault(peer_id, row)
@@ -177,8 +184,7 @@ def resolve(
             _apply(db, action.write)
             pending += loaded(core, action.on_ok, now)
         else:
-            core.persist_failed(action.write)
-            pending += loaded(core, action.on_fail, now)
+            pending += loaded(core, core.write_failed(action, DB_DOWN), now)
     return out
 
 

@@ -104,11 +104,10 @@ def test_signature_fails_with_another_key() -> None:
         SigningKey(bytes(32)).verify_key.verify(resp.pk)
 
 
-def test_unknown_nat_type_is_still_set_in_the_oneof(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_nat_type_is_still_set_in_the_oneof() -> None:
     # §14.3: PunchHoleResponse{socket_addr=0102, nat_type=UNKNOWN_NAT} = 5a 06 0a 02 01 02 28 00.
     # With t = 0, B's address 0.0.0.0:513 mangles to exactly 01 02.
-    monkeypatch.setattr(addr_mangle, "now_t", lambda: 0)
-    core = make_core()
+    core = make_core(mangle_time=lambda: 0)
     bring_online(core, T0)
     a = waiting_a(core)
     b = tcp(("0.0.0.0", 513))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import calendar
-from types import SimpleNamespace
 
 import pytest
 
-from pyhbb.rendezvous import console as console_module
 from pyhbb.rendezvous.actions import SendUdp
 from pyhbb.rendezvous.console import COMMANDS, HELP, Console
 from pyhbb.wire import rendezvous_pb2 as pb
@@ -37,14 +35,16 @@ SPEC_HELP = (
     "test-geo(tg) <ip1> <ip2>\n"
 )
 RESOLVABLE = {"relay1.example", "relay2.example:21117", "10.0.0.5"}
+WALL = calendar.timegm((2024, 1, 1, 0, 0, 0))  # 2024-01-01T00:00:00Z
 
 
 class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
+    """The caller's two readings: the core's monotonic ``now`` and the Unix time ``wall``
+    at that moment (the console reads no clock itself)."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, now: float = T0, wall: float = WALL) -> None:
+        self.now = now
+        self.wall = wall
 
 
 class Fixture:
@@ -52,7 +52,7 @@ class Fixture:
         self.core = make_core(**settings)
         self.clock = Clock()
         self.resolved: list[str] = []
-        self.console = Console(self.core.state, self.resolve, self.clock)
+        self.console = Console(self.core.admin, self.resolve)
 
     async def resolve(self, host: str) -> bool:
         self.resolved.append(host)
@@ -60,7 +60,10 @@ class Fixture:
 
     async def run(self, line: str) -> str:
         # The adapter trims the text and splits it on single spaces (§9).
-        return await self.console.execute(line.strip().split(" "))
+        return await self.execute(line.strip().split(" "))
+
+    async def execute(self, args: list[str], console: Console | None = None) -> str:
+        return await (console or self.console).execute(args, self.clock.now, self.clock.wall)
 
 
 async def test_help_has_the_official_lines_first() -> None:
@@ -76,7 +79,7 @@ async def test_unknown_and_unimplemented_commands_print_nothing() -> None:
     f = Fixture()
     for line in ("", "x", "help", "H", "reload-geo", "rg", "relay-servers-x", "rs2"):
         assert await f.run(line) == "", line
-    assert await f.console.execute([]) == ""
+    assert await f.execute([]) == ""
 
 
 def test_command_words_include_every_alias() -> None:
@@ -102,7 +105,7 @@ async def test_relay_servers_list_and_set(cmd: str) -> None:
 
 async def test_relay_servers_list_shows_only_reachable_ones() -> None:
     f = Fixture(relay_servers=["r1", "r2", "r3"])
-    f.core.state.relays.set_reachable(["r3", "r1"])
+    f.core.admin.relays_checked(["r3", "r1"])
     assert await f.run("rs") == "r1\nr3\n"
 
 
@@ -279,13 +282,6 @@ async def test_ip_changes_older_than_360_seconds_are_dropped() -> None:
 
 # -- punch-requests --------------------------------------------------------------------------
 
-WALL = calendar.timegm((2024, 1, 1, 0, 0, 0))  # 2024-01-01T00:00:00Z
-
-
-@pytest.fixture
-def wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(console_module, "time", SimpleNamespace(time=lambda: WALL))
-
 
 def punch_fixture(n: int) -> Fixture:
     f = Fixture()
@@ -296,7 +292,7 @@ def punch_fixture(n: int) -> Fixture:
 
 
 @pytest.mark.parametrize("cmd", ["pr", "punch-requests"])
-async def test_punch_requests_pages_with_rfc3339_times(cmd: str, wall_clock: None) -> None:
+async def test_punch_requests_pages_with_rfc3339_times(cmd: str) -> None:
     f = punch_fixture(12)
     out = await f.run(cmd)
     lines = out.splitlines()
@@ -318,14 +314,14 @@ async def test_punch_requests_pages_with_rfc3339_times(cmd: str, wall_clock: Non
 
 
 @pytest.mark.parametrize("cmd", ["pr", "punch-requests"])
-async def test_punch_requests_clear(cmd: str, wall_clock: None) -> None:
+async def test_punch_requests_clear(cmd: str) -> None:
     f = punch_fixture(3)
     assert await f.run(f"{cmd} -") == ""
     assert await f.run(cmd) == ""
     assert len(f.core.state.punch_log.entries) == 0
 
 
-async def test_punch_requests_from_real_punches(wall_clock: None) -> None:
+async def test_punch_requests_from_real_punches() -> None:
     f = Fixture()
     bring_online(f.core, T0)
     f.core.on_frame(tcp(("198.51.100.20", 4000)), punch_request(), T0 + 1)
@@ -344,5 +340,5 @@ async def test_stats_lists_table_sizes_and_counters() -> None:
     assert lines["peers_in_memory"] == "1"
     assert lines["peers_online"] == "1"
     assert lines["register_pk_stored"] == "1"
-    extra = Console(f.core.state, f.resolve, f.clock, lambda: {"connections_open": 7})
-    assert "connections_open: 7\n" in await extra.execute(["stats"])
+    extra = Console(f.core.admin, f.resolve, lambda: {"connections_open": 7})
+    assert "connections_open: 7\n" in await f.execute(["stats"], extra)

@@ -15,6 +15,7 @@ from pyhbb.rendezvous.actions import (
     SendUdp,
     StartSession,
 )
+from pyhbb.rendezvous.adapters.udp_out import UdpOut
 from pyhbb.wire import addr_mangle
 from pyhbb.wire import rendezvous_pb2 as pb
 from tests.rendezvous.helpers import (
@@ -331,6 +332,7 @@ class FakeExecutor:
     def __init__(self, now: float) -> None:
         self.now = now
         self.ran: list[object] = []
+        self.udp = UdpOut()
 
     def clock(self) -> float:
         return self.now

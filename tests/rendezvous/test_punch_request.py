@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pyhbb.rendezvous.actions import Close, LoadPeer, Send, SendUdp
 from pyhbb.rendezvous.lan import LanPolicy
 from pyhbb.wire import addr_mangle
@@ -12,6 +10,7 @@ from tests.rendezvous.helpers import (
     A_ADDR,
     B_ADDR,
     B_ID,
+    DB_DOWN,
     PUNCH_ID_NOT_EXIST,
     PUNCH_LICENSE_MISMATCH,
     PUNCH_OFFLINE,
@@ -83,7 +82,9 @@ def test_database_failure_is_a_failure_answer_with_text() -> None:
     core = make_core()
     link = tcp()
     core.on_frame(link, punch_request("111111111"), T0)
-    ((target, payload),) = [(a.link, a.payload) for a in core.peer_load_failed("111111111", T0)]
+    ((target, payload),) = [
+        (a.link, a.payload) for a in core.peer_load_failed("111111111", DB_DOWN, T0)
+    ]
     assert target is link
     resp = decode(payload).punch_hole_response
     assert resp.socket_addr == b""
@@ -122,11 +123,10 @@ def test_failures_keep_the_connection_open() -> None:
 # -- PunchHole to B -------------------------------------------------------------------------
 
 
-def test_punch_hole_spec_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_punch_hole_spec_vector() -> None:
     # §14.3: PunchHole{socket_addr=mangle(203.0.113.7:50000, t=0x10212000),
     # relay_server="relay.example.com:21117", nat_type=ASYMMETRIC}
-    monkeypatch.setattr(addr_mangle, "now_t", lambda: 0x10212000)
-    core = make_core(relay_servers=["relay.example.com:21117"])
+    core = make_core(mangle_time=lambda: 0x10212000, relay_servers=["relay.example.com:21117"])
     b_addr = ("192.0.2.200", 21000)
     bring_online(core, T0, addr=b_addr)
     a = tcp(("203.0.113.7", 50000))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pyhbb.rendezvous.actions import InsertPeer, LoadPeer, Persist, SendUdp, UpdatePeer
 from pyhbb.rendezvous.rate_limits import BlockerLimits
-from pyhbb.store.base import StoredPeer
+from pyhbb.rendezvous.stored_peer import StoredPeer
 from tests.rendezvous.helpers import (
     B_ADDR,
     B_ID,
+    DB_DOWN,
     NO_REQUEST_PK,
     PK_A,
     PK_B,
@@ -245,7 +246,7 @@ def test_failed_update_evicts_the_record_too() -> None:
 def test_db_read_failure_is_server_error() -> None:
     core = make_core()
     assert core.on_udp(register_pk(), B_ADDR, T0) == [LoadPeer(B_ID)]
-    assert core.peer_load_failed(B_ID, T0) == [SendUdp(REG_SERVER_ERROR, B_ADDR)]
+    assert core.peer_load_failed(B_ID, DB_DOWN, T0) == [SendUdp(REG_SERVER_ERROR, B_ADDR)]
     assert core.state.peers.get(B_ID) is None
     assert core.state.pending_loads == 0
 

@@ -79,7 +79,7 @@ def test_ipv6_clients_share_a_blocker_entry_per_64() -> None:
 def test_database_rows_do_not_overfill_a_full_table() -> None:
     from pyhbb.rendezvous.core import RendezvousCore
     from pyhbb.rendezvous.state import CoreSettings
-    from pyhbb.store.base import StoredPeer
+    from pyhbb.rendezvous.stored_peer import StoredPeer
 
     core = RendezvousCore(CoreSettings(max_peers=1))
     state = core.state

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
+from pyhbb.net.hostport import host_of
 from pyhbb.wire.addr_mangle import Addr, try_into_v4
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -40,11 +41,7 @@ def in_networks(ip: str, nets: Iterable[Network]) -> bool:
 
 
 def _clean_ip(text: str) -> str | None:
-    text = text.strip().strip('"')
-    if text.startswith("[") and "]" in text:  # [v6]:port
-        text = text[1 : text.index("]")]
-    elif text.count(":") == 1:  # v4:port
-        text = text.split(":", 1)[0]
+    text = host_of(text.strip().strip('"'))  # [v6]:port or v4:port
     try:
         return try_into_v4(str(ipaddress.ip_address(text)))
     except ValueError:

@@ -12,6 +12,9 @@ import contextlib
 import errno
 import socket
 
+# Re-exported for pyhbb.relay.server, which imports it from here; it lives in hostport.
+from pyhbb.net.hostport import is_loopback as is_loopback
+
 BACKLOG = 1024
 
 
@@ -70,11 +73,6 @@ def udp_socket(bind: str | None, port: int, rmem: int = 0) -> socket.socket:
     if rmem > 0:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rmem)
     return sock
-
-
-def is_loopback(ip: str) -> bool:
-    """Loopback test on a normalised IP (IPv4-mapped already turned into IPv4)."""
-    return ip.startswith("127.") or ip == "::1"
 
 
 def set_nodelay(sock: socket.socket) -> None:

@@ -1,4 +1,5 @@
-"""What the protocol core asks its adapters to do. Plain data, no behaviour."""
+"""What the protocol core asks its adapters to do, and what they report back about the
+store's work (:class:`StoreFailure`). Plain data, no behaviour."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ class StartSession:
 @dataclass(slots=True)
 class LoadPeer:
     """Look ``peer_id`` up in the store, then call ``core.peer_loaded`` (or
-    ``core.peer_load_failed``) so the events waiting for it resume."""
+    ``core.peer_load_failed`` with a :class:`StoreFailure`) so the events waiting for it
+    resume."""
 
     peer_id: str
 
@@ -79,14 +81,27 @@ StoreWrite = InsertPeer | UpdatePeer | RenamePeer
 
 @dataclass(slots=True)
 class Persist:
-    """Perform ``write``; then run ``on_ok``, or call ``core.persist_failed(write)`` and run
-    ``on_conflict`` when the id is taken (``IdTaken``), ``on_fail`` on any other error.
-    Replies wait for the database, so an acknowledged change is durable."""
+    """Perform ``write``, then run what ``core.write_done(persist)`` or, when the store
+    failed, ``core.write_failed(persist, failure)`` returns: the core picks ``on_ok``,
+    ``on_conflict`` (the id is taken) or ``on_fail``. Replies wait for the database, so an
+    acknowledged change is durable."""
 
     write: StoreWrite
     on_ok: list[Action] = field(default_factory=list)
     on_fail: list[Action] = field(default_factory=list)
     on_conflict: list[Action] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFailure:
+    """A store operation that failed, as the executor reports it to the core, which alone
+    decides what is logged (once) and what the client hears."""
+
+    reason: str
+    id_taken: bool = False
+    """The write conflicts with an existing id (the unique index refused it)."""
+    bug: BaseException | None = None
+    """The exception, when it was not an ordinary store error: logged with its traceback."""
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from pyhbb.config.hbbs import HbbsOptions
 from pyhbb.config.sources import ConfigError
 from pyhbb.net.conn_limits import ConnectionLimiter
 from pyhbb.net.fd_limit import FdWatch, open_fds, raise_fd_limit
+from pyhbb.net.local_ip import detect_local_ip
 from pyhbb.net.sockets import BACKLOG, tcp_listener, udp_socket
 from pyhbb.rendezvous import relay_health, watchdog
 from pyhbb.rendezvous.adapters.base import AdapterContext
@@ -26,7 +27,6 @@ from pyhbb.rendezvous.adapters.udp import UdpEndpoint
 from pyhbb.rendezvous.adapters.ws import WsLink
 from pyhbb.rendezvous.console import Console
 from pyhbb.rendezvous.core import RendezvousCore
-from pyhbb.rendezvous.lan import detect_local_ip
 from pyhbb.rendezvous.messages import config_update_problem
 from pyhbb.rendezvous.rate_limits import BlockerLimits
 from pyhbb.rendezvous.state import CoreSettings
@@ -77,7 +77,7 @@ class HbbsServer:
         self.http_proxy = HttpProxy(opts.api_server, opts.max_frame - 4096)
         self.executor = Executor(self.core, store, loop.time, self.http_proxy.handle)
         self.limiter = ConnectionLimiter(opts.max_connections_per_ip, opts.max_connections, "hbbs")
-        console = Console(self.core.state, resolves, loop.time, self._extra_stats)
+        console = Console(self.core.admin, resolves, self._extra_stats)
         self.ctx = AdapterContext(
             core=self.core,
             executor=self.executor,
@@ -109,6 +109,8 @@ class HbbsServer:
             "connections_open": self.limiter.count,
             "connections_refused": self.limiter.refused,
             "db_tasks_in_flight": len(self.executor.tasks),
+            "actions_refused": self.executor.refused,
+            "udp_sends_before_open": self.executor.udp.before_open,
             "udp_oversized_dropped": (
                 self._udp_endpoint.oversized if self._udp_endpoint is not None else 0
             ),
@@ -138,7 +140,7 @@ class HbbsServer:
         self.fd_watch = FdWatch("hbbs", soft_limit, open_fds())
         self._watch_accept_errors(loop)
         self._spawn(self._housekeeping())
-        self._spawn(relay_health.check_forever(self.core.state.relays))
+        self._spawn(relay_health.check_forever(self.core.admin))
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
             self._spawn(watchdog.run(dest, lambda: self.request_stop(1), lambda: endpoint.received))
@@ -198,14 +200,14 @@ class HbbsServer:
         log.info(
             "relay servers: %s", relays or f"none (clients use this host, port {opts.port + 1})"
         )
-        if self.core.state.always_use_relay:
+        if self.core.admin.always_use_relay:
             log.info("ALWAYS_USE_RELAY is on: every connection is relayed")
 
     async def _housekeeping(self) -> None:
         loop = asyncio.get_running_loop()
         next_summary = loop.time() + SUMMARY_INTERVAL
-        stats = self.core.state.stats
-        last = dict(stats)
+        admin = self.core.admin
+        last = admin.counters()
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             now = loop.time()
@@ -214,9 +216,10 @@ class HbbsServer:
                 self.fd_watch.check(self.limiter.count)
             if now >= next_summary:
                 next_summary = now + SUMMARY_INTERVAL
-                diff = {k: v - last.get(k, 0) for k, v in stats.items()}
-                last = dict(stats)
-                peers = self.core.state.peers
+                counters = admin.counters()
+                diff = {k: v - last.get(k, 0) for k, v in counters.items()}
+                last = counters
+                sizes = admin.table_sizes(now)
                 log.info(
                     "last %d min: %d registrations stored, %d punch and %d relay requests; "
                     "%d peers online, %d in memory, %d connections open",
@@ -224,8 +227,8 @@ class HbbsServer:
                     diff.get("register_pk_stored", 0),
                     diff.get("punch_requests", 0),
                     diff.get("relay_requests", 0),
-                    peers.online_count(now),
-                    len(peers),
+                    sizes["peers_online"],
+                    sizes["peers_in_memory"],
                     self.limiter.count,
                 )
 

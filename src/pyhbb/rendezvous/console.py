@@ -6,12 +6,12 @@ bug where ``always-use-relay`` wiped the relay list is not reproduced. ``stats``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from pyhbb.rendezvous.rate_limits import BlockerEntry, blocker_key
-from pyhbb.rendezvous.state import CoreState
+from pyhbb.net.hostport import split_list
+from pyhbb.rendezvous.admin import CoreAdmin
+from pyhbb.rendezvous.rate_limits import BlockerEntry
 
 HELP = (
     "relay-servers(rs) <separated by ,>\n"
@@ -56,56 +56,55 @@ def _page_index(text: str) -> int | None:
 
 
 class Console:
-    """Executes one console command line against the core's state."""
+    """Executes one console command line: parses it, asks the core (through
+    :class:`CoreAdmin`) and formats the answer. Reads no clock: the caller passes ``now``
+    (the core's monotonic time) and ``wall`` (Unix time, for printed dates)."""
 
     def __init__(
         self,
-        state: CoreState,
+        admin: CoreAdmin,
         resolver: Resolver,
-        clock: Callable[[], float],
         extra_stats: Callable[[], dict[str, int]] | None = None,
     ) -> None:
-        self.s = state
+        self.admin = admin
         self.resolver = resolver
-        self.clock = clock
         self.extra_stats = extra_stats
 
-    async def execute(self, args: list[str]) -> str:
+    async def execute(self, args: list[str], now: float, wall: float) -> str:
         cmd = args[0] if args else ""
         rest = args[1:]
+        admin = self.admin
         if cmd == "h":
             return HELP
         if cmd in ("relay-servers", "rs"):
             return await self._relay_servers(rest)
         if cmd in ("ip-blocker", "ib"):
-            return self._ip_blocker(rest)
+            return self._ip_blocker(rest, now)
         if cmd in ("ip-changes", "ic"):
-            return self._ip_changes(rest)
+            return self._ip_changes(rest, now)
         if cmd in ("punch-requests", "pr"):
-            return self._punch_requests(rest)
+            return self._punch_requests(rest, now, wall)
         if cmd in ("always-use-relay", "aur"):
             if rest:
-                self.s.always_use_relay = rest[0].upper() == "Y"
+                admin.set_always_use_relay(rest[0].upper() == "Y")
                 return ""
-            return f"ALWAYS_USE_RELAY: {'true' if self.s.always_use_relay else 'false'}\n"
+            return f"ALWAYS_USE_RELAY: {'true' if admin.always_use_relay else 'false'}\n"
         if cmd in ("test-geo", "tg"):
-            return f'"{self.s.relays.next()}"\n' if rest else ""
+            return f'"{admin.next_relay()}"\n' if rest else ""
         if cmd == "stats":
-            return self._stats()
+            return self._stats(now)
         return ""  # reload-geo and unknown commands: empty output, as upstream
 
     async def _relay_servers(self, rest: list[str]) -> str:
         if rest:
-            entries = [e.strip() for e in rest[0].split(",") if e.strip()]
-            self.s.relays.set([e for e in entries if await self.resolver(e)])
+            entries = split_list(rest[0])
+            self.admin.set_relay_servers([e for e in entries if await self.resolver(e)])
             return ""
-        return "".join(f"{server}\n" for server in self.s.relays.reachable)
+        return "".join(f"{server}\n" for server in self.admin.relay_servers)
 
-    def _ip_blocker(self, rest: list[str]) -> str:
-        now = self.clock()
-        blocker = self.s.blocker
-        blocker.prune(now)
-        lines = [f"{len(blocker.entries)}"]
+    def _ip_blocker(self, rest: list[str], now: float) -> str:
+        entries = self.admin.blocked_ips(now)
+        lines = [f"{len(entries)}"]
 
         def fmt(entry: BlockerEntry) -> str:
             return (
@@ -115,67 +114,52 @@ class Console:
 
         start = _page_index(rest[0]) if rest else 0
         if start is not None:
-            items = list(blocker.entries.items())[start : start + 10]
+            items = list(entries.items())[start : start + 10]
             lines += [f"{ip}: {fmt(entry)}" for ip, entry in items]
         else:
-            key = blocker_key(rest[0])
-            found = blocker.entries.get(key)
+            found = self.admin.blocked_ip(rest[0])
             if found is not None:
                 lines.append(fmt(found))
                 if len(rest) > 1 and rest[1] == "-":
-                    del blocker.entries[key]
+                    self.admin.unblock_ip(rest[0])
         return "".join(f"{line}\n" for line in lines)
 
-    def _ip_changes(self, rest: list[str]) -> str:
-        now = self.clock()
-        changes = self.s.ip_changes
-        changes.prune(now)
-        lines = [f"{len(changes.entries)}"]
+    def _ip_changes(self, rest: list[str], now: float) -> str:
+        entries = self.admin.ip_changes(now)
+        lines = [f"{len(entries)}"]
 
         def fmt(ips: dict[str, int]) -> str:
             return "{" + ", ".join(f'"{ip}": {n}' for ip, n in ips.items()) + "}"
 
         start = _page_index(rest[0]) if rest else 0
         if start is not None and start <= 10_000_000:
-            items = list(changes.entries.items())[start : start + 10]
+            items = list(entries.items())[start : start + 10]
             lines += [f"{pid}: {int(now - e.t)}s {fmt(e.ips)}" for pid, e in items]
         else:
-            found = changes.entries.get(rest[0])
+            found = entries.get(rest[0])
             if found is not None:
                 lines.append(f"{int(now - found.t)}s {fmt(found.ips)}")
                 if len(rest) > 1 and rest[1] == "-":
-                    del changes.entries[rest[0]]
+                    self.admin.forget_ip_changes(rest[0])
         return "".join(f"{line}\n" for line in lines)
 
-    def _punch_requests(self, rest: list[str]) -> str:
-        log = self.s.punch_log
+    def _punch_requests(self, rest: list[str], now: float, wall: float) -> str:
         if rest and rest[0] == "-":
-            log.clear()
+            self.admin.clear_punch_requests()
             return ""
         start = _page_index(rest[0]) if rest else 0
         size = _page_index(rest[1]) if len(rest) > 1 else 10
         start = start or 0
         size = size or 10
-        now = self.clock()
-        wall = time.time()
         out = []
-        for t, e in list(log.entries)[start : start + size]:
+        for t, e in self.admin.punch_requests()[start : start + size]:
             when = datetime.fromtimestamp(wall - (now - t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             out.append(f"{when} {e.from_ip} -> {e.to_id}@{e.to_ip}\n")
         return "".join(out)
 
-    def _stats(self) -> str:
-        now = self.clock()
-        s = self.s
-        values: dict[str, int] = {
-            "peers_in_memory": len(s.peers),
-            "peers_online": s.peers.online_count(now),
-            "requesters_waiting": len(s.requesters),
-            "db_loads_pending": s.pending_loads,
-            "ip_blocker_entries": len(s.blocker.entries),
-            "punch_log_entries": len(s.punch_log.entries),
-        }
+    def _stats(self, now: float) -> str:
+        values = self.admin.table_sizes(now)
         if self.extra_stats is not None:
             values.update(self.extra_stats())
-        values.update(sorted(s.stats.items()))
+        values.update(self.admin.counters())
         return "".join(f"{k}: {v}\n" for k, v in values.items())

@@ -4,6 +4,10 @@ Adapters call :meth:`RendezvousCore.on_udp`, :meth:`on_frame` and :meth:`on_nat_
 with bytes, where they came from and ``now`` (monotonic seconds), and perform the actions
 returned. Where the official server answers, pyhbb answers the same bytes; where the
 official server has a quirk, PROTOCOL.md's recommendation is followed.
+
+The core reads no clock and draws no randomness itself: time comes with each event, and
+the guid source and the AddrMangle time are injected. Admin operations (console, relay
+health check) go through :attr:`RendezvousCore.admin`.
 """
 
 from __future__ import annotations
@@ -12,16 +16,18 @@ import logging
 import os
 from collections.abc import Callable
 
-from pyhbb.net.sockets import is_loopback
+from pyhbb.net.hostport import is_loopback
 from pyhbb.rendezvous.actions import (
     Action,
     Close,
+    Persist,
     ProxyHttp,
     ResolveServers,
     Send,
     SendUdp,
-    StoreWrite,
+    StoreFailure,
 )
+from pyhbb.rendezvous.admin import CoreAdmin
 from pyhbb.rendezvous.id_change import IdChange
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import (
@@ -34,7 +40,8 @@ from pyhbb.rendezvous.punching import Punching
 from pyhbb.rendezvous.queries import Queries
 from pyhbb.rendezvous.registration import Registration
 from pyhbb.rendezvous.state import CoreSettings, CoreState
-from pyhbb.store.base import StoredPeer
+from pyhbb.rendezvous.stored_peer import StoredPeer
+from pyhbb.wire import addr_mangle
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.addr_mangle import Addr
 
@@ -45,13 +52,17 @@ class RendezvousCore:
     """hbbs decisions for every message of PROTOCOL.md §6 (sans-IO)."""
 
     def __init__(
-        self, settings: CoreSettings, random_bytes: Callable[[int], bytes] = os.urandom
+        self,
+        settings: CoreSettings,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        mangle_time: Callable[[], int] = addr_mangle.now_t,
     ) -> None:
         self.state = CoreState(settings, random_bytes)
         self.registration = Registration(self.state)
-        self.punching = Punching(self.state)
+        self.punching = Punching(self.state, mangle_time)
         self.queries = Queries(self.state)
         self.id_change = IdChange(self.state)
+        self.admin = CoreAdmin(self.state)
 
     # -- UDP on P (§6.2) --------------------------------------------------------------------
 
@@ -204,16 +215,30 @@ class RendezvousCore:
     def peer_loaded(self, peer_id: str, row: StoredPeer | None, now: float) -> list[Action]:
         return self.state.peer_loaded(peer_id, row, now)
 
-    def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
+    def peer_load_failed(self, peer_id: str, failure: StoreFailure, now: float) -> list[Action]:
+        """The look-up of ``peer_id`` failed: its waiters answer with a server error."""
         if n := self.state.log_throttle.count("read failed", now):
-            log.error("database read for %s failed (%d this minute)", peer_id, n)
+            log.error(
+                "database read of %s failed (%d this minute): %s",
+                peer_id,
+                n,
+                failure.reason,
+                exc_info=failure.bug,
+            )
         return self.state.peer_load_failed(peer_id, now)
 
-    def persist_succeeded(self, write: StoreWrite) -> None:
-        self.registration.persist_succeeded(write)
+    def write_done(self, persist: Persist) -> list[Action]:
+        """The store performed ``persist.write``: the answers that waited for it."""
+        self.registration.persist_succeeded(persist.write)
+        return persist.on_ok
 
-    def persist_failed(self, write: StoreWrite) -> None:
-        self.registration.persist_failed(write)
+    def write_failed(self, persist: Persist, failure: StoreFailure) -> list[Action]:
+        """The store refused or failed ``persist.write``: forget the record (it reloads
+        from the database) and answer the conflict or the failure."""
+        self.registration.persist_failed(persist.write, failure)
+        if failure.id_taken and persist.on_conflict is not None:
+            return persist.on_conflict
+        return persist.on_fail
 
     # -- housekeeping ---------------------------------------------------------------------
 

@@ -99,9 +99,7 @@ class IdChange:
         # Look again: the old record may have been evicted or renamed meanwhile.
         if taken is not None or s.peers.get(old_id) is not record:
             return reply(Result.ID_EXISTS if taken is not None else Result.UUID_MISMATCH)
-        s.peers.rename(old_id, new_id)
-        if record.session is not None:
-            s.sessions[record.session] = new_id
+        s.rename_peer(old_id, new_id)
         self._recent[new_id] = now
         if n := s.log_throttle.count("id change", now):
             log.info("peer %s changed its id to %s (%d this minute)", old_id, new_id, n)

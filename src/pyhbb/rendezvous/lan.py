@@ -1,9 +1,12 @@
-"""Deprecated same-LAN logic (``--mask``, ``LOCAL-IP``; PROTOCOL.md §6.17)."""
+"""Deprecated same-LAN logic (``--mask``, ``LOCAL-IP``; PROTOCOL.md §6.17).
+
+The default LOCAL-IP is found by the application (``pyhbb.net.local_ip``); this policy
+only compares addresses.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 
 class LanPolicy:
@@ -29,18 +32,3 @@ class LanPolicy:
                 return False
             addr = mapped
         return addr in self.network
-
-
-def detect_local_ip() -> str:
-    """The host's primary IP: the source address the kernel would use to reach the
-    internet (a UDP ``connect`` sends no packet)."""
-    for family, target in ((socket.AF_INET, "8.8.8.8"), (socket.AF_INET6, "2001:4860:4860::8888")):
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as s:
-                s.connect((target, 53))
-                ip = s.getsockname()[0]
-                if isinstance(ip, str):
-                    return ip
-        except OSError:
-            continue
-    return "127.0.0.1"

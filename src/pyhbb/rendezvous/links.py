@@ -12,6 +12,7 @@ import enum
 import itertools
 from typing import ClassVar
 
+from pyhbb.net.hostport import format_addr
 from pyhbb.wire.addr_mangle import Addr
 
 
@@ -47,7 +48,7 @@ class Link:
         return False
 
     def __repr__(self) -> str:
-        return f"<{self.transport.value} link {self.link_id} {self.addr[0]}:{self.addr[1]}>"
+        return f"<{self.transport.value} link {self.link_id} {format_addr(self.addr)}>"
 
 
 class RequesterTable:

@@ -8,16 +8,12 @@ upstream, the table is bounded: records that have been offline for long are evic
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
+from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.stored_peer import StoredPeer
 from pyhbb.rendezvous.sweep import Sweeper
-from pyhbb.store.base import StoredPeer
-from pyhbb.wire.addr_mangle import Addr, try_into_v4
-
-if TYPE_CHECKING:
-    from pyhbb.rendezvous.links import Link
+from pyhbb.wire.addr_mangle import Addr, ip_from_bytes, ip_to_bytes, try_into_v4
 
 REG_TIMEOUT = 30.0
 ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of PeerRecord.udp_heartbeat
@@ -29,13 +25,11 @@ EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
 def pack_addr(addr: Addr) -> bytes:
     """4 or 16 address bytes, then the port big-endian (6 or 18 bytes)."""
     ip, port = addr
-    raw = socket.inet_pton(socket.AF_INET6, ip) if ":" in ip else socket.inet_aton(ip)
-    return raw + port.to_bytes(2, "big")
+    return ip_to_bytes(ip) + port.to_bytes(2, "big")
 
 
 def unpack_addr(raw: bytes) -> Addr:
-    ip = socket.inet_ntoa(raw[:4]) if len(raw) == 6 else socket.inet_ntop(socket.AF_INET6, raw[:16])
-    return ip, int.from_bytes(raw[-2:], "big")
+    return ip_from_bytes(raw[:-2]), int.from_bytes(raw[-2:], "big")
 
 
 class PeerDetails:
@@ -115,7 +109,7 @@ class PeerRecord:
         """Remember ``ip`` for the IP-change test while no UDP address is known."""
         try:
             self.addr = (ip, 0)
-        except (OSError, ValueError):
+        except ValueError:
             self.addr = None  # an unparsable stored IP: the next heartbeat asks for the key
 
     @property

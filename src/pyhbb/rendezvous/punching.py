@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 
 from google.protobuf.message import Message
 
+from pyhbb.net.hostport import format_addr
 from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.actions import Action, Send
 from pyhbb.rendezvous.links import Link
@@ -42,15 +44,13 @@ def _decoded(data: bytes) -> Addr:
     return addr_mangle.try_into_v4(ip), port
 
 
-def _fmt(addr: Addr) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-
-
 class Punching:
     """Punch-hole and relay-request flows between a requester A and a target B."""
 
-    def __init__(self, state: CoreState) -> None:
+    def __init__(self, state: CoreState, mangle_time: Callable[[], int]) -> None:
         self.s = state
+        self.mangle_time = mangle_time
+        """The 32-bit time mixed into IPv4 addresses (§4.1): a wall clock, injected."""
         self._udp_pending: OrderedDict[tuple[str, Addr], float] = OrderedDict()
         """UDP punch requests sent to B: (B's id, A's address) → time, oldest first."""
 
@@ -68,7 +68,7 @@ class Punching:
                 "%s from %s dropped: its %s is %d bytes, more than the %d a client sends "
                 "(%d such messages so far)",
                 what,
-                _fmt(addr),
+                format_addr(addr),
                 field,
                 size,
                 cap,
@@ -88,7 +88,7 @@ class Punching:
             if n := s.log_throttle.count("key mismatch", now):
                 log.info(
                     "punch request from %s to %s refused: key mismatch (%d this minute)",
-                    _fmt(link.addr),
+                    format_addr(link.addr),
                     msg.id,
                     n,
                 )
@@ -98,10 +98,12 @@ class Punching:
             if not ok:
                 return [Send(link, punch_failure(Failure.ID_NOT_EXIST, DB_FAILURE_TEXT))]
             if record is None:
-                log.debug("punch request from %s: %s does not exist", _fmt(link.addr), msg.id)
+                log.debug(
+                    "punch request from %s: %s does not exist", format_addr(link.addr), msg.id
+                )
                 return [Send(link, PUNCH_ID_NOT_EXIST)]
             if not record.online(now) or (record.addr is None and record.session is None):
-                log.debug("punch request from %s: %s is offline", _fmt(link.addr), msg.id)
+                log.debug("punch request from %s: %s is offline", format_addr(link.addr), msg.id)
                 return [Send(link, PUNCH_OFFLINE)]
             return self._notify_target(link, msg, record, now)
 
@@ -118,16 +120,18 @@ class Punching:
         is_lan = s.lan.is_lan(a_ip)
         relay_server = s.relays.next()
         nat_type = msg.nat_type
-        if s.always_use_relay or peer_is_lan != is_lan:
+        if s.settings.always_use_relay or peer_is_lan != is_lan:
             if peer_is_lan:
                 relay_server = s.lan.local_ip
             nat_type = pb.SYMMETRIC
         # Upstream still sends FetchLocalAddr to same-intranet peers when relay is forced,
         # which does not force relay; an admin who forces relay means it, so we do not.
         same_intranet = (
-            not link.is_ws and not s.always_use_relay and ((peer_is_lan and is_lan) or b_ip == a_ip)
+            not link.is_ws
+            and not s.settings.always_use_relay
+            and ((peer_is_lan and is_lan) or b_ip == a_ip)
         )
-        socket_addr = addr_mangle.encode(link.addr)
+        socket_addr = addr_mangle.encode(link.addr, self.mangle_time())
         out: pb.RendezvousMessage
         if same_intranet:
             out = pb.RendezvousMessage(
@@ -157,7 +161,7 @@ class Punching:
         if n := s.log_throttle.count("punch", now):
             log.info(
                 "punch request from %s to %s (%s)%s (%d this minute)",
-                _fmt(link.addr),
+                format_addr(link.addr),
                 msg.id,
                 b_ip,
                 " same intranet" if same_intranet else "",
@@ -199,19 +203,19 @@ class Punching:
             return []
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
         if record is None:
-            log.debug("relay request from %s: %s not in memory", _fmt(link.addr), msg.id)
+            log.debug("relay request from %s: %s not in memory", format_addr(link.addr), msg.id)
             return []
         fwd = pb.RequestRelay()
         fwd.CopyFrom(msg)
         fwd.DiscardUnknownFields()  # passed on by UDP: only what the protocol defines
-        fwd.socket_addr = addr_mangle.encode(link.addr)
+        fwd.socket_addr = addr_mangle.encode(link.addr, self.mangle_time())
         action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
         if action is None:
             return []
         if n := s.log_throttle.count("relay", now):
             log.info(
                 "relay request from %s to %s (uuid %s) (%d this minute)",
-                _fmt(link.addr),
+                format_addr(link.addr),
                 msg.id,
                 msg.uuid,
                 n,
@@ -223,12 +227,16 @@ class Punching:
     def _deliver(self, requester: Addr, payload: bytes, what: str, peer_id: str) -> list[Action]:
         target = self.s.requesters.take(requester)
         if target is None:
-            log.debug("%s from %s for %s: requester gone", what, peer_id, _fmt(requester))
+            log.debug("%s from %s for %s: requester gone", what, peer_id, format_addr(requester))
             self.s.stats["answers_undeliverable"] += 1
             return []
         if n := self.s.log_throttle.count(what):
             log.info(
-                "%s from %s forwarded to %s (%d this minute)", what, peer_id, _fmt(requester), n
+                "%s from %s forwarded to %s (%d this minute)",
+                what,
+                peer_id,
+                format_addr(requester),
+                n,
             )
         return [Send(target, payload)]
 
@@ -237,7 +245,7 @@ class Punching:
     ) -> bytes:
         """PunchHoleResponse telling A where B answered from (§6.7; UDP form §7.9)."""
         resp = pb.PunchHoleResponse(
-            socket_addr=addr_mangle.encode(b_addr),
+            socket_addr=addr_mangle.encode(b_addr, self.mangle_time()),
             pk=self.s.signed_pk(record, msg.id, msg.version),
             relay_server=msg.relay_server,
             is_udp=is_udp,

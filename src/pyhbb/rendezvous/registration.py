@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 
+from pyhbb.net.hostport import format_addr, is_loopback
 from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.actions import (
     Action,
@@ -15,6 +16,7 @@ from pyhbb.rendezvous.actions import (
     Send,
     SendUdp,
     StartSession,
+    StoreFailure,
     StoreWrite,
     UpdatePeer,
 )
@@ -108,7 +110,7 @@ class Registration:
         if record is None:
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
         ip = src[0]
-        result = record.udp_heartbeat(pack_addr(src), now, ip[:4] == "127." or ip == "::1")
+        result = record.udp_heartbeat(pack_addr(src), now, is_loopback(ip))
         if result != ACCEPTED:
             if (
                 result == IP_CHANGED
@@ -356,11 +358,11 @@ class Registration:
         if is_new:
             details.guid = s.random_bytes(16)
             write = InsertPeer(details.guid, peer_id, uuid, pk, ip)
-            said = f"new peer {peer_id} registered from {_fmt(src)}"
+            said = f"new peer {peer_id} registered from {format_addr(src)}"
         else:
             write = UpdatePeer(details.guid, peer_id, pk, ip)
             what = "key changed" if pk_changed else "IP changed"
-            said = f"peer {peer_id} re-registered from {_fmt(src)} ({what})"
+            said = f"peer {peer_id} re-registered from {format_addr(src)} ({what})"
         self._announcements[id(write)] = said  # logged once the write is stored
         s.stats["register_pk_stored"] += 1
         return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
@@ -371,19 +373,26 @@ class Registration:
         if said is not None and (n := self.s.log_throttle.count("registered")):
             log.info("%s (%d this minute)", said, n)
 
-    def persist_failed(self, write: StoreWrite) -> None:
+    def persist_failed(self, write: StoreWrite, failure: StoreFailure) -> None:
         """Forget the in-memory record whose write failed: it reloads from the database."""
         self._announcements.pop(id(write), None)
         self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
-        if n := self.s.log_throttle.count("write failed"):
+        if failure.id_taken:
+            if n := self.s.log_throttle.count("id taken"):
+                log.warning(
+                    "database refused the write for %s: the id is taken (%s); its record "
+                    "will be reloaded (%d this minute)",
+                    peer_id,
+                    failure.reason,
+                    n,
+                )
+        elif n := self.s.log_throttle.count("write failed"):
             log.error(
-                "database write for %s failed; its record will be reloaded (%d this minute)",
+                "database write for %s failed: %s; its record will be reloaded (%d this minute)",
                 peer_id,
+                failure.reason,
                 n,
+                exc_info=failure.bug,
             )
-
-
-def _fmt(addr: Addr) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"

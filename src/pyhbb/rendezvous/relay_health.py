@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 
-from pyhbb.rendezvous.relay_servers import RelayServers, with_port
+from pyhbb.net.hostport import parse_host_port
+from pyhbb.rendezvous.admin import CoreAdmin
+from pyhbb.rendezvous.relay_servers import DEFAULT_RELAY_PORT
 
 log = logging.getLogger("pyhbb.rendezvous")
 
@@ -21,7 +23,7 @@ CONNECT_TIMEOUT = 3.0
 
 async def reachable(server: str) -> bool:
     try:
-        host, port = with_port(server)
+        host, port = parse_host_port(server, DEFAULT_RELAY_PORT)
     except ValueError:
         return False
     try:
@@ -35,14 +37,15 @@ async def reachable(server: str) -> bool:
     return True
 
 
-async def check_forever(relays: RelayServers) -> None:
+async def check_forever(admin: CoreAdmin) -> None:
+    """Probe the core's relays every INTERVAL seconds and report which answer."""
     previous: list[str] | None = None
     while True:
-        if relays.needs_health_check:
-            servers = list(relays.configured)
+        servers = admin.relays_to_check()
+        if servers:
             results = await asyncio.gather(*(reachable(s) for s in servers))
             up = [s for s, ok in zip(servers, results, strict=True) if ok]
-            relays.set_reachable(up)
+            admin.relays_checked(up)
             if up != previous:
                 down = [s for s in servers if s not in up]
                 log.info(

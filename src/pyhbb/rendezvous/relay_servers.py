@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-DEFAULT_RELAY_PORT = 21117
-
-
-def split_list(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
-
-
-def with_port(server: str, default_port: int = DEFAULT_RELAY_PORT) -> tuple[str, int]:
-    """``host[:port]`` (IPv6 in brackets or bare) → (host, port)."""
-    if server.startswith("["):
-        host, _, rest = server[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if server.count(":") == 1:
-        host, _, port = server.partition(":")
-        return host, int(port)
-    return server, default_port
+DEFAULT_RELAY_PORT = 21117  # for entries given without a port
 
 
 class RelayServers:

@@ -24,9 +24,9 @@ from pyhbb.rendezvous.rate_limits import (
     PunchLog,
 )
 from pyhbb.rendezvous.relay_servers import RelayServers
-from pyhbb.store.base import StoredPeer
+from pyhbb.rendezvous.stored_peer import StoredPeer
 from pyhbb.wire import rendezvous_pb2 as pb
-from pyhbb.wire.keys import sign_id_pk
+from pyhbb.wire.signed_id import sign_id_pk
 
 log = logging.getLogger("pyhbb.rendezvous")
 
@@ -50,6 +50,7 @@ class CoreSettings:
     rendezvous_servers: list[str] = field(default_factory=list)
     software_url: str = ""
     always_use_relay: bool = False
+    """Relay every connection. The console changes it at run time, through CoreAdmin."""
     mask: str | None = None
     local_ip: str = ""
     blocker: BlockerLimits = field(default_factory=BlockerLimits)
@@ -97,7 +98,6 @@ class CoreState:
         self.punch_log = PunchLog()
         self.relays = RelayServers(settings.relay_servers)
         self.lan = LanPolicy(settings.mask, settings.local_ip)
-        self.always_use_relay = settings.always_use_relay
         self.stats: Counter[str] = Counter()
         self.log_throttle = LogThrottle()
         """Every line a client can trigger goes through it (1st, 2nd, 4th ... a minute)."""
@@ -237,6 +237,13 @@ class CoreState:
         record = self.peers.get(peer_id)
         if record is not None and record.session is link:
             record.session = None
+
+    def rename_peer(self, old_id: str, new_id: str) -> None:
+        """Move the record of ``old_id`` to ``new_id``, with its session if it has one."""
+        record = self.peers.get(old_id)
+        self.peers.rename(old_id, new_id)
+        if record is not None and record.session is not None:
+            self.sessions[record.session] = new_id
 
     def link_closed(self, link: Link, now: float) -> None:
         self.requesters.forget(link)

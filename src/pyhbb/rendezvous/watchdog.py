@@ -16,8 +16,8 @@ import logging
 import socket
 from collections.abc import Callable
 
+from pyhbb.net.hostport import parse_host_port
 from pyhbb.observability.throttle import worth_logging
-from pyhbb.rendezvous.relay_servers import with_port
 from pyhbb.wire import rendezvous_pb2 as pb
 
 log = logging.getLogger("pyhbb.rendezvous")
@@ -64,7 +64,7 @@ def target(setting: str, port: int, bind: str | None) -> tuple[str, int] | None:
     if setting.lower() == "no":
         return None
     if setting:
-        return with_port(setting, port)
+        return parse_host_port(setting, port)
     host = "::1" if bind and ":" in bind else "127.0.0.1"
     if bind and bind not in ("0.0.0.0", "::"):
         host = bind

@@ -7,8 +7,11 @@ provide this interface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+
+from pyhbb.rendezvous.stored_peer import StoredPeer
+
+__all__ = ["IdTaken", "PeerStore", "StoreError", "StoredPeer"]
 
 
 class StoreError(Exception):
@@ -35,18 +38,6 @@ class IdTaken(Conflict):
 
     def __init__(self, message: str = "id already used by another peer") -> None:
         super().__init__(message, PEER_ID_CONSTRAINT)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPeer:
-    """One row of the ``peer`` table, as far as hbbs uses it."""
-
-    guid: bytes
-    id: str
-    uuid: bytes
-    pk: bytes
-    ip: str
-    """``info.ip``: the IP text of the last accepted RegisterPk ("" when unknown)."""
 
 
 class PeerStore(Protocol):

@@ -1,4 +1,4 @@
-"""Server key files, the ``-k``/``KEY`` value, and signed IdPk (PROTOCOL.md §5).
+"""Server key files and the ``-k``/``KEY`` value (PROTOCOL.md §5).
 
 Key files live in the working directory: ``id_ed25519`` holds base64 of the 64-byte
 libsodium secret key (seed + public key), ``id_ed25519.pub`` base64 of the public key.
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from pyhbb.wire.message_pb2 import IdPk
+# Re-exported: it lived here before moving to the pure module wire.signed_id.
+from pyhbb.wire.signed_id import sign_id_pk as sign_id_pk
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,3 @@ def resolve_hbbr_key(value: str, directory: Path) -> str:
         key = load_or_generate(directory)
         return "" if key is None else base64.b64encode(bytes(key.verify_key)).decode()
     return value
-
-
-def sign_id_pk(key: SigningKey, peer_id: str, pk: bytes) -> bytes:
-    """Signed IdPk in libsodium combined mode: 64-byte signature then the message."""
-    msg = IdPk(id=peer_id, pk=pk).SerializeToString()
-    return bytes(key.sign(msg))

@@ -1,26 +1,24 @@
-"""What every hbbs connection adapter shares: the link interface and the server context."""
+"""What every hbbs connection adapter shares: the server context and the connection life cycle."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 from nacl.signing import SigningKey
 
 from pyhbb.net.conn_limits import ConnectionLimiter
 from pyhbb.net.forwarded import Network
 from pyhbb.net.sockets import set_nodelay
+from pyhbb.rendezvous.adapters.executor import Executor
 from pyhbb.rendezvous.adapters.idle import HeartbeatTimer, IdleTimer
+from pyhbb.rendezvous.adapters.io_link import IoLink
+from pyhbb.rendezvous.console import Console
 from pyhbb.rendezvous.core import RendezvousCore
-from pyhbb.rendezvous.links import Link, Transport
+from pyhbb.rendezvous.links import Transport
 from pyhbb.wire.addr_mangle import Addr, normalize
-
-if TYPE_CHECKING:
-    from pyhbb.rendezvous.adapters.executor import Executor
-    from pyhbb.rendezvous.console import Console
 
 log = logging.getLogger("pyhbb.rendezvous")
 
@@ -30,24 +28,6 @@ MAX_WRITE_BUFFER = 256 * 1024
 # Real requests are well under 1 KiB (an OnlineRequest for 5,000 IDs still fits): a small
 # limit keeps what one connection can make us buffer small.
 PLAIN_MAX_FRAME = 64 * 1024  # a client that stops reading is cut off past this
-
-
-class IoLink(Link):
-    """A link the executor can send on and close."""
-
-    __slots__ = ()
-
-    @abstractmethod
-    def send_message(self, payload: bytes) -> None:
-        """Send one RendezvousMessage payload (framed/encrypted as the transport needs)."""
-
-    @abstractmethod
-    def start_session(self, heartbeat: float, timeout: float) -> None:
-        """Switch to a registration session: heartbeats instead of the idle rule."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Close after what was already sent has been written."""
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Performs the core's actions: sends, closes, and the store work that resumes the core."""
+"""Performs the core's actions: sends, closes, and the store work that resumes the core.
+
+The executor decides nothing: it reports each store outcome back to the core as an event
+(``peer_loaded``/``peer_load_failed``, ``write_done``/``write_failed``), which logs it and
+chooses the answers. An action it does not know is a bug: logged as an error and counted,
+never silently dropped, and the remaining actions still run.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pyhbb.net.hostport import host_of
+from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.actions import (
     Action,
     Close,
@@ -20,17 +28,26 @@ from pyhbb.rendezvous.actions import (
     Send,
     SendUdp,
     StartSession,
+    StoreFailure,
     StoreWrite,
     UpdatePeer,
 )
-from pyhbb.rendezvous.adapters.base import IoLink
+from pyhbb.rendezvous.adapters.io_link import IoLink
+from pyhbb.rendezvous.adapters.udp_out import UdpOut
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.store.base import IdTaken, PeerStore, StoreError
-from pyhbb.wire.addr_mangle import Addr
 
 log = logging.getLogger("pyhbb.rendezvous")
 
-UdpSend = Callable[[bytes, Addr], None]
+HttpProxyHandler = Callable[[IoLink, bytes], Coroutine[Any, Any, None]]
+
+
+def store_failure(error: Exception) -> StoreFailure:
+    """What the core needs to know about a store exception."""
+    reason = str(error) or type(error).__name__
+    if isinstance(error, IdTaken):
+        return StoreFailure(reason, id_taken=True)
+    return StoreFailure(reason, bug=None if isinstance(error, StoreError) else error)
 
 
 class Executor:
@@ -41,45 +58,62 @@ class Executor:
         core: RendezvousCore,
         store: PeerStore,
         clock: Callable[[], float],
-        http_proxy: Callable[[IoLink, bytes], Coroutine[Any, Any, None]] | None = None,
+        http_proxy: HttpProxyHandler,
     ) -> None:
         self.core = core
         self.store = store
         self.clock = clock
-        self.udp_send: UdpSend = lambda payload, addr: None
+        self.udp = UdpOut()
+        """Opened by the UDP endpoint on P."""
+        self._send_udp = self.udp.send  # bound once: the heartbeat path
         self.http_proxy = http_proxy
         self.tasks: set[asyncio.Task[None]] = set()
+        self.refused = 0
+        """Actions this executor could not perform (a bug if not 0)."""
         # Looked up once: get_running_loop() checks the process id on every call in 3.11.
         self._loop = asyncio.get_running_loop()
 
     def run(self, actions: list[Action]) -> None:
         for action in actions:
             if type(action) is SendUdp:
-                self.udp_send(action.payload, action.addr)
+                self._send_udp(action.payload, action.addr)
             elif type(action) is Send:
                 link = action.link
                 if isinstance(link, IoLink):
                     link.send_message(action.payload)
+                else:
+                    self._refuse(action)
             elif type(action) is Close:
                 link = action.link
                 if isinstance(link, IoLink):
                     link.close()
+                else:
+                    self._refuse(action)
             elif type(action) is StartSession:
                 link = action.link
                 if isinstance(link, IoLink):
                     link.start_session(action.heartbeat, action.timeout)
+                else:
+                    self._refuse(action)
             elif type(action) is LoadPeer:
                 self._spawn(self._load(action.peer_id))
             elif type(action) is Persist:
                 self._spawn(self._persist(action))
             elif type(action) is ResolveServers:
                 self._spawn(self._resolve(action))
-            elif (
-                type(action) is ProxyHttp
-                and self.http_proxy is not None
-                and isinstance(action.link, IoLink)
-            ):
+            elif type(action) is ProxyHttp and isinstance(action.link, IoLink):
                 self._spawn(self.http_proxy(action.link, action.request))
+            else:
+                self._refuse(action)
+
+    def _refuse(self, action: object) -> None:
+        self.refused += 1
+        if worth_logging(self.refused):
+            log.error(
+                "cannot perform %r (%d actions refused so far): this is a bug, please report it",
+                action,
+                self.refused,
+            )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)
@@ -90,33 +124,17 @@ class Executor:
         try:
             row = await self.store.get(peer_id)
         except Exception as e:  # StoreError, or a store bug: the waiters still get answers
-            if self.core.state.log_throttle.count("read error", self.clock()):
-                log.error(
-                    "database read of %s failed: %s",
-                    peer_id,
-                    e,
-                    exc_info=not isinstance(e, StoreError),
-                )
-            self.run(self.core.peer_load_failed(peer_id, self.clock()))
+            self.run(self.core.peer_load_failed(peer_id, store_failure(e), self.clock()))
             return
         self.run(self.core.peer_loaded(peer_id, row, self.clock()))
 
     async def _persist(self, action: Persist) -> None:
         try:
             await self._write(action.write)
-        except IdTaken:
-            self.core.persist_failed(action.write)
-            conflict = action.on_conflict
-            self.run(action.on_fail if conflict is None else conflict)
-            return
         except Exception as e:  # StoreError, or a store bug: the client still gets an answer
-            if self.core.state.log_throttle.count("write error", self.clock()):
-                log.error("database write failed: %s", e, exc_info=not isinstance(e, StoreError))
-            self.core.persist_failed(action.write)
-            self.run(action.on_fail)
+            self.run(self.core.write_failed(action, store_failure(e)))
             return
-        self.core.persist_succeeded(action.write)
-        self.run(action.on_ok)
+        self.run(self.core.write_done(action))
 
     async def _write(self, write: StoreWrite) -> None:
         if isinstance(write, InsertPeer):
@@ -125,6 +143,8 @@ class Executor:
             await self.store.update(write.guid, write.peer_id, write.pk, write.ip)
         elif isinstance(write, RenamePeer):
             await self.store.rename(write.guid, write.new_id)
+        else:  # a new kind of write must be added here, not acknowledged unwritten
+            raise TypeError(f"unknown store write {write!r}")
 
     async def _resolve(self, action: ResolveServers) -> None:
         resolvable = [s for s in action.servers if await resolves(s)]
@@ -138,13 +158,8 @@ class Executor:
 
 async def resolves(server: str) -> bool:
     """Whether ``host[:port]`` resolves by DNS (upstream drops entries that do not)."""
-    host = server
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
     try:
-        await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        await asyncio.get_running_loop().getaddrinfo(host_of(server), None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return False
     return True

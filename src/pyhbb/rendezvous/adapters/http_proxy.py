@@ -13,7 +13,7 @@ import logging
 
 import httpx
 
-from pyhbb.rendezvous.adapters.base import IoLink
+from pyhbb.rendezvous.adapters.io_link import IoLink
 from pyhbb.wire import rendezvous_pb2 as pb
 
 log = logging.getLogger("pyhbb.rendezvous")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from pyhbb.net.console_gate import (
     CONSOLE_READ_LIMIT,
@@ -17,7 +18,7 @@ from pyhbb.net.console_gate import (
     classify,
     parse_command,
 )
-from pyhbb.net.sockets import is_loopback
+from pyhbb.net.hostport import is_loopback
 from pyhbb.rendezvous.adapters.base import AdapterContext, ProtocolLink
 from pyhbb.rendezvous.console import COMMANDS
 from pyhbb.rendezvous.links import Transport
@@ -73,10 +74,11 @@ class NatPortLink(ProtocolLink):
         console = self._ctx.console
         assert console is not None
         self._idle.cancel()
+        now, wall = self._ctx.executor.clock(), time.time()
 
         async def run() -> None:
             try:
-                output = await console.execute(parse_command(data[:CONSOLE_READ_LIMIT]))
+                output = await console.execute(parse_command(data[:CONSOLE_READ_LIMIT]), now, wall)
             except Exception:  # a console bug must not leave the connection hanging
                 log.exception("console command failed")
                 output = ""

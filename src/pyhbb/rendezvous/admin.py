@@ -1,0 +1,106 @@
+"""Operations on the core from outside the protocol: the admin console, the relay health
+check and the periodic summary (PROTOCOL.md §6.16, §9.1).
+
+Whatever changes the core's state goes through a method here (no caller writes a table),
+and the tables are handed out as read-only views. Time is always the caller's ``now``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+from pyhbb.rendezvous.rate_limits import BlockerEntry, IpChangeEntry, PunchEntry, blocker_key
+from pyhbb.rendezvous.state import CoreState
+
+log = logging.getLogger("pyhbb.rendezvous")
+
+
+class CoreAdmin:
+    """Admin queries and commands on one core's state."""
+
+    def __init__(self, state: CoreState) -> None:
+        self.s = state
+
+    # -- relays (§6.16) -----------------------------------------------------------------------
+
+    @property
+    def relay_servers(self) -> list[str]:
+        """The relays handed out now (the configured ones the health check reached)."""
+        return list(self.s.relays.reachable)
+
+    def set_relay_servers(self, servers: list[str]) -> None:
+        """Replace the configured relays (the caller has dropped unresolvable entries)."""
+        self.s.relays.set(servers)
+        log.info("relay servers set to %s", ",".join(servers) or "none")
+
+    def next_relay(self) -> str:
+        """The relay the next punch request would get; advances the rotation (``test-geo``)."""
+        return self.s.relays.next()
+
+    def relays_to_check(self) -> list[str]:
+        """Relays the health check should probe: all of them, when there is a choice."""
+        relays = self.s.relays
+        return list(relays.configured) if relays.needs_health_check else []
+
+    def relays_checked(self, reachable: list[str]) -> None:
+        """Result of one health check (an empty result keeps the previous choice)."""
+        self.s.relays.set_reachable(reachable)
+
+    # -- always-use-relay ---------------------------------------------------------------------
+
+    @property
+    def always_use_relay(self) -> bool:
+        return self.s.settings.always_use_relay
+
+    def set_always_use_relay(self, on: bool) -> None:
+        if on != self.s.settings.always_use_relay:
+            log.info("ALWAYS_USE_RELAY set to %s", "Y" if on else "N")
+        self.s.settings.always_use_relay = on
+
+    # -- rate-limit tables (§11) ----------------------------------------------------------------
+
+    def blocked_ips(self, now: float) -> Mapping[str, BlockerEntry]:
+        """The IP blocker's entries, expired ones dropped first (as upstream's ``ib``)."""
+        self.s.blocker.prune(now)
+        return MappingProxyType(self.s.blocker.entries)
+
+    def blocked_ip(self, ip: str) -> BlockerEntry | None:
+        return self.s.blocker.entries.get(blocker_key(ip))
+
+    def unblock_ip(self, ip: str) -> None:
+        if self.s.blocker.entries.pop(blocker_key(ip), None) is not None:
+            log.info("IP blocker entry of %s removed by the console", ip)
+
+    def ip_changes(self, now: float) -> Mapping[str, IpChangeEntry]:
+        """Recent IP changes per id, old and single-IP entries dropped first (``ic``)."""
+        self.s.ip_changes.prune(now)
+        return MappingProxyType(self.s.ip_changes.entries)
+
+    def forget_ip_changes(self, peer_id: str) -> None:
+        self.s.ip_changes.entries.pop(peer_id, None)
+
+    def punch_requests(self) -> Sequence[tuple[float, PunchEntry]]:
+        """Recent punch requests, oldest first, with the ``now`` they were recorded at."""
+        return tuple(self.s.punch_log.entries)
+
+    def clear_punch_requests(self) -> None:
+        self.s.punch_log.clear()
+
+    # -- statistics -----------------------------------------------------------------------------
+
+    def table_sizes(self, now: float) -> dict[str, int]:
+        s = self.s
+        return {
+            "peers_in_memory": len(s.peers),
+            "peers_online": s.peers.online_count(now),
+            "requesters_waiting": len(s.requesters),
+            "db_loads_pending": s.pending_loads,
+            "ip_blocker_entries": len(s.blocker.entries),
+            "punch_log_entries": len(s.punch_log.entries),
+        }
+
+    def counters(self) -> dict[str, int]:
+        """The core's event counters, by name."""
+        return dict(sorted(self.s.stats.items()))

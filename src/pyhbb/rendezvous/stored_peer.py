@@ -1,0 +1,20 @@
+"""The peer row the rendezvous core receives from a store (PROTOCOL.md §10.4).
+
+It lives with the core, which defines what it needs; stores (store/) produce it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPeer:
+    """One row of the ``peer`` table, as far as hbbs uses it."""
+
+    guid: bytes
+    id: str
+    uuid: bytes
+    pk: bytes
+    ip: str
+    """``info.ip``: the IP text of the last accepted RegisterPk ("" when unknown)."""
