@@ -88,6 +88,10 @@ class RdApiClient:
         self.device_id = device_id
         self.uuid = uuid or os.urandom(16)
         self.token = ""
+        # No kept-alive connections: a new TCP connection per request, as the client.
+        self._http = httpx.AsyncClient(
+            timeout=12, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
     @property
     def uuid_b64(self) -> str:
@@ -107,14 +111,13 @@ class RdApiClient:
         if auth and self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
         all_headers.update(headers or {})
-        async with httpx.AsyncClient(base_url=self.url, timeout=12, trust_env=False) as http:
-            return await http.request(
-                method,
-                path,
-                json=body if content is None else None,
-                content=content,
-                headers=all_headers,
-            )
+        return await self._http.request(
+            method,
+            self.url + path,
+            json=body if content is None else None,
+            content=content,
+            headers=all_headers,
+        )
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         """A call the client expects to succeed: the parsed JSON, or raises ApiError."""
