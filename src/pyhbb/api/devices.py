@@ -317,9 +317,9 @@ def flush_heartbeats(
             "select guid, ?, ? from peer where id = ? and uuid = ? "
             "on conflict (guid) do update set last_seen = max(coalesce(last_seen, 0), "
             "excluded.last_seen), last_ip = excluded.last_ip "
-            "returning sysinfo_at is null",
+            "returning guid, sysinfo_at",  # (an expression here misreads on SQLite 3.40)
             (at, ip, device_id, raw),
         ).fetchone()
-        if row is not None and row[0]:
+        if row is not None and row[1] is None:
             wanted.append(device_id)
     return wanted
