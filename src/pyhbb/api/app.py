@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -55,8 +55,11 @@ async def _root(request: Request) -> Response:
     return HTMLResponse(ROOT_PAGE)
 
 
-async def _openapi(request: Request) -> Response:
-    return Response(OPENAPI.read_bytes(), media_type="application/json")
+def _openapi(spec: bytes) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
+        return Response(spec, media_type="application/json")
+
+    return serve
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -134,7 +137,7 @@ def build_app(
 
     routes = [
         Route("/", _root, methods=["GET"]),
-        Route("/api/openapi.json", _openapi, methods=["GET"]),
+        Route("/api/openapi.json", _openapi(OPENAPI.read_bytes()), methods=["GET"]),
         *account.routes,
         *addressbook.routes,
         *device_routes.routes,
