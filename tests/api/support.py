@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 from pyhbb.api.context import ApiContext
 from pyhbb.api.options import ApiOptions
 from pyhbb.api.passwords import Passwords
-from pyhbb.api.server import uvicorn_config
+from pyhbb.api.server import ApiServer, uvicorn_config
 from pyhbb.api.users import User
 from pyhbb.net.sockets import tcp_listener
 
@@ -56,8 +56,7 @@ async def running_api(workdir: Path, **overrides: Any) -> AsyncIterator[RunningA
     fields.setdefault("hbbs_port", 1)  # no hbbs unless a test gives one: online unknown
     fields.update(overrides)
     options = ApiOptions(**fields)
-    server = uvicorn.Server(uvicorn_config(options, Passwords(FAST_HASHER)))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = ApiServer(uvicorn_config(options, Passwords(FAST_HASHER)), signals=False)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

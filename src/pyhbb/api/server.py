@@ -8,8 +8,10 @@ uvicorn: the API believes them only from ``--trusted-proxies`` (context.client_i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import socket
+from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -21,6 +23,28 @@ from pyhbb.net.sockets import tcp_listener
 log = logging.getLogger("pyhbb.api")
 
 KEEP_ALIVE = 5  # seconds an idle client connection stays open (the client opens new ones)
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn's server, minus two habits: after a graceful stop on SIGTERM it raises the
+    signal again (the process would die of it instead of exiting 0 like hbbs and hbbr),
+    and it takes over the signals of an embedding program (``signals=False``: tests)."""
+
+    def __init__(self, config: uvicorn.Config, signals: bool = True) -> None:
+        super().__init__(config)
+        self._signals = signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()  # stopped on purpose: nothing to re-raise
 
 
 def uvicorn_config(options: ApiOptions, passwords: Passwords | None = None) -> uvicorn.Config:
@@ -49,24 +73,11 @@ def uvicorn_config(options: ApiOptions, passwords: Passwords | None = None) -> u
     )
 
 
-def listen(options: ApiOptions) -> socket.socket:
-    return tcp_listener(options.bind, options.port)
-
-
-async def serve(
-    options: ApiOptions, sock: socket.socket, passwords: Passwords | None = None
-) -> uvicorn.Server:
-    """Run until ``server.should_exit`` is set (uvicorn handles SIGINT/SIGTERM)."""
-    server = uvicorn.Server(uvicorn_config(options, passwords))
-    await server.serve(sockets=[sock])
-    return server
-
-
 def run(options: ApiOptions) -> int:
-    sock = listen(options)
+    sock = tcp_listener(options.bind, options.port)
     where = sock.getsockname()
     log.info("API server listening on TCP %s port %d", where[0], where[1])
-    server = uvicorn.Server(uvicorn_config(options))
+    server = ApiServer(uvicorn_config(options))
     loop_factory = None
     try:
         import uvloop
