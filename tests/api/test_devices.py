@@ -134,31 +134,35 @@ async def test_online_state_follows_hbbs_restarts(tmp_path: Path) -> None:
             device = await registered(hbbs.udp, api, "device01")
             assert [d["is_online"] for d in await admin.pages("GET", "/api/peers")] == [True]
     # hbbs restarts on the same ports; the device has not registered again yet.
-    async with running_hbbs(tmp_path, port=port) as hbbs:
-        async with running_api(tmp_path, hbbs_port=hbbs.opts.nat_port) as api:
-            admin.url = api.url
-            assert [d["is_online"] for d in await admin.pages("GET", "/api/peers")] == [False]
-            udp = await UdpPeer.open(hbbs.udp, "127.0.0.2")
-            await udp.register("device01", uuid=device.uuid)  # the client's next heartbeat
-            udp.close()
-            assert [d["is_online"] for d in await admin.pages("GET", "/api/peers")] == [True]
+    async with (
+        running_hbbs(tmp_path, port=port) as hbbs,
+        running_api(tmp_path, hbbs_port=hbbs.opts.nat_port) as api,
+    ):
+        admin.url = api.url
+        assert [d["is_online"] for d in await admin.pages("GET", "/api/peers")] == [False]
+        udp = await UdpPeer.open(hbbs.udp, "127.0.0.2")
+        await udp.register("device01", uuid=device.uuid)  # the client's next heartbeat
+        udp.close()
+        assert [d["is_online"] for d in await admin.pages("GET", "/api/peers")] == [True]
 
 
 async def test_heartbeats_are_written_in_batches(tmp_path: Path) -> None:
-    async with running_hbbs(tmp_path) as hbbs:
-        async with running_api(tmp_path, hbbs_port=hbbs.opts.nat_port) as api:
-            fleet = [await registered(hbbs.udp, api, f"fleet{i:03d}") for i in range(20)]
-            before = api.ctx.db.path and _transactions(api)
-            await asyncio.gather(*(d.device_call("/api/heartbeat") for d in fleet))
-            assert len(api.ctx.heartbeats.pending) == 20
-            assert _transactions(api) == before  # nothing written per heartbeat
-            await flush_heartbeats(api.ctx)
-            assert _transactions(api) == before + 1
-            with sqlite3.connect(tmp_path / "db_v2.sqlite3") as conn:
-                (n,) = conn.execute(
-                    "select count(*) from api_device where last_seen is not null"
-                ).fetchone()
-            assert n == 20
+    async with (
+        running_hbbs(tmp_path) as hbbs,
+        running_api(tmp_path, hbbs_port=hbbs.opts.nat_port) as api,
+    ):
+        fleet = [await registered(hbbs.udp, api, f"fleet{i:03d}") for i in range(20)]
+        before = _transactions(api)
+        await asyncio.gather(*(d.device_call("/api/heartbeat") for d in fleet))
+        assert len(api.ctx.heartbeats.pending) == 20
+        assert _transactions(api) == before  # nothing written per heartbeat
+        await flush_heartbeats(api.ctx)
+        assert _transactions(api) == before + 1
+        with sqlite3.connect(tmp_path / "db_v2.sqlite3") as conn:
+            (n,) = conn.execute(
+                "select count(*) from api_device where last_seen is not null"
+            ).fetchone()
+        assert n == 20
 
 
 def _transactions(api: RunningApi) -> int:
