@@ -6,13 +6,15 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyhbb.store.sqlite_store import SqlitePeerStore
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
+from pyhbb.store.schema import DEFAULT_DB_URL
 
 PK = bytes(range(32))
 
@@ -27,11 +29,30 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqlitePeerStore]:
+async def db(db_path: Path) -> AsyncIterator[SqliteDatabase]:
     # A long busy timeout: tests that hold a lock must never see it expire by accident.
-    s = await SqlitePeerStore.open(str(db_path), readers=2, busy_timeout=60)
+    async with await SqliteDatabase.open(str(db_path), readers=2, busy_timeout=60) as d:
+        yield d
+
+
+@pytest.fixture
+async def store(db: SqliteDatabase) -> AsyncIterator[SqlitePeerStore]:
+    s = SqlitePeerStore(db)
     yield s
     await s.close()
+
+
+@asynccontextmanager
+async def peer_store(
+    db_url: str = DEFAULT_DB_URL, **options: Any
+) -> AsyncIterator[SqlitePeerStore]:
+    """A peer store on a database of its own, as hbbs builds it; closes both."""
+    async with await SqliteDatabase.open(db_url, **options) as db:
+        store = SqlitePeerStore(db)
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 @contextmanager

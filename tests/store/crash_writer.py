@@ -10,13 +10,14 @@ import asyncio
 import sys
 import uuid
 
-from pyhbb.store.sqlite_store import SqlitePeerStore
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
 
 CONCURRENCY = 16  # several writers at once, so that group commit batches them
 
 
 async def main(db_path: str) -> None:
-    store = await SqlitePeerStore.open(db_path)
+    store = SqlitePeerStore(await SqliteDatabase.open(db_path))
     counter = 0
 
     async def worker() -> None:

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pyhbb.store.sqlite_store import SqlitePeerStore
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
 
 
 async def outcome(call: Callable[[], Awaitable[Any]]) -> str:
@@ -28,11 +29,12 @@ async def outcome(call: Callable[[], Awaitable[Any]]) -> str:
 async def main(db_path: str) -> None:
     report: dict[str, str] = {}
     try:
-        store = await SqlitePeerStore.open(db_path)
+        db = await SqliteDatabase.open(db_path)
     except Exception as e:
         report["open"] = type(e).__name__
     else:
         report["open"] = "ok"
+        store = SqlitePeerStore(db)
         report["get"] = await outcome(lambda: store.get("123456"))
         report["insert"] = await outcome(
             lambda: store.insert(b"g" * 16, "654321", b"u", bytes(32), "10.0.0.1")
@@ -40,6 +42,7 @@ async def main(db_path: str) -> None:
         report["get after"] = await outcome(lambda: store.get("123456"))
         report["count"] = await outcome(store.count)
         await store.close()
+        await db.close()
     print(json.dumps(report))
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from pyhbb.store.base import StoredPeer
-from pyhbb.store.sqlite_store import SqlitePeerStore
-from tests.store.conftest import PK, new_guid
+from pyhbb.store.database import Migration, SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
+from tests.store.conftest import PK, new_guid, peer_store
 from tests.store.official import (
     EXPECTED_COLUMNS,
     EXPECTED_INDEXES,
@@ -28,9 +29,33 @@ from tests.store.official import (
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_our_schema_is_the_official_declaration(db_path: Path, tmp_path: Path) -> None:
-    async with await SqlitePeerStore.open(str(db_path)):
+# Tables other components add beside peer (and pyhbb_schema, which records them).
+API_TABLES = [
+    Migration(
+        "api",
+        1,
+        "users and books",
+        (
+            "create table api_user (guid blob primary key, name text not null unique)",
+            "create table api_book (id integer primary key, owner blob references api_user)",
+            "create index api_book_owner on api_book (owner)",
+        ),
+    )
+]
+WITH_OR_WITHOUT_API = pytest.mark.parametrize(
+    "migrations", [[], API_TABLES], ids=["peer only", "with api tables"]
+)
+
+
+@WITH_OR_WITHOUT_API
+async def test_our_schema_is_the_official_declaration(
+    db_path: Path, tmp_path: Path, migrations: list[Migration]
+) -> None:
+    async with peer_store(str(db_path), migrations=migrations):
         pass
+    with sqlite3.connect(db_path) as conn:
+        names = {name for (name,) in conn.execute("select name from sqlite_schema")}
+    assert ({"api_user", "api_book", "pyhbb_schema"} <= names) == bool(migrations)
     ours = schema_facts(db_path)
     columns, indexes, without_rowid, _sql = ours
     assert columns == EXPECTED_COLUMNS
@@ -43,8 +68,8 @@ async def test_our_schema_is_the_official_declaration(db_path: Path, tmp_path: P
 
 
 async def test_connection_settings(db_path: Path) -> None:
-    async with await SqlitePeerStore.open(str(db_path)) as store:
-        await store.insert(new_guid(), "123456", b"u", PK, "192.0.2.1")
+    async with await SqliteDatabase.open(str(db_path)) as db:
+        await SqlitePeerStore(db).insert(new_guid(), "123456", b"u", PK, "192.0.2.1")
         assert Path(f"{db_path}-wal").exists()  # WAL, like the official server
 
         def settings(conn: sqlite3.Connection) -> list[object]:
@@ -52,8 +77,8 @@ async def test_connection_settings(db_path: Path) -> None:
             return [conn.execute(f"pragma {name}").fetchone()[0] for name in names]
 
         # Every connection, reader and writer: synchronous=FULL (2), busy timeout 5 s.
-        for requests in (store._reads, store._writer.requests):
-            assert await store._submit(requests, settings) == ["wal", 2, 1, 5000]
+        for run in (db.read, db.write):
+            assert await run(settings) == ["wal", 2, 1, 5000]
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
 
@@ -72,7 +97,7 @@ async def test_reads_rows_in_the_wal_of_a_live_official_database(
         shutil.copy(f"{db_path}{suffix}", copy / f"db_v2.sqlite3{suffix}")
     try:
         for path in (db_path, copy / "db_v2.sqlite3"):
-            async with await SqlitePeerStore.open(str(path)) as store:
+            async with peer_store(str(path)) as store:
                 assert await store.count() == 50
                 for peer_id, guid in guids.items():
                     assert await store.get(peer_id) == StoredPeer(
@@ -90,7 +115,7 @@ async def test_reads_a_rollback_journal_database_and_switches_it_to_wal(db_path:
     official = official_db(db_path, journal_mode="delete")
     guid = official_insert(official, "rollback", "192.0.2.1")
     official.close()
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         assert await store.get("rollback") == StoredPeer(
             guid, "rollback", b"uuid-of-rollback", b"\x01" * 32, "192.0.2.1"
         )
@@ -128,7 +153,7 @@ async def test_tolerates_pro_columns_keys_tables_and_odd_info(db_path: Path) -> 
     conn.execute(INSERT, (b"g" * 16, "text-blobs", "uuid-text", "pk-text", info("192.0.2.5")))
     conn.close()
 
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         ips = {peer_id: (await store.get(peer_id)).ip for peer_id in rows}  # type: ignore[union-attr]
         assert ips == {
             "pro": "192.0.2.1",
@@ -156,9 +181,12 @@ async def test_tolerates_pro_columns_keys_tables_and_odd_info(db_path: Path) -> 
         )
 
 
-async def test_official_server_can_use_our_database(db_path: Path) -> None:
+@WITH_OR_WITHOUT_API
+async def test_official_server_can_use_our_database(
+    db_path: Path, migrations: list[Migration]
+) -> None:
     guid = new_guid()
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path), migrations=migrations) as store:
         await store.insert(guid, "ours", b"machine", PK, "::ffff:192.0.2.1")
     # What the official server does at start-up and on RegisterPk, with plain sqlite3.
     conn = official_db(db_path)
@@ -169,9 +197,10 @@ async def test_official_server_can_use_our_database(db_path: Path) -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", created_at)
         conn.execute(UPDATE, ("ours", b"\x09" * 32, info("192.0.2.2"), guid))
         other = official_insert(conn, "theirs", "192.0.2.3")
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
     finally:
         conn.close()
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path), migrations=migrations) as store:
         assert await store.get("ours") == StoredPeer(
             guid, "ours", b"machine", b"\x09" * 32, "192.0.2.2"
         )

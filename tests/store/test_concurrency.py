@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from pyhbb.store.base import StoredPeer
-from pyhbb.store.sqlite_store import SqlitePeerStore
-from tests.store.conftest import PK, new_guid, started, write_lock
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
+from tests.store.conftest import PK, new_guid, peer_store, started, write_lock
 
 pytestmark = pytest.mark.timeout(120)
 
 
 async def test_many_coroutines_reading_and_writing(db_path: Path) -> None:
-    async with await SqlitePeerStore.open(str(db_path), readers=4) as store:
+    async with peer_store(str(db_path), readers=4) as store:
 
         async def life(n: int) -> None:
             guid = new_guid()
@@ -35,8 +36,10 @@ async def test_many_coroutines_reading_and_writing(db_path: Path) -> None:
         assert await store.count() == 300
 
 
-async def test_queued_writes_share_one_transaction(store: SqlitePeerStore, db_path: Path) -> None:
-    before = store.write_transactions
+async def test_queued_writes_share_one_transaction(
+    store: SqlitePeerStore, db: SqliteDatabase, db_path: Path
+) -> None:
+    before = db.write_transactions
     with write_lock(db_path):
         tasks = await started(
             *(store.insert(new_guid(), f"p{i}", b"u", PK, "10.0.0.1") for i in range(200))
@@ -44,7 +47,7 @@ async def test_queued_writes_share_one_transaction(store: SqlitePeerStore, db_pa
         assert not any(t.done() for t in tasks)
     await asyncio.gather(*tasks)
     # One transaction, or two if the writer had taken the first insert before the rest.
-    assert store.write_transactions - before <= 2
+    assert db.write_transactions - before <= 2
     assert await store.count() == 200
 
 

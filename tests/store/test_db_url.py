@@ -9,8 +9,7 @@ import pytest
 
 from pyhbb.store.base import StoreError
 from pyhbb.store.schema import db_path_from_url
-from pyhbb.store.sqlite_store import SqlitePeerStore
-from tests.store.conftest import PK, new_guid
+from tests.store.conftest import PK, new_guid, peer_store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,7 +42,7 @@ def test_urls_without_a_file_are_refused(url: str) -> None:
 @pytest.mark.parametrize("form", ["{}", "sqlite:{}", "sqlite://{}?mode=rwc"])
 async def test_missing_file_is_created_with_the_schema(tmp_path: Path, form: str) -> None:
     path = tmp_path / "new.sqlite3"
-    async with await SqlitePeerStore.open(form.format(path)) as store:
+    async with peer_store(form.format(path)) as store:
         await store.insert(new_guid(), "123456", b"u", PK, "192.0.2.1")
     assert path.exists()
     assert not (tmp_path / "new.sqlite3?mode=rwc").exists()
@@ -53,7 +52,7 @@ async def test_relative_path_is_relative_to_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    async with await SqlitePeerStore.open():
+    async with peer_store():
         pass
     assert (tmp_path / "db_v2.sqlite3").exists()
     assert os.getcwd() == str(tmp_path)
@@ -62,5 +61,5 @@ async def test_relative_path_is_relative_to_the_working_directory(
 async def test_empty_file_gets_the_schema(tmp_path: Path) -> None:
     path = tmp_path / "empty.sqlite3"
     path.touch()
-    async with await SqlitePeerStore.open(str(path)) as store:
+    async with peer_store(str(path)) as store:
         assert await store.count() == 0

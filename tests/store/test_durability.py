@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pyhbb.store.base import StoreError
-from pyhbb.store.sqlite_store import SqlitePeerStore
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
 from tests.store.conftest import PK, new_guid, write_lock
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,25 +62,31 @@ def test_acknowledged_inserts_survive_kill_9(db_path: Path) -> None:
     assert acknowledged <= stored
 
 
-async def test_close_commits_every_write_requested_before_it(db_path: Path) -> None:
-    store = await SqlitePeerStore.open(str(db_path))
-    with write_lock(db_path):  # keep them queued while close() is requested
-        writes = [
-            asyncio.create_task(store.insert(new_guid(), f"pending-{n}", b"u", PK, "10.0.0.1"))
-            for n in range(300)
-        ]
-        await asyncio.sleep(0)
-        closing = asyncio.create_task(store.close())
-        await asyncio.sleep(0)
-        assert not closing.done()
-    await closing
-    assert all(w.done() and w.exception() is None for w in writes)
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("select count(*) from peer").fetchone() == (300,)
+@pytest.mark.parametrize("closing", ["store", "database"])
+async def test_close_commits_every_write_requested_before_it(db_path: Path, closing: str) -> None:
+    db = await SqliteDatabase.open(str(db_path))
+    store = SqlitePeerStore(db)
+    try:
+        with write_lock(db_path):  # keep them queued while close() is requested
+            writes = [
+                asyncio.create_task(store.insert(new_guid(), f"pending-{n}", b"u", PK, "10.0.0.1"))
+                for n in range(300)
+            ]
+            await asyncio.sleep(0)
+            closing_task = asyncio.create_task(store.close() if closing == "store" else db.close())
+            await asyncio.sleep(0)
+            assert not closing_task.done()
+        await closing_task
+        assert all(w.done() and w.exception() is None for w in writes)
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("select count(*) from peer").fetchone() == (300,)
+    finally:
+        await db.close()
 
 
 async def test_calls_after_close_raise_and_threads_are_gone(db_path: Path) -> None:
-    store = await SqlitePeerStore.open(str(db_path), readers=3)
+    db = await SqliteDatabase.open(str(db_path), readers=3)
+    store = SqlitePeerStore(db)
     await store.close()
     await store.close()  # harmless
     with pytest.raises(StoreError):
@@ -88,4 +95,11 @@ async def test_calls_after_close_raise_and_threads_are_gone(db_path: Path) -> No
         await store.insert(new_guid(), "123456", b"u", PK, "10.0.0.1")
     with pytest.raises(StoreError):
         await store.count()
+    assert await db.read(lambda conn: conn.execute("select 1").fetchone()) == (1,)
+    await db.close()
+    await db.close()  # harmless
+    with pytest.raises(StoreError):
+        await SqlitePeerStore(db).count()
+    with pytest.raises(StoreError):
+        await db.write(lambda conn: None)
     assert not [t for t in threading.enumerate() if t.name.startswith("pyhbb-store")]

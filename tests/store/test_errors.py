@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from pyhbb.store.base import IdTaken, StoredPeer, StoreError
-from pyhbb.store.sqlite_store import SqlitePeerStore
-from tests.store.conftest import PK, new_guid, started, write_lock
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
+from tests.store.conftest import PK, new_guid, peer_store, started, write_lock
 from tests.store.official import official_db, official_insert
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,18 +90,18 @@ async def test_corrupt_or_foreign_file_fails_to_open(db_path: Path, content: byt
     else:
         db_path.write_bytes(content)
     with pytest.raises(StoreError):
-        await SqlitePeerStore.open(str(db_path))
+        await SqliteDatabase.open(str(db_path))
     assert not store_threads()
 
 
 async def test_missing_directory_fails_to_open(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
-        await SqlitePeerStore.open(str(tmp_path / "no" / "such" / "dir" / "db.sqlite3"))
+        await SqliteDatabase.open(str(tmp_path / "no" / "such" / "dir" / "db.sqlite3"))
     assert not store_threads()
 
 
 async def test_locked_database_fails_the_write_and_recovers(db_path: Path) -> None:
-    async with await SqlitePeerStore.open(str(db_path), busy_timeout=0.2) as store:
+    async with peer_store(str(db_path), busy_timeout=0.2) as store:
         await store.insert(new_guid(), "present", b"u", PK, "10.0.0.1")
         with write_lock(db_path):
             with pytest.raises(StoreError) as raised:
@@ -183,7 +184,7 @@ async def test_corruption_while_running_is_an_error_until_repaired(
 
 def test_readers_must_be_positive() -> None:
     async def make() -> None:
-        await SqlitePeerStore.open(":unused:", readers=0)
+        await SqliteDatabase.open(":unused:", readers=0)
 
     with pytest.raises(ValueError):
         asyncio.run(make())

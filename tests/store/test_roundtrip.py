@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pyhbb.store.base import IdTaken, StoredPeer, StoreError
-from pyhbb.store.sqlite_store import SqlitePeerStore
-from tests.store.conftest import PK, new_guid, started, write_lock
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
+from tests.store.conftest import PK, new_guid, peer_store, started, write_lock
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,11 +70,11 @@ async def test_duplicate_insert_and_rename_to_used_id_raise_id_taken(
 
 
 async def test_id_taken_in_a_batch_does_not_lose_the_other_writes(
-    store: SqlitePeerStore, db_path: Path
+    store: SqlitePeerStore, db: SqliteDatabase, db_path: Path
 ) -> None:
     existing = new_guid()
     await store.insert(existing, "taken", b"u", PK, "192.0.2.1")
-    before = store.write_transactions
+    before = db.write_transactions
     ok = [new_guid() for _ in range(20)]
     # While another connection holds the write lock, everything queues up: the writer
     # then commits it as one batch (at most two, if it had already taken the first job).
@@ -92,7 +93,7 @@ async def test_id_taken_in_a_batch_does_not_lose_the_other_writes(
     assert [type(r).__name__ for r in results] == ["NoneType"] * 10 + ["IdTaken"] * 2 + [
         "NoneType"
     ] * 11
-    assert store.write_transactions - before <= 2
+    assert db.write_transactions - before <= 2
     assert await store.count() == 21
     assert (await store.get("taken")) == StoredPeer(existing, "taken", b"u", PK, "192.0.2.3")
     for i, g in enumerate(ok):
@@ -116,7 +117,7 @@ async def test_other_constraint_failures_are_store_errors_not_id_taken(
 
 async def test_data_survives_reopening(db_path: Path) -> None:
     guid = new_guid()
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         await store.insert(guid, "persist", b"u", PK, "192.0.2.1")
-    async with await SqlitePeerStore.open(str(db_path)) as store:
+    async with peer_store(str(db_path)) as store:
         assert await store.get("persist") == StoredPeer(guid, "persist", b"u", PK, "192.0.2.1")

@@ -26,7 +26,8 @@ from pyhbb.rendezvous.lan import detect_local_ip
 from pyhbb.rendezvous.rate_limits import BlockerLimits
 from pyhbb.rendezvous.state import CoreSettings
 from pyhbb.store.base import PeerStore
-from pyhbb.store.sqlite_store import SqlitePeerStore
+from pyhbb.store.database import SqliteDatabase
+from pyhbb.store.peers import SqlitePeerStore
 from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
 
 log = logging.getLogger("pyhbb.rendezvous")
@@ -225,11 +226,12 @@ async def serve(
     if not Path(db_url).is_absolute() and "://" not in db_url and not db_url.startswith("sqlite:"):
         db_url = str(opts.workdir / db_url)
     started = time.monotonic()
-    store = await SqlitePeerStore.open(db_url, readers=opts.db_readers)
+    db = await SqliteDatabase.open(db_url, readers=opts.db_readers)
+    store = SqlitePeerStore(db)
     try:
         count = await store.count()
     except Exception:
-        await store.close()
+        await db.close()
         raise
     log.info(
         "database %s: %d peers (opened in %.0f ms; peers load on demand)",
@@ -242,6 +244,7 @@ async def serve(
         await server.start()
     except BaseException:
         await server.stop()
+        await db.close()
         raise
     if on_started is not None:
         on_started(server)
@@ -253,5 +256,6 @@ async def serve(
     finally:
         for w in waiters:
             w.cancel()
-        await server.stop()
+        await server.stop()  # closes the store: its writes are committed
+        await db.close()
     return server.exit_code

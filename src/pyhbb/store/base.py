@@ -1,4 +1,4 @@
-"""The peer-store interface (PROTOCOL.md §10.4): what hbbs needs from a database.
+"""The peer-store interface (§10.4): what hbbs needs from a database, and the store errors.
 
 The rendezvous core never touches the database; its adapter awaits these calls. A second
 implementation (for example a networked database shared by several servers) only has to
@@ -15,8 +15,26 @@ class StoreError(Exception):
     """A database operation failed; the caller answers the client SERVER_ERROR."""
 
 
-class IdTaken(StoreError):
+class Conflict(StoreError):
+    """A write broke a UNIQUE or PRIMARY KEY constraint: the value is already used.
+
+    ``constraint`` names it as SQLite does: ``table.column`` (columns joined by ", " for
+    a multi-column key), or ``index 'name'`` for an index on expressions.
+    """
+
+    def __init__(self, message: str, constraint: str) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+PEER_ID_CONSTRAINT = "peer.id"
+
+
+class IdTaken(Conflict):
     """The id is already used by another row (unique index ``index_peer_id``)."""
+
+    def __init__(self, message: str = "id already used by another peer") -> None:
+        super().__init__(message, PEER_ID_CONSTRAINT)
 
 
 @dataclass(frozen=True, slots=True)

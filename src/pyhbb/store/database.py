@@ -1,89 +1,147 @@
-"""PROVISIONAL stand-in for branch house-store's ``SqliteDatabase`` (same contract).
+"""The one owner of the SQLite database in a process; repositories (peers, …) sit on it.
 
-The api branch needs the one-SQLite-owner interface before house-store has committed it;
-this file implements that contract on the existing store threads and is to be replaced by
-house-store's module when that branch is merged (take theirs on conflict).
+Usage::
+
+    db = await SqliteDatabase.open(db_url, readers=4, migrations=API_MIGRATIONS)
+    peers = SqlitePeerStore(db)           # a repository: plain functions turned into jobs
+    row = await db.read(lambda conn: conn.execute("select …").fetchone())
+    await db.write(partial(insert_user, name))
+    ...
+    await db.close()                      # every write already requested is committed first
+
+Threads
+    SQLite calls block (disk, fsync, lock waits), so none runs on the event loop. One
+    writer thread owns the only writing connection of the process; a pool of ``readers``
+    threads (hbbs: MAX_DATABASE_CONNECTIONS) each owns a read connection. A job is plain
+    synchronous code given a ``sqlite3.Connection``; ``read``/``write`` queue it and await
+    its result, which comes back through ``loop.call_soon_threadsafe``. The file is in WAL
+    mode, so reads never wait for the writer, nor the writer for reads.
+
+Group commit
+    Every write job queued when the writer becomes free goes into one ``BEGIN IMMEDIATE``
+    transaction and one fsync. Under load a burst of registrations, address-book edits and
+    audit lines costs one commit, not one each; ``write_transactions`` counts the commits.
+    That is why a process must have one writer: a second one would take turns with the
+    first for the file's single write lock, and neither could batch.
+
+Savepoints
+    Each job runs inside its own savepoint. A job that fails while the transaction stays
+    intact (a UNIQUE violation, a bug, a StoreError it raises on purpose) is undone alone
+    and the rest of the batch commits. A failure that may have ended the transaction (I/O
+    error, full disk, corruption) aborts the batch, which is then replayed one job per
+    transaction so that only the culprit fails. A connection that may be broken is closed
+    and reopened on the next job; reopening the writer checks the file again. Jobs must
+    not BEGIN, COMMIT, ROLLBACK or touch the writer's savepoint (no ``executescript``,
+    no ``with conn:``): an authorizer refuses it, and the job fails as a bug.
+
+Errors
+    Every failure reaches the caller as :class:`~pyhbb.store.base.StoreError`: a UNIQUE or
+    PRIMARY KEY violation as :class:`~pyhbb.store.base.Conflict` (``.constraint`` names
+    it, ``peer.id`` as :class:`~pyhbb.store.base.IdTaken`), a bug in a job as a StoreError
+    whose traceback this module logged (callers log one line, no traceback).
+
+Read snapshots
+    A read job runs in a read transaction: all its statements see the same committed
+    state. Reader connections are ``query_only``: writes go through the writer or fail.
+
+Opening, and files we refuse
+    ``open`` first inspects the file without writing (see :mod:`pyhbb.store.inspection`):
+    not SQLite, a ``peer`` table that is not the official one, another application's
+    tables, or a component migrated by a newer pyhbb are refused, and the refused file is
+    left byte for byte as it was. Then it switches the file to WAL, creates the official
+    ``peer`` table and indexes if absent (never altering an existing one, so the official
+    server can always open our file), and applies pending migrations.
+
+Migrations
+    Tables beyond ``peer`` belong to components (``api_…``) and change through
+    :class:`~pyhbb.store.migrations.Migration` steps, recorded per component in the
+    ``pyhbb_schema`` table. Each step is a write job: its own transaction, which re-reads
+    the recorded version under the write lock and applies the step only if still needed.
+    A failed step is undone entirely and ``open`` raises; the version stays where it was,
+    and the ``peer`` table stays usable (hbbs, which has no migrations, still opens it).
+
+Several processes
+    hbbs and the API service may open the same file at once: inspection only reads, table
+    creation and every migration step run under ``BEGIN IMMEDIATE`` and re-check what
+    another process may have done meanwhile, and a writer waits up to ``busy_timeout``
+    for the other process's write lock before its jobs fail with StoreError. Within one
+    process, open the database once and share it.
+
+Durability
+    ``synchronous=FULL`` on every connection: when ``write`` returns, the commit is on
+    disk and survives kill -9 or a power cut. ``close`` commits every write requested
+    before it, then closes the connections.
+
+A read-only file opens if it needs nothing written (complete ``peer`` table, no pending
+migration): reads work, every write fails with StoreError.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
-from pyhbb.store.base import StoreError
-from pyhbb.store.schema import DEFAULT_DB_URL, connect, db_path_from_url, prepare
-from pyhbb.store.workers import Reader, Request, Writer
+from pyhbb.store.base import Conflict, IdTaken, StoreError
+from pyhbb.store.inspection import Findings, inspect
+from pyhbb.store.migrations import (
+    Migration,
+    apply_step,
+    latest_versions,
+    pending,
+    recorded_versions,
+)
+from pyhbb.store.schema import (
+    DEFAULT_DB_URL,
+    connect,
+    db_path_from_url,
+    is_readonly,
+    missing_peer_schema,
+)
+from pyhbb.store.workers import BEGIN_WRITE, COMMIT, ROLLBACK, Reader, Request, Writer
+
+__all__ = ["Conflict", "IdTaken", "Job", "Migration", "SqliteDatabase", "StoreError"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
-
-__all__ = ["Conflict", "Job", "Migration", "SqliteDatabase", "StoreError"]
-
-
-class Conflict(StoreError):
-    """A unique constraint refused the write; ``constraint`` names it (table.column)."""
-
-    def __init__(self, message: str, constraint: str) -> None:
-        super().__init__(message)
-        self.constraint = constraint
-
-
-@dataclass(frozen=True)
-class Migration:
-    component: str
-    version: int
-    name: str
-    apply: Callable[[sqlite3.Connection], None] | tuple[str, ...]
-
-
-def _migrate(migrations: Sequence[Migration], conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "create table if not exists pyhbb_migration (component text not null, "
-        "version integer not null, name text not null, applied_at real not null, "
-        "primary key (component, version))"
-    )
-    for m in sorted(migrations, key=lambda m: (m.component, m.version)):
-        done = conn.execute(
-            "select 1 from pyhbb_migration where component = ? and version = ?",
-            (m.component, m.version),
-        ).fetchone()
-        if done:
-            continue
-        if callable(m.apply):
-            m.apply(conn)
-        else:
-            for statement in m.apply:
-                conn.execute(statement)
-        conn.execute(
-            "insert into pyhbb_migration values (?, ?, ?, ?)",
-            (m.component, m.version, m.name, time.time()),
-        )
+"""Plain synchronous SQLite code, run on a database thread inside a transaction."""
 
 
 class SqliteDatabase:
-    """One writer thread (group commit, savepoint per job) and a reader pool."""
+    """The process's SQLite file: one writer thread with group commit, a reader pool.
 
-    def __init__(self, path: str, readers: int, busy_timeout: float) -> None:
+    Create it with :meth:`open`; share it between repositories; :meth:`close` it once.
+    """
+
+    path: str
+    """The database file."""
+
+    def __init__(
+        self, path: str, *, readers: int, busy_timeout: float, latest: Mapping[str, int]
+    ) -> None:
+        """Prefer :meth:`open`, which also waits until the database is usable."""
+        if readers < 1:
+            raise ValueError("readers must be at least 1")
         self.path = path
         self._busy_timeout = busy_timeout
-        self._lock = threading.Lock()
+        self._latest = latest
+        self._lock = threading.Lock()  # makes "closed?" and "enqueue" one step
         self._closed = False
         self._stopped: asyncio.Future[list[Any]] | None = None
         self._reads: queue.SimpleQueue[Request] = queue.SimpleQueue()
-        self._readers = [
-            Reader(n, self._reads, partial(connect, path, busy_timeout=busy_timeout, create=False))
-            for n in range(readers)
-        ]
-        self._ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._migrations: Sequence[Migration] = ()
-        self._writer: Writer | None = None
+        self._readers = [Reader(n, self._reads, self._open_reader) for n in range(readers)]
+        loop = asyncio.get_running_loop()
+        self._ready: asyncio.Future[Any] = loop.create_future()
+        self._writer = Writer(self._open_writer, Request(recorded_versions, loop, self._ready))
+        for thread in (self._writer, *self._readers):
+            thread.start()
 
     @classmethod
     async def open(
@@ -94,61 +152,75 @@ class SqliteDatabase:
         busy_timeout: float = 5.0,
         migrations: Sequence[Migration] = (),
     ) -> Self:
-        db = cls(db_path_from_url(db_url), readers, busy_timeout)
-        db._migrations = migrations
-        loop = asyncio.get_running_loop()
-        writer = db._writer = Writer(db._open_writer, Request(lambda c: None, loop, db._ready))
-        for thread in (writer, *db._readers):
-            thread.start()
+        """Open the database named by ``DB_URL``, creating the file and schema if missing.
+
+        ``readers`` is the read pool size; ``busy_timeout`` how long a statement waits for
+        a lock held by another process. ``migrations`` are the steps of the components
+        this process uses, applied if pending. Raises :class:`StoreError` with a message
+        for the admin if the file cannot be used (ValueError for malformed arguments).
+        """
+        latest = latest_versions(migrations)
+        if readers < 1:
+            raise ValueError("readers must be at least 1")
+        db = cls(
+            db_path_from_url(db_url), readers=readers, busy_timeout=busy_timeout, latest=latest
+        )
         try:
-            await db._ready
+            recorded: dict[str, int] = await db._ready
+            for step in pending(migrations, recorded):
+                if await db.write(partial(apply_step, step, latest[step.component])):
+                    log.info(
+                        "database: applied migration %s %d (%s)",
+                        step.component,
+                        step.version,
+                        step.name,
+                    )
         except BaseException:
             await db.close()
             raise
         return db
 
-    def _open_writer(self) -> sqlite3.Connection:
-        conn = connect(self.path, busy_timeout=self._busy_timeout, create=True)
-        try:
-            prepare(conn)
-            if self._migrations:
-                conn.execute("begin immediate")
-                try:
-                    _migrate(self._migrations, conn)
-                    conn.execute("commit")
-                except BaseException:
-                    conn.execute("rollback")
-                    raise
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    @property
+    def write_transactions(self) -> int:
+        """How many write transactions were committed (group commit makes this < writes)."""
+        return self._writer.transactions
 
     async def read(self, job: Job[T]) -> T:
-        result: T = await self._submit(self._reads, job)
-        return result
+        """Run ``job`` on a reader thread, in one read transaction (a WAL snapshot)."""
+        return cast(T, await self._submit(self._reads, job))
 
     async def write(self, job: Job[T]) -> T:
-        if self._writer is None:
-            raise StoreError("the database is not open")
-        result: T = await self._submit(self._writer.requests, job)
-        return result
+        """Run ``job`` on the writer thread; when this returns, its changes are on disk.
+
+        The job shares a transaction with the other queued writes (group commit) inside
+        its own savepoint: if it raises, its changes alone are undone.
+        """
+        return cast(T, await self._submit(self._writer.requests, job))
 
     async def close(self) -> None:
+        """Commit every write already requested, then close connections and end threads.
+
+        Later calls raise :class:`StoreError`; closing twice is harmless.
+        """
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._stopped is None:
                 self._closed = True
                 stops: list[asyncio.Future[Any]] = []
-                writer = self._writer
-                queues = [self._reads] * len(self._readers)
-                if writer is not None:
-                    queues.insert(0, writer.requests)
-                for q in queues:
+                # FIFO queues: each stop request comes after every job already queued.
+                for q in (self._writer.requests, *[self._reads] * len(self._readers)):
                     stops.append(loop.create_future())
                     q.put(Request(None, loop, stops[-1]))
                 self._stopped = asyncio.gather(*stops)
         await asyncio.shield(self._stopped)
+        for thread in (self._writer, *self._readers):
+            thread.join()  # immediate: each thread's last act was to report it stopped
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def _submit(self, requests: queue.SimpleQueue[Request], job: Job[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -157,13 +229,60 @@ class SqliteDatabase:
             if self._closed:
                 raise StoreError("the database is closed")
             requests.put(Request(job, loop, future))
+        return await future
+
+    # The openers below run on the database threads, for the first job and after errors.
+
+    def _open_reader(self) -> sqlite3.Connection:
+        conn = connect(self.path, busy_timeout=self._busy_timeout, create=False)
+        conn.execute("pragma query_only = on")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        """Check the file read-only, then open it for writing and complete the schema."""
+        findings = inspect(self.path, busy_timeout=self._busy_timeout, latest=self._latest)
         try:
-            return await future
-        except StoreError as e:
-            cause = e.__cause__
-            if isinstance(cause, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(
-                cause
-            ):
-                constraint = str(cause).split("UNIQUE constraint failed:", 1)[1].strip()
-                raise Conflict(str(cause), constraint) from cause
+            conn = connect(self.path, busy_timeout=self._busy_timeout, create=True)
+        except sqlite3.Error as e:
+            raise StoreError(
+                f"database {self.path}: cannot open it ({e}): check that its directory "
+                "exists and that this user may write there"
+            ) from e
+        try:
+            self._prepare(conn, findings)
+        except BaseException:
+            conn.close()
             raise
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection, findings: Findings) -> None:
+        """WAL mode, and the official peer table if incomplete (no-ops on a ready file)."""
+        try:
+            (mode,) = conn.execute("pragma journal_mode = wal").fetchone()
+            if mode != "wal":
+                log.warning("database %s stays in %s mode: WAL is unavailable", self.path, mode)
+            if not findings.complete:
+                self._complete_peer_table(conn)
+        except sqlite3.OperationalError as e:
+            # A read-only file can still serve reads, with every write reporting
+            # StoreError: better than refusing to start, if nothing had to be written.
+            if not is_readonly(e) or not findings.complete:
+                raise
+            log.warning(
+                "database %s is read-only (%s): peers can be read, not stored", self.path, e
+            )
+
+    def _complete_peer_table(self, conn: sqlite3.Connection) -> None:
+        conn.execute(BEGIN_WRITE)
+        try:
+            # Again under the write lock: another process may have created it meanwhile.
+            try:
+                statements = missing_peer_schema(conn)
+            except StoreError as e:
+                raise StoreError(f"database {self.path} refused: {e}") from e
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(COMMIT)
+        finally:
+            if conn.in_transaction:
+                conn.execute(ROLLBACK)

@@ -1,16 +1,15 @@
-"""The official ``db_v2.sqlite3`` format (PROTOCOL.md §10.4): DB_URL, schema, ``info``, errors.
+"""The official ``db_v2.sqlite3`` format (§10.4): DB_URL, connections, the ``peer`` table.
 
-Everything here is plain, synchronous SQLite code; the threads in :mod:`.workers` call it.
+Everything here is plain, synchronous SQLite code; the database threads call it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from urllib.parse import quote
 
-from pyhbb.store.base import IdTaken, StoreError
+from pyhbb.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +30,24 @@ CREATE_TABLE = """create table if not exists peer (
     info text not null
 ) without rowid"""
 
-CREATE_INDEXES = (
-    "create unique index if not exists index_peer_id on peer (id)",
-    "create index if not exists index_peer_user on peer (user)",
-    "create index if not exists index_peer_created_at on peer (created_at)",
-    "create index if not exists index_peer_status on peer (status)",
-)
+ID_INDEX = "index_peer_id"
+CREATE_INDEXES = {
+    ID_INDEX: f"create unique index if not exists {ID_INDEX} on peer (id)",
+    "index_peer_user": "create index if not exists index_peer_user on peer (user)",
+    "index_peer_created_at": (
+        "create index if not exists index_peer_created_at on peer (created_at)"
+    ),
+    "index_peer_status": "create index if not exists index_peer_status on peer (status)",
+}
 
-# SQLite primary result codes (the low byte of an extended code) that say nothing bad
-# about the connection itself: it is kept open after them and reopened after any other.
-_HARMLESS_CODES = {5, 6, 19}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CONSTRAINT
+OFFICIAL_COLUMNS = ("guid", "id", "uuid", "pk", "created_at", "user", "status", "note", "info")
+WRITTEN_COLUMNS = ("guid", "id", "uuid", "pk", "info")
+"""The columns our inserts fill; every other column needs a default or to allow NULL."""
+
+BOOKKEEPING_TABLE = "pyhbb_schema"
+"""Applied migration version per component (see :mod:`pyhbb.store.migrations`)."""
+
+SQLITE_READONLY = 8
 
 
 def db_path_from_url(db_url: str) -> str:
@@ -71,7 +78,7 @@ def connect(path: str, *, busy_timeout: float, create: bool) -> sqlite3.Connecti
 
     ``create=False`` never creates the file: readers must not leave an empty database
     behind if the real one was removed. Autocommit mode (``isolation_level=None``) lets
-    the writer issue its own BEGIN/COMMIT for group commit.
+    the database threads issue their own BEGIN/COMMIT (group commit, read snapshots).
     """
     if create:
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
@@ -87,88 +94,74 @@ def connect(path: str, *, busy_timeout: float, create: bool) -> sqlite3.Connecti
     return conn
 
 
-def prepare(conn: sqlite3.Connection) -> None:
-    """Switch to WAL and create the schema if absent (both no-ops on a ready database)."""
-    readonly: sqlite3.Error | None = None
-    try:
-        conn.execute("pragma journal_mode = wal")
-        # "if not exists" on existing objects writes nothing, so a complete schema in a
-        # read-only file gets here without error.
-        conn.execute(CREATE_TABLE)
-        for statement in CREATE_INDEXES:
-            conn.execute(statement)
-    except sqlite3.OperationalError as e:
-        # A read-only file can still serve reads, with every write reporting StoreError:
-        # better than refusing to start, provided the table itself is there.
-        if not _is_readonly(e):
-            raise
-        readonly = e
-    # Proves the file is a database with the columns we use (a Pro table may add more).
-    conn.execute("select guid, id, uuid, pk, info from peer limit 0").fetchall()
-    if readonly is not None:
-        log.warning("database is read-only (%s): peers can be read, not stored", readonly)
+def missing_peer_schema(conn: sqlite3.Connection) -> list[str]:
+    """The statements that would complete the official ``peer`` table (none: it is ready).
 
-
-def info_json(ip: str, previous: object = None) -> str:
-    """The ``info`` text for a row: compact ``{"ip":"..."}`` as the official server writes.
-
-    When updating, other keys of the previous object are kept (the official server
-    overwrites them): Pro may store more there, and it costs us nothing to preserve it.
+    Reads only. Raises :class:`StoreError` when the database is not one we may use: a
+    ``peer`` that is not the official table (a Pro table with extra columns is fine, as
+    long as our inserts can fill it), or other applications' tables without ``peer``.
     """
-    info = _parse_object(previous) or {}
-    info["ip"] = ip
-    return json.dumps(info, separators=(",", ":"), ensure_ascii=False)
+    row = conn.execute(
+        "select type from sqlite_schema where name = 'peer' collate nocase"
+    ).fetchone()
+    if row is None:
+        foreign = [
+            name
+            for (name,) in conn.execute(
+                "select name from sqlite_schema where type = 'table' "
+                "and name not like 'sqlite\\_%' escape '\\' order by name"
+            )
+        ]
+        if foreign and BOOKKEEPING_TABLE not in foreign:
+            # Someone else's database: adding our table to it would be a surprise.
+            raise StoreError(
+                f"has tables ({', '.join(foreign[:5])}) but no peer table: "
+                "it is not an hbbs database"
+            )
+        return [CREATE_TABLE, *CREATE_INDEXES.values()]
+    if row[0] != "table":
+        raise StoreError(f"its 'peer' is a {row[0]}, not the official peer table")
+    _check_peer_columns(conn)
+    statements = []
+    indexes = {
+        str(name).lower(): (unique, partial)
+        for _, name, unique, _, partial in conn.execute("pragma index_list(peer)")
+    }
+    for name, statement in CREATE_INDEXES.items():
+        if name not in indexes:
+            statements.append(statement)
+    if ID_INDEX in indexes:
+        columns = [str(r[2]).lower() for r in conn.execute(f"pragma index_info({ID_INDEX})")]
+        if indexes[ID_INDEX] != (1, 0) or columns != ["id"]:
+            raise StoreError(f"its {ID_INDEX} is not the unique index on peer (id)")
+    elif conn.execute("select 1 from peer group by id having count(*) > 1 limit 1").fetchone():
+        raise StoreError(f"its peer table has duplicate ids and no {ID_INDEX}")
+    return statements
 
 
-def ip_from_info(info: object) -> str:
-    """``info.ip``, or "" when the text is not a JSON object with a string ``ip``."""
-    ip = (_parse_object(info) or {}).get("ip")
-    return ip if isinstance(ip, str) else ""
+def _check_peer_columns(conn: sqlite3.Connection) -> None:
+    columns = {
+        str(name).lower(): (bool(notnull), default, pk)
+        for _, name, _, notnull, default, pk in conn.execute("pragma table_info(peer)")
+    }
+    missing = [name for name in OFFICIAL_COLUMNS if name not in columns]
+    if missing:
+        raise StoreError(f"its peer table lacks the column(s) {', '.join(missing)}")
+    keys = sorted((pk, name) for name, (_, _, pk) in columns.items() if pk)
+    if [name for _, name in keys] != ["guid"]:
+        raise StoreError("its peer table's primary key is not guid")
+    unfillable = [
+        name
+        for name, (notnull, default, _) in columns.items()
+        if notnull and default is None and name not in WRITTEN_COLUMNS
+    ]
+    if unfillable:
+        raise StoreError(
+            f"its peer table requires column(s) {', '.join(unfillable)} that hbbs cannot fill"
+        )
 
 
-def _parse_object(text: object) -> dict[str, object] | None:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    if not isinstance(text, str):
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def as_bytes(value: object) -> bytes:
-    """A blob column as bytes; tolerates rows where another writer stored text or NULL."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    return b""
-
-
-def store_error(e: BaseException) -> StoreError:
-    """The :class:`StoreError` reported to the caller for an exception in a store thread."""
-    if isinstance(e, StoreError):
-        return e
-    err: StoreError
-    if isinstance(e, sqlite3.IntegrityError) and "peer.id" in str(e):
-        err = IdTaken("id already used by another peer")
-    elif isinstance(e, sqlite3.Error):
-        err = StoreError(f"database error: {e}")
-    else:
-        err = StoreError(f"unexpected error in the database thread: {e!r}")
-    err.__cause__ = e
-    return err
-
-
-def connection_survives(e: BaseException) -> bool:
-    """Whether a connection is still trustworthy after this error (else reopen it)."""
+def is_readonly(e: sqlite3.Error) -> bool:
+    """Whether SQLite refused a write because the file (or its directory) is read-only."""
     code = getattr(e, "sqlite_errorcode", None)
-    # No SQLite code: the error came from Python (bad parameter type, bug in a job).
-    return code is None or code & 0xFF in _HARMLESS_CODES
-
-
-def _is_readonly(e: sqlite3.Error) -> bool:
-    code = getattr(e, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == 8  # SQLITE_READONLY
+    return code is not None and code & 0xFF == SQLITE_READONLY

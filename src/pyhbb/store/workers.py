@@ -4,6 +4,7 @@ SQLite calls block (disk I/O, fsync, busy waits), so none runs on the event loop
 thread owns one connection (sqlite3 connections must not be shared without locking)
 and hands results back with ``loop.call_soon_threadsafe``. A connection that fails in
 a way that may leave it broken is closed and reopened on the thread's next job.
+:mod:`pyhbb.store.database` explains how they fit together.
 """
 
 from __future__ import annotations
@@ -16,27 +17,93 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from pyhbb.store.base import StoreError
-from pyhbb.store.schema import connection_survives, store_error
+from pyhbb.store.base import PEER_ID_CONSTRAINT, Conflict, IdTaken, StoreError
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[sqlite3.Connection], Any]
+AnyJob = Callable[[sqlite3.Connection], Any]
 Opener = Callable[[], sqlite3.Connection]
+
+# The threads' own transaction statements. The trailing comment makes their text unlike
+# anything a job would write: sqlite3 caches prepared statements by text, and a job's
+# "commit" must not reuse ours, which the guard authorized while no job was running.
+BEGIN_READ = "begin -- pyhbb"
+BEGIN_WRITE = "begin immediate -- pyhbb"
+COMMIT = "commit -- pyhbb"
+ROLLBACK = "rollback -- pyhbb"
+SAVEPOINT = "pyhbb_job"
+OPEN_SAVEPOINT = f"savepoint {SAVEPOINT} -- pyhbb"
+RELEASE_SAVEPOINT = f"release {SAVEPOINT} -- pyhbb"
+UNDO_SAVEPOINT = f"rollback to {SAVEPOINT} -- pyhbb"
+
+# SQLite result codes (an extended code's low byte is its primary code).
+_HARMLESS_CODES = {5, 6, 19}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CONSTRAINT: connection is fine
+_SQLITE_AUTH = 23  # the guard refused a statement: a bug in the job
+_UNIQUE_CODES = {2067, 1555}  # SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
 
 
 @dataclass(slots=True)
 class Request:
     """A job for a store thread; ``job=None`` asks the thread to stop."""
 
-    job: Job | None
+    job: AnyJob | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
 
 
 Outcome = tuple[Request, Any, StoreError | None]
+
+
+def store_error(e: BaseException) -> StoreError:
+    """The :class:`StoreError` reported to the caller for an exception in a store thread."""
+    if isinstance(e, StoreError):
+        return e
+    err: StoreError
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(e, sqlite3.IntegrityError) and code in _UNIQUE_CODES:
+        # "UNIQUE constraint failed: peer.id" (SQLite's wording for primary keys too)
+        constraint = str(e).partition(": ")[2] or str(e)
+        if constraint == PEER_ID_CONSTRAINT:
+            err = IdTaken()
+        else:
+            err = Conflict(f"already used: {constraint}", constraint)
+    elif isinstance(e, sqlite3.Error) and not is_bug(e):
+        err = StoreError(f"database error: {e}")
+    else:
+        err = StoreError(f"unexpected error in a database job: {e!r}")
+    err.__cause__ = e
+    return err
+
+
+def is_bug(e: BaseException) -> bool:
+    """Whether a job's exception is a programming error (logged with its traceback).
+
+    Errors SQLite reports carry its result code; those that do not come from Python
+    (a bug in the job, a value sqlite3 cannot bind), or from the transaction guard.
+    """
+    if isinstance(e, StoreError):
+        return False  # raised on purpose by the job
+    code = getattr(e, "sqlite_errorcode", None)
+    return code is None or code == _SQLITE_AUTH
+
+
+def connection_survives(e: BaseException) -> bool:
+    """Whether a connection is still trustworthy after this error (else reopen it)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    # No SQLite code: the error came from Python (bad parameter type, bug in a job).
+    return code is None or code & 0xFF in _HARMLESS_CODES or code == _SQLITE_AUTH
+
+
+def _job_failed(request: Request, e: BaseException) -> StoreError:
+    """Convert a job's exception, logging a bug's traceback (once: here, not by callers)."""
+    if is_bug(e):
+        job = request.job
+        name = job.func if isinstance(job, partial) else job
+        log.error("database job %s failed", getattr(name, "__qualname__", name), exc_info=e)
+    return store_error(e)
 
 
 def _settle(outcomes: list[Outcome]) -> None:
@@ -60,23 +127,52 @@ def deliver(outcomes: list[Outcome]) -> None:
             loop.call_soon_threadsafe(_settle, items)
 
 
+class _Guard:
+    """SQLite authorizer: while a job runs, it may not end or escape our transaction.
+
+    A job's COMMIT would commit the other jobs of its batch before they finished, its
+    ROLLBACK would undo them silently; SQLite refuses such statements (SQLITE_AUTH).
+    """
+
+    def __init__(self) -> None:
+        self.job_running = False
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if self.job_running and (
+            action == sqlite3.SQLITE_TRANSACTION
+            or (action == sqlite3.SQLITE_SAVEPOINT and arg2 == SAVEPOINT)
+        ):
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def run(self, job: AnyJob, conn: sqlite3.Connection) -> Any:
+        self.job_running = True
+        try:
+            return job(conn)
+        finally:
+            self.job_running = False
+
+
 class _Connection:
     """A lazily opened connection, dropped after errors that may have broken it."""
 
     def __init__(self, opener: Opener) -> None:
         self._opener = opener
         self._conn: sqlite3.Connection | None = None
+        self.guard = _Guard()
 
     def get(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = self._opener()
+            conn = self._opener()
+            conn.set_authorizer(self.guard)
+            self._conn = conn
         return self._conn
 
     def after_error(self, e: BaseException) -> None:
         if self._conn is not None:
             try:
                 if self._conn.in_transaction:
-                    self._conn.execute("rollback")
+                    self._conn.execute(ROLLBACK)
             except sqlite3.Error:
                 self.drop()
                 return
@@ -84,14 +180,19 @@ class _Connection:
             log.debug("reopening the database connection after: %s", e)
             self.drop()
 
-    def run_one(self, request: Request) -> None:
-        """Run one job in its own statement scope and deliver its outcome."""
+    def run_one(self, request: Request, *, snapshot: bool) -> None:
+        """Run one job (in a read transaction if ``snapshot``) and deliver its outcome."""
         assert request.job is not None
         try:
-            value = request.job(self.get())
+            conn = self.get()
+            if snapshot:
+                conn.execute(BEGIN_READ)
+            value = self.guard.run(request.job, conn)
+            if snapshot:
+                conn.execute(ROLLBACK)  # a read transaction: nothing to keep
         except Exception as e:
             self.after_error(e)
-            deliver(_failed([request], e))
+            deliver([(request, None, _job_failed(request, e))])
         else:
             deliver([(request, value, None)])
 
@@ -110,7 +211,10 @@ def _failed(requests: list[Request], e: BaseException) -> list[Outcome]:
 
 
 class Reader(threading.Thread):
-    """Runs read jobs from a queue shared with the other readers of the pool."""
+    """Runs read jobs from a queue shared with the other readers of the pool.
+
+    Each job runs in its own read transaction, so all its statements see one snapshot.
+    """
 
     def __init__(self, number: int, requests: queue.SimpleQueue[Request], opener: Opener):
         super().__init__(name=f"pyhbb-store-reader-{number}", daemon=True)
@@ -124,7 +228,7 @@ class Reader(threading.Thread):
                 self._conn.drop()
                 deliver([(request, None, None)])
                 return
-            self._conn.run_one(request)
+            self._conn.run_one(request, snapshot=True)
 
 
 class Writer(threading.Thread):
@@ -132,9 +236,9 @@ class Writer(threading.Thread):
 
     Every job queued when the thread becomes free goes into one transaction, so a burst
     of registrations costs one fsync instead of one each. Each job runs inside a
-    savepoint: a constraint failure (such as a taken id) undoes only that job. Any other
-    failure aborts the transaction; the batch is then replayed one job per transaction
-    so that only the culprit reports an error.
+    savepoint: a job that fails while the transaction stays intact (a constraint, a bug,
+    a StoreError it raised) is undone alone. Any other failure aborts the transaction;
+    the batch is then replayed one job per transaction so that only the culprit fails.
     """
 
     def __init__(self, opener: Opener, setup: Request) -> None:
@@ -146,9 +250,9 @@ class Writer(threading.Thread):
         self._setup = setup
 
     def run(self) -> None:
-        # The setup job (open, create the schema) runs outside any transaction so that a
-        # read-only database can still be opened for reading.
-        self._conn.run_one(self._setup)
+        # The setup job (open, check, create the peer table) runs outside any transaction
+        # so that a read-only database can still be opened for reading.
+        self._conn.run_one(self._setup, snapshot=False)
         while True:
             batch = [self.requests.get()]
             while batch[-1].job is not None:
@@ -161,7 +265,7 @@ class Writer(threading.Thread):
                 try:
                     outcomes = self._commit(batch)
                 except Exception as e:  # a bug here must not strand the callers
-                    log.exception("peer store writer failed")
+                    log.exception("database writer failed")
                     self._conn.drop()
                     outcomes = _failed(batch, e)
                 deliver(outcomes)
@@ -175,7 +279,7 @@ class Writer(threading.Thread):
         # any job ran, and a later statement cannot hit a lock upgrade deadlock.
         try:
             conn = self._conn.get()
-            conn.execute("begin immediate")
+            conn.execute(BEGIN_WRITE)
         except Exception as e:
             self._conn.after_error(e)
             return e
@@ -187,7 +291,7 @@ class Writer(threading.Thread):
             return _failed(batch, conn)  # nothing ran, the same error for everyone
         try:
             outcomes = [self._run_in_savepoint(conn, r) for r in batch]
-            conn.execute("commit")
+            conn.execute(COMMIT)
         except Exception as e:
             self._conn.after_error(e)
             if len(batch) == 1:
@@ -206,7 +310,7 @@ class Writer(threading.Thread):
                 return outcomes + _failed(batch[i:], conn)
             try:
                 outcome = self._run_in_savepoint(conn, request)
-                conn.execute("commit")
+                conn.execute(COMMIT)
             except Exception as e:
                 self._conn.after_error(e)
                 outcome = (request, None, store_error(e))
@@ -215,17 +319,22 @@ class Writer(threading.Thread):
             outcomes.append(outcome)
         return outcomes
 
-    @staticmethod
-    def _run_in_savepoint(conn: sqlite3.Connection, request: Request) -> Outcome:
+    def _run_in_savepoint(self, conn: sqlite3.Connection, request: Request) -> Outcome:
         assert request.job is not None
-        conn.execute("savepoint job")
+        conn.execute(OPEN_SAVEPOINT)
         try:
-            value = request.job(conn)
-        except sqlite3.IntegrityError as e:
-            # SQLite undid just the failing statement and the transaction is intact;
-            # undo the job's earlier statements too and let the rest of the batch commit.
-            conn.execute("rollback to job")
-            conn.execute("release job")
-            return (request, None, store_error(e))
-        conn.execute("release job")
+            value = self._conn.guard.run(request.job, conn)
+        except Exception as e:
+            # After a constraint failure SQLite undid just the statement; after a bug or a
+            # deliberate StoreError nothing was undone. Either way the transaction is
+            # intact: undo this job's statements and let the rest of the batch commit.
+            # Other errors (I/O, full disk, corruption) may have ended the transaction.
+            if not (isinstance(e, sqlite3.IntegrityError | StoreError) or is_bug(e)):
+                raise
+            if not conn.in_transaction:
+                raise
+            conn.execute(UNDO_SAVEPOINT)
+            conn.execute(RELEASE_SAVEPOINT)
+            return (request, None, _job_failed(request, e))
+        conn.execute(RELEASE_SAVEPOINT)
         return (request, value, None)

@@ -1,0 +1,165 @@
+"""The peer repository: the official ``peer`` table (§10.4) as hbbs's PeerStore.
+
+Usage (hbbs)::
+
+    db = await SqliteDatabase.open(db_url, readers=max_database_connections)
+    store = SqlitePeerStore(db)
+    ...
+    await store.close()  # this store's writes are committed; the database stays open
+    await db.close()     # its owner closes it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from functools import partial
+from typing import TYPE_CHECKING
+
+from pyhbb.store.base import PeerStore, StoredPeer, StoreError
+from pyhbb.store.database import SqliteDatabase
+
+
+class SqlitePeerStore:
+    """:class:`~pyhbb.store.base.PeerStore` on the process's database, as the official
+    server reads and writes its table (same columns, same ``info`` JSON).
+
+    Writes join the database's group commit; :meth:`close` does not close the database,
+    which belongs to whoever opened it.
+    """
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        self._closed = False
+
+    async def get(self, peer_id: str) -> StoredPeer | None:
+        """The row with this id, or ``None``."""
+        self._check_open()
+        return await self._db.read(partial(_get, peer_id))
+
+    async def insert(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> None:
+        """Insert a new row; raises :class:`~pyhbb.store.base.IdTaken` if the id exists."""
+        self._check_open()
+        await self._db.write(partial(_insert, guid, peer_id, uuid, pk, ip))
+
+    async def update(self, guid: bytes, peer_id: str, pk: bytes, ip: str) -> None:
+        """Update ``id``, ``pk`` and ``info.ip`` of the row with this guid.
+
+        Like the official server, a guid with no row changes nothing and is no error.
+        """
+        self._check_open()
+        await self._db.write(partial(_update, guid, peer_id, pk, ip))
+
+    async def rename(self, guid: bytes, new_id: str) -> None:
+        """Change the id of the row with this guid; raises IdTaken if it is used."""
+        self._check_open()
+        await self._db.write(partial(_rename, guid, new_id))
+
+    async def count(self) -> int:
+        """Number of rows."""
+        self._check_open()
+        return await self._db.read(_count)
+
+    async def close(self) -> None:
+        """Wait until every write already requested is committed; later calls raise
+        :class:`StoreError`. Closing twice is harmless."""
+        self._closed = True
+        # The writer's queue is FIFO: once this empty job ran, every earlier one did.
+        # StoreError: the database is closed already, which committed everything.
+        with contextlib.suppress(StoreError):
+            await self._db.write(_nothing)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the peer store is closed")
+
+
+# The jobs below run on the database threads.
+
+
+def _get(peer_id: str, conn: sqlite3.Connection) -> StoredPeer | None:
+    row = conn.execute(
+        "select guid, id, uuid, pk, info from peer where id = ?", (peer_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    guid, stored_id, uuid, pk, info = row
+    return StoredPeer(
+        as_bytes(guid), str(stored_id), as_bytes(uuid), as_bytes(pk), ip_from_info(info)
+    )
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    n: int = conn.execute("select count(*) from peer").fetchone()[0]
+    return n
+
+
+def _insert(
+    guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str, conn: sqlite3.Connection
+) -> None:
+    # created_at comes from the column default, as with the official server.
+    conn.execute(
+        "insert into peer (guid, id, uuid, pk, info) values (?, ?, ?, ?, ?)",
+        (guid, peer_id, uuid, pk, info_json(ip)),
+    )
+
+
+def _update(guid: bytes, peer_id: str, pk: bytes, ip: str, conn: sqlite3.Connection) -> None:
+    row = conn.execute("select info from peer where guid = ?", (guid,)).fetchone()
+    if row is None:
+        return
+    conn.execute(
+        "update peer set id = ?, pk = ?, info = ? where guid = ?",
+        (peer_id, pk, info_json(ip, row[0]), guid),
+    )
+
+
+def _rename(guid: bytes, new_id: str, conn: sqlite3.Connection) -> None:
+    conn.execute("update peer set id = ? where guid = ?", (new_id, guid))
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    """A write that changes nothing: awaiting it waits for every write queued before."""
+
+
+def info_json(ip: str, previous: object = None) -> str:
+    """The ``info`` text for a row: compact ``{"ip":"..."}`` as the official server writes.
+
+    When updating, other keys of the previous object are kept (the official server
+    overwrites them): Pro may store more there, and it costs us nothing to preserve it.
+    """
+    info = _parse_object(previous) or {}
+    info["ip"] = ip
+    return json.dumps(info, separators=(",", ":"), ensure_ascii=False)
+
+
+def ip_from_info(info: object) -> str:
+    """``info.ip``, or "" when the text is not a JSON object with a string ``ip``."""
+    ip = (_parse_object(info) or {}).get("ip")
+    return ip if isinstance(ip, str) else ""
+
+
+def _parse_object(text: object) -> dict[str, object] | None:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def as_bytes(value: object) -> bytes:
+    """A blob column as bytes; tolerates rows where another writer stored text or NULL."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return b""
+
+
+if TYPE_CHECKING:  # mypy proves the class satisfies the interface hbbs programs against
+    _interface: type[PeerStore] = SqlitePeerStore
