@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from pyhbb.config.hbbs import DEFAULT_PORT, HbbsOptions, parse_hbbs_options
+from pyhbb.config import hbbr, hbbs
+from pyhbb.config.options import flag_values, host_port, parse_argument
 from pyhbb.config.sources import ConfigError
 from pyhbb.observability.logs import setup_logging
 from pyhbb.wire.keys import KeyError_, load_or_generate
@@ -21,50 +22,67 @@ Start the ID/rendezvous server (hbbs), the relay server (hbbr) and the API serve
 directory: key files and database are created there when missing. Options after -- go
 to hbbs, e.g.
   pyhbb run -- -r relay.example.com
-Environment variables and .env apply to all, as with the official servers. hbbr listens
-on P+1 and P+3 (P = the hbbs port, 21116 by default) and enforces the same key as hbbs
-(-k -), so only clients configured with your key can relay. The API server listens on
-P-2 (21114), where clients look for it, and hbbs tunnels API calls to it. When one
-service exits, the others are stopped too."""
+Environment variables, .env and the -c file apply to all. hbbr listens on P+1 and P+3
+(P = the hbbs port, 21116 by default) and enforces the same key as hbbs (-k -), so only
+clients configured with your key can relay. The API server listens on P-2 (21114), where
+clients look for it, and hbbs tunnels API calls to it. When one service exits, the
+others are stopped too."""
 
 
 def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
-    """hbbr follows hbbs: port P+1 (the official PORT+1 rule) and the same bind address,
-    unless given explicitly with --hbbr-arg."""
-    opts = parse_hbbs_options(hbbs_args)
+    """hbbr follows hbbs: port P+1 (the official PORT+1 rule), the same bind address and
+    the same -c file, unless given explicitly with --hbbr-arg. Both command lines are
+    checked here, so a bad value stops ``pyhbb run`` before either service starts."""
+    opts = hbbs.parse_hbbs_options(hbbs_args)
+    config = flag_values(hbbs.SPEC, hbbs_args).get("config")
+    given = flag_values(hbbr.SPEC, hbbr_args)
     derived = ["-k", "-"]
-    if not any(a in ("-p", "--port") or a.startswith("--port=") for a in hbbr_args):
+    if "PORT" not in given:
         derived += ["-p", str(opts.port + 1)]
-    if opts.bind and not any(a in ("-b", "--bind") or a.startswith("--bind=") for a in hbbr_args):
+    if opts.bind and "BIND" not in given:
         derived += ["-b", opts.bind]
-    return derived + hbbr_args
+    if config is not None and "config" not in given:
+        derived += ["-c", config]
+    args = derived + hbbr_args
+    hbbr.parse_options(args, os.environ, Path.cwd())
+    return args
 
 
 def _api_args(hbbs_args: list[str], api_args: list[str]) -> tuple[list[str], list[str]]:
-    """The API follows hbbs: port P-2 and hbbs's bind address, asking hbbs on P-1 for
-    presence; hbbs's tunnel goes to it unless --api-server was set. Returns the API's
-    arguments and the extra ones for hbbs."""
-    opts = parse_hbbs_options(hbbs_args)
+    """The API follows hbbs: port P-2, hbbs's bind address and -c file, asking hbbs on P-1
+    which devices are online; hbbs's tunnel goes to it unless API_SERVER was set.
+    Returns the API's arguments and the extra ones for hbbs."""
+    from pyhbb.api import options as api
+
+    opts = hbbs.parse_hbbs_options(hbbs_args)
+    config = flag_values(hbbs.SPEC, hbbs_args).get("config")
+    given = flag_values(api.SPEC, api_args)
     host = opts.bind or "127.0.0.1"
     url_host = f"[{host}]" if ":" in host else host
-    derived = ["--hbbs", f"{url_host}:{opts.nat_port}"]
-    if not any(a in ("-p", "--port") or a.startswith("--port=") for a in api_args):
+    derived = []
+    if "API_HBBS" not in given:
+        derived += ["--hbbs", f"{url_host}:{opts.nat_port}"]
+    if "API_PORT" not in given:
         derived += ["-p", str(opts.port - 2)]
-    if opts.bind and not any(a in ("-b", "--bind") or a.startswith("--bind=") for a in api_args):
+    if opts.bind and "BIND" not in given:
         derived += ["-b", opts.bind]
+    if config is not None and "config" not in given:
+        derived += ["-c", config]
+    args = derived + api_args
+    api_opts = api.parse_api_options(args, os.environ, Path.cwd())
     hbbs_extra: list[str] = []
-    if opts.api_server == HbbsOptions().api_server and opts.port != DEFAULT_PORT:
-        hbbs_extra = ["--api-server", f"http://{url_host}:{opts.port - 2}"]
-    return derived + api_args, hbbs_extra
+    if opts.api_server == hbbs.HbbsOptions().api_server and api_opts.port != api.DEFAULT_PORT:
+        hbbs_extra = ["--api-server", f"http://{url_host}:{api_opts.port}"]
+    return args, hbbs_extra
 
 
 def _run(hbbs_args: list[str], hbbr_args: list[str], api_args: list[str] | None) -> int:
-    setup_logging(os.environ.get("RUST_LOG"))
     try:
         hbbr_args = _hbbr_args(hbbs_args, hbbr_args)
         if api_args is not None:
             api_args, hbbs_extra = _api_args(hbbs_args, api_args)
             hbbs_args = hbbs_args + hbbs_extra
+        setup_logging(os.environ.get("RUST_LOG"))
         # Create the key pair once, before either child could race to generate it.
         load_or_generate(Path.cwd())
     except (ConfigError, KeyError_) as e:
@@ -148,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         "--relay", metavar="HOST[:PORT]", help="relay server (default: the ID server, port P+1)"
     )
     sub.add_parser("hbbs", help="run hbbs only (same as the hbbs command)", add_help=False)
+    sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)
     sub.add_parser("api", help="run the API server only (pyhbb api --help)", add_help=False)
     from pyhbb.api.admin import build_parsers
 
     build_parsers(sub)
-    sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "hbbs":
         from pyhbb.rendezvous.cli import main as hbbs_main
@@ -171,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from pyhbb.doctor import main as check_main
 
+        try:
+            parse_argument("HOST[:PORT]", host_port(hbbs.DEFAULT_PORT), args.server)
+            if args.relay is not None:
+                parse_argument("--relay", host_port(hbbr.DEFAULT_PORT), args.relay)
+        except ConfigError as e:
+            print(f"pyhbb check: {e}", file=sys.stderr)
+            return 2
         return check_main(args.server, args.key, args.relay)
     if args.command in ("user", "ab", "group"):
         from pyhbb.api.admin import main as admin_main

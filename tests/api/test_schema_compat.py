@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyhbb.api.schema import MIGRATIONS
 from pyhbb.store.database import SqliteDatabase
-from pyhbb.store.sqlite_store import SqlitePeerStore
+from pyhbb.store.peers import SqlitePeerStore
 from tests.store.official import (
     EXPECTED_COLUMNS,
     EXPECTED_INDEXES,
@@ -46,5 +46,8 @@ async def test_official_server_opens_a_file_with_api_tables(tmp_path: Path) -> N
         assert conn.execute(SELECT_BY_ID, ("official1",)).fetchone()[0] == guid
     finally:
         conn.close()
-    async with await SqlitePeerStore.open(str(path)) as store:
-        assert (await store.get("official1")) is not None
+    db = await SqliteDatabase.open(str(path), migrations=MIGRATIONS)
+    try:
+        assert (await SqlitePeerStore(db).get("official1")) is not None
+    finally:
+        await db.close()

@@ -125,3 +125,37 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("hbbr: cannot listen on TCP") and str(port) in last
+
+
+async def test_config_file_applies_with_the_port_plus_one_rule(
+    run_hbbr: RunHbbr, tmp_path: Path
+) -> None:
+    # PORT in a -c file names hbbs' port, as in the environment: hbbr listens on PORT+1.
+    port = free_base_port((0, 2))
+    (tmp_path / "relay.conf").write_text(
+        f"# shared with hbbs\nPORT={port - 1}\nsingle-bandwidth=100000\nTOTAL_BANDWIDTH=100000\n"
+    )
+    proc = await asyncio.to_thread(run_hbbr, ["-c", "relay.conf"], {"PORT": "1"}, port + 2)
+    r1, w1 = await tcp_relay_client(port, "cli-conf", "127.0.0.2", extra=b"early")
+    r2, w2 = await tcp_relay_client(port, "cli-conf", "127.0.0.3")
+    assert await read_exactly(r2, 5) == b"early"
+    await pump_both_ways(r1, w1, r2, w2, 1 << 20)
+    w1.close()
+    w2.close()
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(proc.wait, 20) == 0
+    assert proc.stderr is not None
+    assert f"TCP port {port} and WebSocket port {port + 2}" in proc.stderr.read().decode()
+
+
+def test_bad_value_exits_2_with_one_line_instead_of_falling_back(tmp_path: Path) -> None:
+    # The official hbbr would keep 1024 Mb/s here; pyhbb refuses to start (deliberate).
+    (tmp_path / ".env").write_text("KEY=\nTOTAL_BANDWIDTH=abc\n")
+    proc = subprocess.run(
+        [HBBR, "-p", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "hbbr: TOTAL_BANDWIDTH=abc is not a number: expected a number above 0 "
+        f"(from {tmp_path / '.env'} line 2)"
+    ]

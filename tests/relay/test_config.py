@@ -28,11 +28,17 @@ def test_port_env_plus_one_and_flag_as_is(tmp_path: Path) -> None:
     assert parse_options([], {"port": "30000"}, tmp_path).port == 30001
     assert parse_options(["-p", "30000"], {"PORT": "1"}, tmp_path).port == 30000
     assert parse_options(["--port", "22000"], {}, tmp_path).port == 22000
-    assert parse_options([], {"PORT": "0"}, tmp_path).port == 21117
-    assert parse_options([], {"PORT": "x"}, tmp_path).port == 21117
-    with pytest.raises(ConfigError):
+    assert parse_options([], {"PORT": ""}, tmp_path).port == 21117  # blank: not set
+    assert parse_options([], {"PORT": "65532"}, tmp_path).port == 65533
+    # The official hbbr falls back to 21117 for these; pyhbb refuses them (exit status 2).
+    for bad in ("0", "x", "-5"):
+        with pytest.raises(ConfigError, match=rf"^PORT={bad} .*from the environment"):
+            parse_options([], {"PORT": bad}, tmp_path)
+    with pytest.raises(ConfigError, match=r"^PORT=65533 .*PORT\+1.*from 1 to 65532"):
+        parse_options([], {"PORT": "65533"}, tmp_path)
+    with pytest.raises(ConfigError, match="PORT=abc is not a whole number"):
         parse_options(["-p", "abc"], {}, tmp_path)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="65533"):
         parse_options(["-p", "65534"], {}, tmp_path)
 
 
@@ -43,6 +49,19 @@ def test_dotenv_then_flags(tmp_path: Path) -> None:
     assert (o.key, o.bind, o.single_bandwidth, o.limit_speed) == ("fromfile", "127.0.0.1", 5, 3)
     o = parse_options(["-k", "flag", "-b", "::1"], env, tmp_path)
     assert (o.key, o.bind) == ("flag", "::1")
+
+
+def test_config_file_between_dotenv_and_flags(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LIMIT_SPEED=5\nKEY=dotenv\nMAX_WAITING=7\n")
+    (tmp_path / "relay.conf").write_text("limit_speed=6\nPORT=30000\n")
+    env = {"LIMIT_SPEED": "4", "KEY": "env", "MAX_WAITING": "3", "MAX_HANDSHAKES": "9"}
+    o = parse_options(["-c", "relay.conf"], env, tmp_path)
+    assert (o.limit_speed, o.key, o.port) == (6, "dotenv", 30001)  # PORT+1 from a file too
+    assert (o.max_waiting, o.max_handshakes) == (7, 9)
+    o = parse_options(["--config", "relay.conf", "-p", "40000", "-k", "flag"], env, tmp_path)
+    assert (o.port, o.key, o.limit_speed) == (40000, "flag", 6)
+    o = parse_options(["--max-waiting", "2", "--max-handshakes-per-ip", "1"], env, tmp_path)
+    assert (o.max_waiting, o.max_handshakes_per_ip) == (2, 1)
 
 
 def test_bandwidth_values(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -56,18 +75,27 @@ def test_bandwidth_values(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     o = parse_options([], env, tmp_path)
     assert (o.total_bandwidth, o.single_bandwidth, o.limit_speed) == (2048, 0.5, 8)
     assert (o.downgrade_threshold, o.downgrade_start_check) == (0.9, 60)
-    bad = {
-        "TOTAL_BANDWIDTH": "0",
-        "SINGLE_BANDWIDTH": "-4",
-        "LIMIT_SPEED": "fast",
-        "DOWNGRADE_THRESHOLD": "nan",
-        "DOWNGRADE_START_CHECK": "1.5",
-    }
+    # The official hbbr logs nothing and keeps the default for these; pyhbb refuses each
+    # one with a line naming it (a deliberate deviation: no silent fallback).
+    bad = [
+        ("TOTAL_BANDWIDTH", "0", "a number above 0"),
+        ("TOTAL_BANDWIDTH", "abc", "a number above 0"),
+        ("SINGLE_BANDWIDTH", "-4", "a number above 0"),
+        ("LIMIT_SPEED", "fast", "a number above 0"),
+        ("DOWNGRADE_THRESHOLD", "nan", "a number above 0"),
+        ("DOWNGRADE_THRESHOLD", "inf", "a number above 0"),
+        ("DOWNGRADE_START_CHECK", "1.5", "a whole number"),
+        ("MAX_WAITING", "0", "a whole number"),
+        ("MAX_HANDSHAKES_PER_IP", "-1", "a whole number"),
+    ]
     with caplog.at_level(logging.WARNING):
-        o = parse_options([], bad, tmp_path)
-    assert (o.total_bandwidth, o.single_bandwidth, o.limit_speed) == (1024, 128, 32)
-    assert (o.downgrade_threshold, o.downgrade_start_check) == (0.66, 1800)
-    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 5
+        for name, text, expected in bad:
+            with pytest.raises(ConfigError) as info:
+                parse_options([], {**env, name: text}, tmp_path)
+            message = str(info.value)
+            assert message.startswith(f"{name}={text} "), message
+            assert f"expected {expected}" in message and "from the environment" in message
+    assert caplog.records == []
 
 
 def test_trusted_proxies(tmp_path: Path) -> None:
@@ -94,6 +122,8 @@ def test_help_explains_every_option() -> None:
         "--key",
         "--bind",
         "--trusted-proxies",
+        "--config",
+        "--max-waiting",
         "PORT+1",
         "21117",
         "21119",

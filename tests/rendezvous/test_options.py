@@ -166,8 +166,18 @@ def test_each_variable_from_dotenv(
     assert getattr(parse(tmp_path), attr) == value
 
 
+def test_rust_log_comes_from_the_inherited_environment_only(tmp_path: Path) -> None:
+    # Upstream sets up logging before it reads .env or -c (§10.1).
+    assert parse(tmp_path, env={"rust_log": "hbbs=debug"}).rust_log == "hbbs=debug"
+    write(tmp_path / ".env", "RUST_LOG=trace\n")
+    cfg = write(tmp_path / "extra.conf", "RUST_LOG=trace\n")
+    assert parse(tmp_path, ["-c", str(cfg)], {"RUST_LOG": "warn"}).rust_log == "warn"
+    assert parse(tmp_path, ["-c", str(cfg)]).rust_log == ""
+
+
 def test_every_option_is_covered_by_these_tests() -> None:
-    names = {re.sub("-", "_", v[0]) for v in VARIABLES}
+    # RUST_LOG has its own test above: it is read from the environment only.
+    names = {re.sub("-", "_", v[0]) for v in VARIABLES} | {"RUST_LOG"}
     assert {opt.name for opt in ALL_OPTIONS} <= names
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pyhbb.api.http import ApiError, Fields
 from pyhbb.api.users import User
-from pyhbb.store.schema import as_bytes
+from pyhbb.store.peers import as_bytes
 
 MAX_DEVICE_ID = 100  # the width of peer.id
 MAX_UUID_TEXT = 256

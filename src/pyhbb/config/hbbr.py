@@ -1,23 +1,38 @@
-"""hbbr's options (PROTOCOL.md §1.2, §5.2, §8.4, §10.3) and its ``--help``.
+"""hbbr's options (§1.2, §5.2, §8.4, §10.3) and its ``--help``, declared with
+:mod:`pyhbb.config.options`.
 
 Sources, each overriding the previous: inherited environment, ``.env`` in the working
-directory, then command-line flags (hbbr has no ``--config``). Bandwidth values are in
-"Mb/s" meaning mebibits per second, as in the official server; non-positive or
-unparseable values keep the default (with a warning), again as the official server does.
+directory, the ``-c/--config`` file (a pyhbb addition: the official hbbr has none), then
+command-line flags. Bandwidth values are in "Mb/s" meaning mebibits per second, as in the
+official server.
+
+Deliberate deviation: the official hbbr silently keeps the default for a bandwidth, port
+or limit it cannot use (``TOTAL_BANDWIDTH=abc``, ``PORT=0``); pyhbb refuses to start with
+a one-line error instead, so a typo cannot leave a relay running with settings the admin
+did not choose.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pyhbb.config.sources import ConfigError, OptionSource
+from pyhbb.config import shared
+from pyhbb.config.options import (
+    OFFICIAL,
+    CommandSpec,
+    Option,
+    parse_command,
+    port_number,
+    positive_number,
+    whole_number,
+)
+from pyhbb.config.sources import ConfigError, Source
 from pyhbb.net.forwarded import DEFAULT_TRUSTED, Network, parse_networks
 
-log = logging.getLogger("pyhbb.relay.config")
+__all__ = ["ALL_OPTIONS", "SPEC", "ConfigError", "HbbrOptions", "parse_options"]
 
 DEFAULT_PORT = 21117
 DEFAULT_TOTAL_BANDWIDTH = 1024.0  # Mb/s, shared by all sessions
@@ -33,6 +48,112 @@ DEFAULT_MAX_HANDSHAKES_PER_IP = 128
 PAIR_WAIT_TIMEOUT = 30.0
 FIRST_MESSAGE_TIMEOUT = 30.0
 IDLE_TIMEOUT = 30.0
+MAX_PORT = 65535 - 2  # R+2 is the WebSocket port
+MAX_COUNT = 1 << 31
+
+PORT = Option(
+    "PORT",
+    port_number(1, MAX_PORT),
+    str(DEFAULT_PORT),
+    "TCP port R to listen on; the WebSocket port is R+2. -p is used as given, but the PORT "
+    "variable names hbbs' port, so the relay takes PORT+1 (one PORT=21116 shared with "
+    "hbbs gives hbbs 21116 and hbbr 21117)",
+    flags=("-p", "--port"),
+    metavar="NUMBER",
+    group=OFFICIAL,
+)
+KEY = shared.KEY.but(
+    help="only relay clients configured with this key. '-' or '_' uses the public key in "
+    "id_ed25519 (created if missing, as hbbs does); a base64 secret key uses its public "
+    "half; any other text is compared as is. Empty: anyone may relay (an open relay: use "
+    "-k - in production)",
+)
+TOTAL_BANDWIDTH = Option(
+    "TOTAL_BANDWIDTH",
+    positive_number(),
+    f"{DEFAULT_TOTAL_BANDWIDTH:g}",
+    "cap on the sum of all relayed traffic, in Mb/s (mebibits per second)",
+    group=OFFICIAL,
+)
+SINGLE_BANDWIDTH = Option(
+    "SINGLE_BANDWIDTH",
+    positive_number(),
+    f"{DEFAULT_SINGLE_BANDWIDTH:g}",
+    "cap per relayed session (both directions together), in Mb/s",
+    group=OFFICIAL,
+)
+LIMIT_SPEED = Option(
+    "LIMIT_SPEED",
+    positive_number(),
+    f"{DEFAULT_LIMIT_SPEED:g}",
+    "cap per session, in Mb/s, for sessions from an IP listed in blacklist.txt and for "
+    "downgraded sessions",
+    group=OFFICIAL,
+)
+DOWNGRADE_THRESHOLD = Option(
+    "DOWNGRADE_THRESHOLD",
+    positive_number(),
+    f"{DEFAULT_DOWNGRADE_THRESHOLD:g}",
+    "a session older than DOWNGRADE_START_CHECK whose average rate is above this fraction "
+    "of SINGLE_BANDWIDTH is limited to LIMIT_SPEED for the rest of its life",
+    group=OFFICIAL,
+)
+DOWNGRADE_START_CHECK = Option(
+    "DOWNGRADE_START_CHECK",
+    whole_number(1, MAX_COUNT),
+    str(DEFAULT_DOWNGRADE_START_CHECK),
+    "session age, in whole seconds, from which the downgrade rule applies",
+    group=OFFICIAL,
+)
+MAX_WAITING = Option(
+    "MAX_WAITING",
+    whole_number(1, MAX_COUNT),
+    str(DEFAULT_MAX_WAITING),
+    "most connections waiting for their partner at once; more are refused",
+    flags=("--max-waiting",),
+    metavar="NUMBER",
+)
+MAX_WAITING_PER_IP = Option(
+    "MAX_WAITING_PER_IP",
+    whole_number(1, MAX_COUNT),
+    str(DEFAULT_MAX_WAITING_PER_IP),
+    "most waiting connections from one IP address",
+    flags=("--max-waiting-per-ip",),
+    metavar="NUMBER",
+)
+MAX_HANDSHAKES = Option(
+    "MAX_HANDSHAKES",
+    whole_number(1, MAX_COUNT),
+    str(DEFAULT_MAX_HANDSHAKES),
+    "most connections that have not yet sent their first message",
+    flags=("--max-handshakes",),
+    metavar="NUMBER",
+)
+MAX_HANDSHAKES_PER_IP = Option(
+    "MAX_HANDSHAKES_PER_IP",
+    whole_number(1, MAX_COUNT),
+    str(DEFAULT_MAX_HANDSHAKES_PER_IP),
+    "most connections from one IP address that have not yet sent their first message",
+    flags=("--max-handshakes-per-ip",),
+    metavar="NUMBER",
+)
+
+ALL_OPTIONS: tuple[Option[Any], ...] = (
+    PORT,
+    KEY,
+    shared.BIND,
+    TOTAL_BANDWIDTH,
+    SINGLE_BANDWIDTH,
+    LIMIT_SPEED,
+    DOWNGRADE_THRESHOLD,
+    DOWNGRADE_START_CHECK,
+    shared.RUST_LOG,
+    shared.TRUSTED_PROXIES,
+    MAX_WAITING,
+    MAX_WAITING_PER_IP,
+    MAX_HANDSHAKES,
+    MAX_HANDSHAKES_PER_IP,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +179,7 @@ class HbbrOptions:
     pair_wait_timeout: float = PAIR_WAIT_TIMEOUT
     first_message_timeout: float = FIRST_MESSAGE_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
+    rust_log: str = ""  # RUST_LOG from the inherited environment
 
     @property
     def ws_port(self) -> int:
@@ -69,38 +191,7 @@ RustDesk relay server (pyhbb's hbbr). When two RustDesk clients cannot reach eac
 directly, both connect here and every byte of their session flows through this server.
 It listens on TCP port R (default 21117) and on WebSocket port R+2 (default 21119)."""
 
-EPILOG = f"""\
-Every option can also come from an environment variable or from a .env file
-(KEY=value lines) in the working directory. Precedence: command-line flag > .env >
-environment. Names are case-insensitive and '-' and '_' are interchangeable.
-
-environment variables:
-  PORT                  When set (and -p is not given), the relay port is PORT+1, so one
-                        PORT=21116 shared with hbbs gives hbbs 21116 and hbbr 21117.
-  KEY                   Same as -k. Default: empty (no check).
-  BIND                  Same as -b. Default: all interfaces (IPv4 and IPv6).
-  TOTAL_BANDWIDTH       Cap on the sum of all relayed traffic, in Mb/s (mebibits per
-                        second). Default: {DEFAULT_TOTAL_BANDWIDTH:g}.
-  SINGLE_BANDWIDTH      Cap per relayed session (both directions together), in Mb/s.
-                        Default: {DEFAULT_SINGLE_BANDWIDTH:g}.
-  LIMIT_SPEED           Cap per session, in Mb/s, for sessions from an IP listed in
-                        blacklist.txt and for downgraded sessions. Default: {DEFAULT_LIMIT_SPEED:g}.
-  DOWNGRADE_THRESHOLD   A session older than DOWNGRADE_START_CHECK whose average rate is
-                        above this fraction of SINGLE_BANDWIDTH is limited to LIMIT_SPEED
-                        for the rest of its life. Default: {DEFAULT_DOWNGRADE_THRESHOLD:g}.
-  DOWNGRADE_START_CHECK Session age, in whole seconds, from which the downgrade rule
-                        applies. Default: {DEFAULT_DOWNGRADE_START_CHECK}.
-  TRUSTED_PROXIES       Same as --trusted-proxies.
-  MAX_WAITING           Most connections waiting for their partner at once; more are
-                        refused. Default: {DEFAULT_MAX_WAITING}.
-  MAX_WAITING_PER_IP    Most waiting connections from one IP address.
-                        Default: {DEFAULT_MAX_WAITING_PER_IP}.
-  MAX_HANDSHAKES        Most connections that have not yet sent their first message.
-                        Default: {DEFAULT_MAX_HANDSHAKES}.
-  MAX_HANDSHAKES_PER_IP Same, per IP address. Default: {DEFAULT_MAX_HANDSHAKES_PER_IP}.
-  RUST_LOG              Log level: error, warn, info (default), debug, trace.
-Bandwidth values that are zero, negative or not numbers keep the default.
-
+EPILOG = """\
 files in the working directory:
   blacklist.txt   one IP per line: sessions from these IPs are limited to LIMIT_SPEED.
   blocklist.txt   one IP per line: these IPs are refused, and their sessions cut.
@@ -110,138 +201,42 @@ admin console: from the server itself, send one command to TCP port R, for examp
   printf 'h' | nc 127.0.0.1 21117
 prints the list of commands (block/unblock IPs, change limits, show usage)."""
 
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="hbbr",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "-p",
-        "--port",
-        metavar="NUMBER",
-        help=f"TCP port R to listen on; the WebSocket port is R+2 (default {DEFAULT_PORT}, "
-        "or PORT+1 when the PORT variable is set). Used as given, without +1.",
-    )
-    p.add_argument(
-        "-k",
-        "--key",
-        metavar="KEY",
-        help="only relay clients configured with this key. '-' or '_' uses the public key "
-        "in id_ed25519 (created if missing, as hbbs does); a base64 secret key uses its "
-        "public half; any other text is compared as is. Default: empty = anyone may relay "
-        "(an open relay: use -k - in production). Variable: KEY.",
-    )
-    p.add_argument(
-        "-b",
-        "--bind",
-        metavar="ADDR",
-        help="IPv4 or IPv6 address to listen on (default: all addresses, IPv4 and IPv6). "
-        "Variable: BIND.",
-    )
-    p.add_argument(
-        "--trusted-proxies",
-        metavar="LIST",
-        help="comma-separated IPs or networks of reverse proxies allowed to tell the real "
-        "client address (X-Real-IP / X-Forwarded-For) on the WebSocket port "
-        f"(default: {','.join(DEFAULT_TRUSTED)}). Variable: TRUSTED_PROXIES.",
-    )
-    return p
-
-
-def _positive_float(src: OptionSource, name: str, default: float) -> float:
-    raw = src.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value != value or value == float("inf"):
-        log.warning("%s=%r is not a positive number; using %g", name, raw, default)
-        return default
-    return value
-
-
-def _positive_int(src: OptionSource, name: str, default: int) -> int:
-    raw = src.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
-    if value <= 0:
-        log.warning("%s=%r is not a positive whole number; using %d", name, raw, default)
-        return default
-    return value
-
-
-def _port(flag: str | None, src: OptionSource) -> int:
-    if flag is not None:
-        try:
-            port = int(flag)
-        except ValueError:
-            raise ConfigError(f"--port {flag!r} is not a port number") from None
-    else:
-        port = DEFAULT_PORT
-        raw = src.get("PORT")
-        if raw is not None and raw.strip():
-            try:
-                base = int(raw.strip())
-            except ValueError:
-                base = 0
-            if base > 0:
-                port = base + 1  # the official PORT+1 rule: PORT names hbbs' port
-            else:
-                log.warning("PORT=%r is not a positive port number; using %d", raw, port)
-    if not 1 <= port <= 65535 - 2:
-        raise ConfigError(f"relay port {port} is out of range: it must be 1-65533 (R and R+2)")
-    return port
+SPEC = CommandSpec(prog="hbbr", description=DESCRIPTION, options=ALL_OPTIONS, epilog=EPILOG)
 
 
 def parse_options(
     argv: Sequence[str] | None, environ: Mapping[str, str], workdir: Path
 ) -> HbbrOptions:
-    """Build the options from flags, ``.env`` and the environment; ConfigError if invalid.
+    """Build the options from flags, the ``-c`` file, ``.env`` and the environment;
+    ConfigError if any value is invalid.
 
     ``--help`` prints the help and raises SystemExit(0), as argparse does.
     """
-    parser = _parser()
-    ns = parser.parse_args(list(argv) if argv is not None else None)
-    src = OptionSource.load(environ, workdir)
-
-    bind = ns.bind if ns.bind is not None else src.get_str("BIND", "")
-    trusted_text = (
-        ns.trusted_proxies
-        if ns.trusted_proxies is not None
-        else src.get_str("TRUSTED_PROXIES", ",".join(DEFAULT_TRUSTED))
-    )
-    try:
-        trusted = tuple(parse_networks(trusted_text.split(",")))
-    except ValueError as e:
-        raise ConfigError(f"TRUSTED_PROXIES: {e}") from None
-
-    threshold = _positive_float(src, "DOWNGRADE_THRESHOLD", DEFAULT_DOWNGRADE_THRESHOLD)
+    v = parse_command(SPEC, argv, environ, workdir)
+    port = v[PORT]
+    trusted: list[Network] = v[shared.TRUSTED_PROXIES]
+    if v.source(PORT) not in (Source.DEFAULT, Source.FLAG):
+        port += 1  # the official PORT+1 rule: the variable names hbbs' port
+        if port > MAX_PORT:
+            raise v.refuse(
+                PORT,
+                "is too high for the relay, which listens on PORT+1 and PORT+3",
+                f"a port number from 1 to {MAX_PORT - 1}",
+            )
     return HbbrOptions(
-        port=_port(ns.port, src),
-        bind=bind.strip() or None,
-        key=ns.key if ns.key is not None else src.get_str("KEY", ""),
-        total_bandwidth=_positive_float(src, "TOTAL_BANDWIDTH", DEFAULT_TOTAL_BANDWIDTH),
-        single_bandwidth=_positive_float(src, "SINGLE_BANDWIDTH", DEFAULT_SINGLE_BANDWIDTH),
-        limit_speed=_positive_float(src, "LIMIT_SPEED", DEFAULT_LIMIT_SPEED),
-        downgrade_threshold=threshold,
-        downgrade_start_check=_positive_int(
-            src, "DOWNGRADE_START_CHECK", DEFAULT_DOWNGRADE_START_CHECK
-        ),
-        trusted_proxies=trusted,
-        max_waiting=_positive_int(src, "MAX_WAITING", DEFAULT_MAX_WAITING),
-        max_waiting_per_ip=_positive_int(src, "MAX_WAITING_PER_IP", DEFAULT_MAX_WAITING_PER_IP),
-        max_handshakes=_positive_int(src, "MAX_HANDSHAKES", DEFAULT_MAX_HANDSHAKES),
-        max_handshakes_per_ip=_positive_int(
-            src, "MAX_HANDSHAKES_PER_IP", DEFAULT_MAX_HANDSHAKES_PER_IP
-        ),
+        port=port,
+        bind=v[shared.BIND],
+        key=v[KEY],
+        total_bandwidth=v[TOTAL_BANDWIDTH],
+        single_bandwidth=v[SINGLE_BANDWIDTH],
+        limit_speed=v[LIMIT_SPEED],
+        downgrade_threshold=v[DOWNGRADE_THRESHOLD],
+        downgrade_start_check=v[DOWNGRADE_START_CHECK],
+        trusted_proxies=tuple(trusted),
+        max_waiting=v[MAX_WAITING],
+        max_waiting_per_ip=v[MAX_WAITING_PER_IP],
+        max_handshakes=v[MAX_HANDSHAKES],
+        max_handshakes_per_ip=v[MAX_HANDSHAKES_PER_IP],
         workdir=workdir,
+        rust_log=v[shared.RUST_LOG],
     )

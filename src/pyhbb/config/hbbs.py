@@ -1,4 +1,4 @@
-"""hbbs' options (PROTOCOL.md §10.1-10.2) and its ``--help``.
+"""hbbs' options (§10.1-10.2) and its ``--help``, declared with :mod:`pyhbb.config.options`.
 
 Sources, each overriding the previous: inherited environment, ``.env`` in the working
 directory, the ``-c/--config`` file, then command-line flags. Names are case-insensitive
@@ -7,226 +7,301 @@ and ``_``/``-`` are interchangeable, as with the official server.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pyhbb.config.sources import ConfigError, OptionSource
+from pyhbb.config import shared
+from pyhbb.config.options import (
+    OFFICIAL,
+    CommandSpec,
+    Option,
+    ValueParser,
+    comma_list,
+    host_port,
+    http_url,
+    ipv4_network,
+    parse_command,
+    port_number,
+    text,
+    whole_number,
+    y_means_yes,
+    yes_no,
+)
+from pyhbb.config.sources import ConfigError
 from pyhbb.net.forwarded import DEFAULT_TRUSTED, Network, parse_networks
-from pyhbb.rendezvous.relay_servers import split_list
+from pyhbb.rendezvous.relay_servers import DEFAULT_RELAY_PORT
+
+__all__ = [
+    "ALL_OPTIONS",
+    "SPEC",
+    "ConfigError",
+    "HbbsOptions",
+    "parse_hbbs_options",
+]
 
 DEFAULT_PORT = 21116
+INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
-@dataclass(frozen=True)
-class Opt:
-    """One option: its variable name, flags, default and the help an admin reads."""
-
-    name: str
-    flags: tuple[str, ...]
-    default: str
-    help: str
-    metavar: str = "VALUE"
+def _test_hbbs(value: str) -> str:
+    """TEST_HBBS: ``no`` (any case), an ``IP:port`` to probe, or empty (our own port)."""
+    value = value.strip()
+    if value.lower() == "no":
+        return value
+    return host_port(DEFAULT_PORT).convert(value) if value else ""
 
 
-OFFICIAL = (
-    Opt(
-        "PORT",
-        ("-p", "--port"),
-        str(DEFAULT_PORT),
-        "main port P: UDP and TCP P, TCP P-1 (NAT test, online status, console), WebSocket P+2",
-        "NUMBER",
-    ),
-    Opt(
-        "KEY",
-        ("-k", "--key"),
-        "-",
-        "'-' or '_': load id_ed25519 from the working directory (generated if missing) and "
-        "require clients to use its public key; empty: load/generate it for signing but "
-        "accept any client key; a base64 secret key: use it; any other text: require that "
-        "key but sign nothing (clients then get unencrypted sessions: avoid)",
-        "KEY",
-    ),
-    Opt(
-        "RELAY_SERVERS",
-        ("-r", "--relay-servers"),
-        "",
-        "relay servers handed to clients, comma-separated host[:port] (port 21117 when "
-        "omitted); several are used in turn and health-checked every 3 s. Empty: clients "
-        "use the ID server's host with port P+1",
-        "LIST",
-    ),
-    Opt(
-        "BIND",
-        ("-b", "--bind"),
-        "",
-        "address to listen on (IPv4 or IPv6); empty: all addresses, IPv4 and IPv6",
-        "ADDR",
-    ),
-    Opt(
-        "RMEM",
-        ("-M", "--rmem"),
-        "0",
-        "UDP receive buffer size in bytes (0: system default); raise it for many clients "
-        "(the kernel caps it at net.core.rmem_max)",
-        "BYTES",
-    ),
-    Opt(
-        "SERIAL",
-        ("-s", "--serial"),
-        "0",
-        "configuration serial (deprecated); clients report 3 or more, so 4+ makes them "
-        "take the rendezvous server list below",
-        "NUMBER",
-    ),
-    Opt(
-        "RENDEZVOUS_SERVERS",
-        ("-R", "--rendezvous-servers"),
-        "",
-        "rendezvous servers pushed to clients with --serial (deprecated), comma-separated",
-        "LIST",
-    ),
-    Opt(
-        "SOFTWARE_URL",
-        ("-u", "--software-url"),
-        "",
-        "download URL of the newest client (legacy clients only)",
-        "URL",
-    ),
-    Opt(
-        "MASK",
-        ("--mask",),
-        "",
-        "IPv4 network of your LAN, e.g. 192.168.0.0/16 (deprecated): peers inside and "
-        "outside it are told to relay through LOCAL_IP",
-        "CIDR",
-    ),
+PORT = Option(
+    "PORT",
+    port_number(3, 65533),  # P-1 and P+2 must be ports too
+    str(DEFAULT_PORT),
+    "main port P: UDP and TCP P, TCP P-1 (NAT test, online status, console), WebSocket P+2",
+    flags=("-p", "--port"),
+    metavar="NUMBER",
+    group=OFFICIAL,
 )
-ENV_ONLY = (
-    Opt(
-        "LOCAL_IP",
-        (),
-        "",
-        "relay address given to LAN peers with --mask (default: this host's primary IP)",
-    ),
-    Opt("ALWAYS_USE_RELAY", (), "N", "Y: every connection goes through the relay"),
-    Opt("DB_URL", (), "./db_v2.sqlite3", "SQLite database file"),
-    Opt("MAX_DATABASE_CONNECTIONS", (), "1", "database reader threads"),
-    Opt(
-        "TEST_HBBS",
-        (),
-        "",
-        "'no': disable the UDP self-test; or IP:port to send it to. "
-        "The self-test exits (status 1) when the UDP socket stops answering for 12 s, so a "
-        "supervisor restarts the server",
-    ),
+KEY = shared.KEY.but(
+    default="-",
+    help="'-' or '_': load id_ed25519 from the working directory (generated if missing) and "
+    "require clients to use its public key; empty: load/generate it for signing but "
+    "accept any client key; a base64 secret key: use it; any other text: require that "
+    "key but sign nothing (clients then get unencrypted sessions: avoid)",
 )
-PYHBB = (
-    Opt(
-        "TRUSTED_PROXIES",
-        ("--trusted-proxies",),
-        ",".join(DEFAULT_TRUSTED),
-        "reverse proxies (IPs or networks, comma-separated) whose X-Real-IP / "
-        "X-Forwarded-For headers are believed on the WebSocket port",
-        "LIST",
-    ),
-    Opt(
-        "SECURE_TCP",
-        ("--secure-tcp",),
-        "Y",
-        "Y: offer the encrypted channel (KeyExchange) on TCP P, which logged-in and "
-        "TCP-mode clients wait for; N: behave like the official server",
-        "Y|N",
-    ),
-    Opt("CONSOLE", ("--console",), "Y", "Y: serve the admin console to loopback on P-1", "Y|N"),
-    Opt(
-        "MAX_FRAME_SIZE",
-        ("--max-frame-size",),
-        str(1024 * 1024),
-        "largest message accepted on an encrypted TCP connection, in bytes: it bounds the "
-        "HTTP tunnel's bodies (other connections and ports: 64 KiB)",
-        "BYTES",
-    ),
-    Opt(
-        "MAX_CONNECTIONS_PER_IP",
-        ("--max-connections-per-ip",),
-        "1000",
-        "open TCP/WebSocket connections allowed from one IP (offices behind one NAT need many)",
-        "NUMBER",
-    ),
-    Opt(
-        "MAX_CONNECTIONS",
-        ("--max-connections",),
-        "100000",
-        "open TCP/WebSocket connections allowed in total",
-        "NUMBER",
-    ),
-    Opt(
-        "REGISTER_BURST_PER_IP",
-        ("--register-burst-per-ip",),
-        "30",
-        "key registrations (RegisterPk) accepted from one IP in a burst before it must "
-        "pause 61 s (official: 30)",
-        "NUMBER",
-    ),
-    Opt(
-        "REGISTER_IDS_PER_IP",
-        ("--register-ids-per-ip",),
-        "300",
-        "distinct IDs one IP may register per day (official: 300)",
-        "NUMBER",
-    ),
-    Opt(
-        "API_SERVER",
-        ("--api-server",),
-        "http://127.0.0.1:21114",
-        "where the HTTP tunnel of newer clients (HttpProxyRequest, on encrypted TCP only) "
-        "forwards API calls; 'none' disables the tunnel",
-        "URL",
-    ),
-    Opt(
-        "UDP_PUNCH",
-        ("--udp-punch",),
-        "N",
-        "Y: serve UDP hole punching (forward udp_port, accept UDP PunchHoleSent from the "
-        "registered peer answering a pending request); clients must enable it too",
-        "Y|N",
-    ),
-    Opt(
-        "ID_CHANGE",
-        ("--id-change",),
-        "Y",
-        "Y: let clients change their own ID (client menu 'Change ID'); N: answer "
-        "'not supported' like the official server",
-        "Y|N",
-    ),
-    Opt(
-        "MAX_SESSIONS_PER_IP",
-        ("--max-sessions-per-ip",),
-        "1000",
-        "clients registered over TCP/WebSocket (proxy, WebSocket or no-UDP mode) from one IP",
-        "NUMBER",
-    ),
-    Opt(
-        "NEW_PEERS_PER_SECOND",
-        ("--new-peers-per-second",),
-        "500",
-        "brand-new IDs registered per second in total, after a burst of a minute's worth; "
-        "each is a database row, so a flood of forged registrations cannot fill the disk",
-        "NUMBER",
-    ),
-    Opt(
-        "MAX_PEERS_IN_MEMORY",
-        ("--max-peers-in-memory",),
-        "2000000",
-        "peer records kept in memory; long-offline ones are evicted first (they reload "
-        "from the database when they return)",
-        "NUMBER",
-    ),
+RELAY_SERVERS = Option(
+    "RELAY_SERVERS",
+    comma_list(host_port(DEFAULT_RELAY_PORT)),
+    "",
+    "relay servers handed to clients, comma-separated host[:port] (port 21117 when "
+    "omitted); several are used in turn and health-checked every 3 s. Empty: clients "
+    "use the ID server's host with port P+1",
+    flags=("-r", "--relay-servers"),
+    metavar="LIST",
+    group=OFFICIAL,
 )
-ALL_OPTIONS = OFFICIAL + ENV_ONLY + PYHBB
+RMEM = Option(
+    "RMEM",
+    whole_number(0, 1 << 31),
+    "0",
+    "UDP receive buffer size in bytes (0: system default); raise it for many clients "
+    "(the kernel caps it at net.core.rmem_max)",
+    flags=("-M", "--rmem"),
+    metavar="BYTES",
+    group=OFFICIAL,
+)
+SERIAL = Option(
+    "SERIAL",
+    whole_number(*INT32),
+    "0",
+    "configuration serial (deprecated); clients report 3 or more, so 4+ makes them "
+    "take the rendezvous server list below",
+    flags=("-s", "--serial"),
+    metavar="NUMBER",
+    group=OFFICIAL,
+)
+RENDEZVOUS_SERVERS = Option(
+    "RENDEZVOUS_SERVERS",
+    comma_list(host_port(DEFAULT_PORT)),
+    "",
+    "rendezvous servers pushed to clients with --serial (deprecated), comma-separated",
+    flags=("-R", "--rendezvous-servers"),
+    metavar="LIST",
+    group=OFFICIAL,
+)
+SOFTWARE_URL = Option(
+    "SOFTWARE_URL",
+    text(),
+    "",
+    "download URL of the newest client (legacy clients only)",
+    flags=("-u", "--software-url"),
+    metavar="URL",
+    group=OFFICIAL,
+)
+MASK = Option(
+    "MASK",
+    ipv4_network(),
+    "",
+    "IPv4 network of your LAN, e.g. 192.168.0.0/16 (deprecated): peers inside and "
+    "outside it are told to relay through LOCAL_IP",
+    flags=("--mask",),
+    metavar="CIDR",
+    group=OFFICIAL,
+)
+LOCAL_IP = Option(
+    "LOCAL_IP",
+    text(strip=True),
+    "",
+    "relay address given to LAN peers with --mask; empty: this host's primary IP",
+    group=OFFICIAL,
+)
+ALWAYS_USE_RELAY = Option(
+    "ALWAYS_USE_RELAY",
+    y_means_yes(),
+    "N",
+    "Y: every connection goes through the relay (any other value: N)",
+    group=OFFICIAL,
+)
+MAX_DATABASE_CONNECTIONS = Option(
+    "MAX_DATABASE_CONNECTIONS", whole_number(1, 64), "1", "database reader threads", group=OFFICIAL
+)
+TEST_HBBS = Option(
+    "TEST_HBBS",
+    ValueParser("'no', empty, or IP:port", _test_hbbs),
+    "",
+    "'no': disable the UDP self-test; or IP:port to send it to. "
+    "The self-test exits (status 1) when the UDP socket stops answering for 12 s, so a "
+    "supervisor restarts the server",
+    group=OFFICIAL,
+)
+SECURE_TCP = Option(
+    "SECURE_TCP",
+    yes_no(),
+    "Y",
+    "Y: offer the encrypted channel (KeyExchange) on TCP P, which logged-in and "
+    "TCP-mode clients wait for; N: behave like the official server",
+    flags=("--secure-tcp",),
+    metavar="Y|N",
+)
+CONSOLE = Option(
+    "CONSOLE",
+    yes_no(),
+    "Y",
+    "Y: serve the admin console to loopback on P-1",
+    flags=("--console",),
+    metavar="Y|N",
+)
+MAX_FRAME_SIZE = Option(
+    "MAX_FRAME_SIZE",
+    whole_number(1024, 64 * 1024 * 1024),
+    str(1024 * 1024),
+    "largest message accepted on an encrypted TCP connection, in bytes: it bounds the "
+    "HTTP tunnel's bodies (other connections and ports: 64 KiB)",
+    flags=("--max-frame-size",),
+    metavar="BYTES",
+)
+MAX_CONNECTIONS_PER_IP = Option(
+    "MAX_CONNECTIONS_PER_IP",
+    whole_number(1, 1 << 24),
+    "1000",
+    "open TCP/WebSocket connections allowed from one IP (offices behind one NAT need many)",
+    flags=("--max-connections-per-ip",),
+    metavar="NUMBER",
+)
+MAX_CONNECTIONS = Option(
+    "MAX_CONNECTIONS",
+    whole_number(1, 1 << 24),
+    "100000",
+    "open TCP/WebSocket connections allowed in total",
+    flags=("--max-connections",),
+    metavar="NUMBER",
+)
+REGISTER_BURST_PER_IP = Option(
+    "REGISTER_BURST_PER_IP",
+    whole_number(1, 1 << 30),
+    "30",
+    "key registrations (RegisterPk) accepted from one IP in a burst before it must "
+    "pause 61 s (official: 30)",
+    flags=("--register-burst-per-ip",),
+    metavar="NUMBER",
+)
+REGISTER_IDS_PER_IP = Option(
+    "REGISTER_IDS_PER_IP",
+    whole_number(1, 1 << 30),
+    "300",
+    "distinct IDs one IP may register per day (official: 300)",
+    flags=("--register-ids-per-ip",),
+    metavar="NUMBER",
+)
+API_SERVER = Option(
+    "API_SERVER",
+    http_url(off_words=("none", "no", "n")),
+    "http://127.0.0.1:21114",
+    "where the HTTP tunnel of newer clients (HttpProxyRequest, on encrypted TCP only) "
+    "forwards API calls; 'none' disables the tunnel",
+    flags=("--api-server",),
+    metavar="URL",
+)
+UDP_PUNCH = Option(
+    "UDP_PUNCH",
+    yes_no(),
+    "N",
+    "Y: serve UDP hole punching (forward udp_port, accept UDP PunchHoleSent from the "
+    "registered peer answering a pending request); clients must enable it too",
+    flags=("--udp-punch",),
+    metavar="Y|N",
+)
+ID_CHANGE = Option(
+    "ID_CHANGE",
+    yes_no(),
+    "Y",
+    "Y: let clients change their own ID (client menu 'Change ID'); N: answer "
+    "'not supported' like the official server",
+    flags=("--id-change",),
+    metavar="Y|N",
+)
+MAX_SESSIONS_PER_IP = Option(
+    "MAX_SESSIONS_PER_IP",
+    whole_number(1, 1 << 24),
+    "1000",
+    "clients registered over TCP/WebSocket (proxy, WebSocket or no-UDP mode) from one IP",
+    flags=("--max-sessions-per-ip",),
+    metavar="NUMBER",
+)
+NEW_PEERS_PER_SECOND = Option(
+    "NEW_PEERS_PER_SECOND",
+    whole_number(1, 1 << 30),
+    "500",
+    "brand-new IDs registered per second in total, after a burst of a minute's worth; "
+    "each is a database row, so a flood of forged registrations cannot fill the disk",
+    flags=("--new-peers-per-second",),
+    metavar="NUMBER",
+)
+MAX_PEERS_IN_MEMORY = Option(
+    "MAX_PEERS_IN_MEMORY",
+    whole_number(1000, 1 << 31),
+    "2000000",
+    "peer records kept in memory; long-offline ones are evicted first (they reload "
+    "from the database when they return)",
+    flags=("--max-peers-in-memory",),
+    metavar="NUMBER",
+)
+
+ALL_OPTIONS: tuple[Option[Any], ...] = (
+    # the official flags, in upstream's order
+    PORT,
+    KEY,
+    RELAY_SERVERS,
+    shared.BIND,
+    RMEM,
+    SERIAL,
+    RENDEZVOUS_SERVERS,
+    SOFTWARE_URL,
+    MASK,
+    # the official variables without a flag
+    LOCAL_IP,
+    ALWAYS_USE_RELAY,
+    shared.DB_URL,
+    MAX_DATABASE_CONNECTIONS,
+    TEST_HBBS,
+    shared.RUST_LOG,
+    # pyhbb's own
+    shared.TRUSTED_PROXIES,
+    SECURE_TCP,
+    CONSOLE,
+    MAX_FRAME_SIZE,
+    MAX_CONNECTIONS_PER_IP,
+    MAX_CONNECTIONS,
+    REGISTER_BURST_PER_IP,
+    REGISTER_IDS_PER_IP,
+    API_SERVER,
+    UDP_PUNCH,
+    ID_CHANGE,
+    MAX_SESSIONS_PER_IP,
+    NEW_PEERS_PER_SECOND,
+    MAX_PEERS_IN_MEMORY,
+)
 
 
 @dataclass(frozen=True)
@@ -262,6 +337,7 @@ class HbbsOptions:
     id_change: bool = True
     max_sessions_per_ip: int = 1000
     workdir: Path = field(default_factory=Path.cwd)
+    rust_log: str = ""  # RUST_LOG from the inherited environment
 
     @property
     def nat_port(self) -> int:
@@ -277,64 +353,11 @@ RustDesk ID/rendezvous server (pyhbb's hbbs), a drop-in replacement for the offi
 same ports, flags, variables, key files (id_ed25519, id_ed25519.pub) and database
 (db_v2.sqlite3), all in the working directory."""
 
+EPILOG = """\
+ports (P = --port): UDP+TCP P, TCP P-1, WebSocket P+2; open them in your firewall.
+The admin console: printf 'h' | nc 127.0.0.1 <P-1> (from this machine only)."""
 
-def _epilog() -> str:
-    lines = [
-        "Every option can also be set as an environment variable, in a .env file (KEY=value",
-        "lines) in the working directory, or in the -c file. Precedence: flag > -c file >",
-        ".env > environment. Names are case-insensitive; '-' and '_' are interchangeable.",
-        "",
-        "variables without a flag:",
-    ]
-    for opt in ENV_ONLY:
-        lines.append(f"  {opt.name:<26}{opt.help} (default: {opt.default or 'empty'})")
-    lines += [
-        "  RUST_LOG                  log level: error, warn, info (default), debug, trace;",
-        "                            e.g. RUST_LOG=hbbs=debug",
-        "",
-        "ports (P = --port): UDP+TCP P, TCP P-1, WebSocket P+2; open them in your firewall.",
-        "The admin console: printf 'h' | nc 127.0.0.1 <P-1> (from this machine only).",
-    ]
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="hbbs",
-        description=DESCRIPTION,
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("-c", "--config", metavar="FILE", help="extra KEY=value file, read after .env")
-    official = p.add_argument_group("options of the official hbbs")
-    ours = p.add_argument_group("pyhbb options")
-    for group, opts in ((official, OFFICIAL), (ours, PYHBB)):
-        for opt in opts:
-            default = opt.default or "empty"
-            group.add_argument(
-                *opt.flags,
-                dest=opt.name,
-                metavar=opt.metavar,
-                help=f"{opt.help}. Variable: {opt.name}. Default: {default}",
-            )
-    return p
-
-
-def _int(src: OptionSource, name: str, low: int, high: int) -> int:
-    default = next(int(opt.default) for opt in ALL_OPTIONS if opt.name == name)
-    value = src.get_int(name, default)  # an empty value means the default, as for DB_URL
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range ({low}..{high})")
-    return value
-
-
-def _api_server(value: str) -> str:
-    value = value.strip()
-    if value.lower() in ("", "none", "no", "n"):
-        return ""
-    if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"API_SERVER={value!r} must start with http:// or https://")
-    return value
+SPEC = CommandSpec(prog="hbbs", description=DESCRIPTION, options=ALL_OPTIONS, epilog=EPILOG)
 
 
 def parse_hbbs_options(
@@ -343,60 +366,37 @@ def parse_hbbs_options(
     workdir: Path | None = None,
 ) -> HbbsOptions:
     """Parse flags and every configuration source; raises ConfigError with advice."""
-    args = build_parser().parse_args(argv)
     workdir = workdir or Path.cwd()
-    config = workdir / args.config if args.config else None  # relative to the workdir
-    src = OptionSource.load(os.environ if environ is None else environ, workdir, config)
-    layered = OptionSource(
-        [
-            {opt.name: opt.default for opt in ALL_OPTIONS},
-            src.as_dict(),
-            {k: v for k, v in vars(args).items() if v is not None and k != "config"},
-        ]
-    )
-    port = _int(layered, "PORT", 3, 65533)
-    mask = layered.get_str("MASK", "").strip() or None
-    if mask is not None:
-        try:
-            import ipaddress
-
-            ipaddress.IPv4Network(mask, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"--mask {mask!r} is not an IPv4 network like 192.168.0.0/16"
-            ) from None
-    try:
-        trusted = parse_networks(split_list(layered.get_str("TRUSTED_PROXIES", "")))
-    except ValueError as e:
-        raise ConfigError(f"TRUSTED_PROXIES: {e}") from None
+    v = parse_command(SPEC, argv, os.environ if environ is None else environ, workdir)
     return HbbsOptions(
-        port=port,
-        key=layered.get_str("KEY", "-"),
-        relay_servers=split_list(layered.get_str("RELAY_SERVERS", "")),
-        bind=layered.get_str("BIND", "").strip() or None,
-        rmem=_int(layered, "RMEM", 0, 1 << 31),
-        serial=_int(layered, "SERIAL", -(1 << 31), (1 << 31) - 1),
-        rendezvous_servers=split_list(layered.get_str("RENDEZVOUS_SERVERS", "")),
-        software_url=layered.get_str("SOFTWARE_URL", ""),
-        mask=mask,
-        local_ip=layered.get_str("LOCAL_IP", "").strip(),
-        always_use_relay=layered.get_str("ALWAYS_USE_RELAY", "N").strip().upper() == "Y",
-        db_url=layered.get_str("DB_URL", "./db_v2.sqlite3") or "./db_v2.sqlite3",
-        db_readers=_int(layered, "MAX_DATABASE_CONNECTIONS", 1, 64),
-        test_hbbs=layered.get_str("TEST_HBBS", "").strip(),
-        trusted_proxies=trusted,
-        secure_tcp=layered.get_bool("SECURE_TCP", True),
-        console=layered.get_bool("CONSOLE", True),
-        max_frame=_int(layered, "MAX_FRAME_SIZE", 1024, 64 * 1024 * 1024),
-        max_connections_per_ip=_int(layered, "MAX_CONNECTIONS_PER_IP", 1, 1 << 24),
-        max_connections=_int(layered, "MAX_CONNECTIONS", 1, 1 << 24),
-        register_burst_per_ip=_int(layered, "REGISTER_BURST_PER_IP", 1, 1 << 30),
-        register_ids_per_ip=_int(layered, "REGISTER_IDS_PER_IP", 1, 1 << 30),
-        max_peers=_int(layered, "MAX_PEERS_IN_MEMORY", 1000, 1 << 31),
-        new_peers_per_second=_int(layered, "NEW_PEERS_PER_SECOND", 1, 1 << 30),
-        api_server=_api_server(layered.get_str("API_SERVER", "")),
-        udp_punch=layered.get_bool("UDP_PUNCH", False),
-        id_change=layered.get_bool("ID_CHANGE", True),
-        max_sessions_per_ip=_int(layered, "MAX_SESSIONS_PER_IP", 1, 1 << 24),
+        port=v[PORT],
+        key=v[KEY],
+        relay_servers=v[RELAY_SERVERS],
+        bind=v[shared.BIND],
+        rmem=v[RMEM],
+        serial=v[SERIAL],
+        rendezvous_servers=v[RENDEZVOUS_SERVERS],
+        software_url=v[SOFTWARE_URL],
+        mask=v[MASK],
+        local_ip=v[LOCAL_IP],
+        always_use_relay=v[ALWAYS_USE_RELAY],
+        db_url=v[shared.DB_URL],
+        db_readers=v[MAX_DATABASE_CONNECTIONS],
+        test_hbbs=v[TEST_HBBS],
+        trusted_proxies=v[shared.TRUSTED_PROXIES],
+        secure_tcp=v[SECURE_TCP],
+        console=v[CONSOLE],
+        max_frame=v[MAX_FRAME_SIZE],
+        max_connections_per_ip=v[MAX_CONNECTIONS_PER_IP],
+        max_connections=v[MAX_CONNECTIONS],
+        register_burst_per_ip=v[REGISTER_BURST_PER_IP],
+        register_ids_per_ip=v[REGISTER_IDS_PER_IP],
+        max_peers=v[MAX_PEERS_IN_MEMORY],
+        new_peers_per_second=v[NEW_PEERS_PER_SECOND],
+        api_server=v[API_SERVER],
+        udp_punch=v[UDP_PUNCH],
+        id_change=v[ID_CHANGE],
+        max_sessions_per_ip=v[MAX_SESSIONS_PER_IP],
         workdir=workdir,
+        rust_log=v[shared.RUST_LOG],
     )

@@ -26,11 +26,15 @@ async def _run(opts: HbbrOptions, licence_key: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status (2 = configuration error)."""
-    setup_logging(os.environ.get("RUST_LOG"))
     try:
         opts = parse_options(argv, os.environ, Path.cwd())
+    except ConfigError as e:
+        print(f"hbbr: {e}", file=sys.stderr)
+        return 2
+    setup_logging(opts.rust_log)
+    try:
         licence_key = resolve_licence_key(opts)
-    except (ConfigError, KeyError_) as e:
+    except KeyError_ as e:
         print(f"hbbr: {e}", file=sys.stderr)
         return 2
     raise_fd_limit()

@@ -27,12 +27,12 @@ async def _run(opts: HbbsOptions) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 = configuration error, 1 = runtime failure)."""
-    setup_logging(os.environ.get("RUST_LOG"))
     try:
         opts = parse_hbbs_options(argv, os.environ, Path.cwd())
     except ConfigError as e:
         print(f"hbbs: {e}", file=sys.stderr)
         return 2
+    setup_logging(opts.rust_log)
     try:
         try:
             import uvloop
