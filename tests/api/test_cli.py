@@ -62,7 +62,7 @@ def test_account_commands(tmp_path: Path) -> None:
 
 
 def test_api_option_errors_are_one_line(tmp_path: Path) -> None:
-    for args in (["--port", "x"], ["--hbbs", "nohost"], ["--max-body", "1"]):
+    for args in (["--port", "x"], ["--hbbs", "host:port"], ["--max-body", "1"]):
         done = subprocess.run(
             [sys.executable, "-m", "pyhbb.api.cli", *args],
             cwd=tmp_path,
