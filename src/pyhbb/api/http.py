@@ -1,4 +1,4 @@
-"""The client's HTTP conventions (docs/api.md §0), in one place.
+"""The client's HTTP conventions (docs/api.md §0.3), in one place.
 
 - Errors are ``{"error": "..."}`` with status 200 or 4xx, never 5xx: a 5xx sends the
   client through the hbbs tunnel and makes it retry audits.

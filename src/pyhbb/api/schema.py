@@ -1,4 +1,4 @@
-"""The API service's tables in ``db_v2.sqlite3`` (docs/api.md, "Sharing the peer database").
+"""The API service's tables in ``db_v2.sqlite3``, beside hbbs's ``peer`` table.
 
 Every table is prefixed ``api_`` and created by versioned migrations of component "api",
 so the official hbbs, which only knows ``peer``, still opens the file. The ``peer`` table
