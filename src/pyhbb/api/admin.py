@@ -21,7 +21,7 @@ from pyhbb.api import devices, jobs, users
 from pyhbb.api.auth import Accounts
 from pyhbb.api.http import ApiError
 from pyhbb.api.login_limits import LoginLimiter
-from pyhbb.api.options import parse_api_options
+from pyhbb.api.options import database_path, parse_api_options
 from pyhbb.api.passwords import Passwords
 from pyhbb.api.schema import MIGRATIONS
 from pyhbb.api.tokens import TokenPolicy
@@ -111,8 +111,7 @@ Command = Callable[[SqliteDatabase, argparse.Namespace, str], Awaitable[int]]
 async def _run(
     db_url: str, workdir: Path, command: Command, args: argparse.Namespace, password: str
 ) -> int:
-    path = db_url if Path(db_url).is_absolute() else str(workdir / db_url)
-    db = await SqliteDatabase.open(path, migrations=MIGRATIONS)
+    db = await SqliteDatabase.open(database_path(db_url, workdir), migrations=MIGRATIONS)
     try:
         return await command(db, args, password)
     finally:

@@ -7,6 +7,7 @@ an answer the client understands (never a 5xx) and check the token of user route
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pyhbb.api.heartbeats import HeartbeatBuffer
 from pyhbb.api.http import answer_exception
 from pyhbb.api.options import ApiOptions
 from pyhbb.api.presence import HbbsPresence
-from pyhbb.net.forwarded import client_addr
+from pyhbb.net.forwarded import client_addr, in_networks
 from pyhbb.store.database import SqliteDatabase, StoreError
 from pyhbb.wire.addr_mangle import try_into_v4
 
@@ -51,7 +52,22 @@ class ApiContext:
         if peer is None:
             return ""
         ip = try_into_v4(peer.host)
-        return client_addr((ip, peer.port), request.headers, self.options.trusted_proxies)[0]
+        if not self._trusted(ip):  # most requests: no header to look at
+            return ip
+        forwarded = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in request.scope["headers"]
+            if name in (b"x-real-ip", b"x-forwarded-for")
+        }
+        if not forwarded:
+            return ip
+        return client_addr((ip, peer.port), forwarded, self.options.trusted_proxies)[0]
+
+    def __post_init__(self) -> None:
+        # Parsing the address for every request costs more than the rest of a heartbeat;
+        # the same few addresses (proxies, NAT gateways) come again and again.
+        nets = self.options.trusted_proxies
+        self._trusted = functools.lru_cache(maxsize=4096)(lambda ip: in_networks(ip, nets))
 
 
 def context(request: Request) -> ApiContext:

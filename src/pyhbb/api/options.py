@@ -27,6 +27,7 @@ from pyhbb.config.options import (
     whole_number,
 )
 from pyhbb.net.forwarded import DEFAULT_TRUSTED, Network, parse_networks
+from pyhbb.store.schema import db_path_from_url
 
 DEFAULT_PORT = 21114  # hbbs's port minus 2, where clients look when not told otherwise
 HBBS_NAT_PORT = 21115
@@ -137,6 +138,12 @@ class ApiOptions:
     login_burst_per_ip: int = 20
     login_failures_per_user: int = 10
     workdir: Path = field(default_factory=Path.cwd)
+
+
+def database_path(db_url: str, workdir: Path) -> str:
+    """The database file of ``DB_URL`` (hbbs's rules), relative to the working directory."""
+    path = Path(db_path_from_url(db_url))
+    return str(path if path.is_absolute() else workdir / path)
 
 
 def parse_api_options(

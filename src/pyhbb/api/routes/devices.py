@@ -77,10 +77,12 @@ async def sysinfo(request: Request, ctx: ApiContext) -> Response:
     return text(devices.SYSINFO_UPDATED)
 
 
+device_side = [
+    Route("/api/heartbeat", heartbeat, methods=["POST"]),
+    Route("/api/sysinfo", sysinfo, methods=["POST"]),
+]
 routes = [
     Route("/api/users", user_list, methods=["GET"]),
     Route("/api/peers", device_list, methods=["GET"]),
     Route("/api/device-group/accessible", device_groups, methods=["GET"]),
-    Route("/api/heartbeat", heartbeat, methods=["POST"]),
-    Route("/api/sysinfo", sysinfo, methods=["POST"]),
 ]
