@@ -103,7 +103,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "another application's database": (
         lambda p: sqlite_file(p, "create table users (name text); create table orders (n);", "wal"),
-        "has tables (orders, users) but no peer table",
+        "it has tables (orders, users) but no peer table",
     ),
     "bookkeeping table of someone else": (
         lambda p: sqlite_file(p, OFFICIAL_SCHEMA + "create table pyhbb_schema (x);"),
@@ -208,3 +208,25 @@ async def test_a_hot_journal_is_rolled_back_then_accepted(tmp_path: Path) -> Non
         assert (await store.get("committed")) == StoredPeer(
             guid, "committed", b"uuid-of-committed", b"\x01" * 32, "192.0.2.1"
         )
+
+
+async def test_a_database_locked_at_start_is_reported_as_locked_not_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db_v2.sqlite3"
+    official_db(path, journal_mode="delete").close()
+    before = files(tmp_path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("begin exclusive")  # rollback-journal mode: even readers must wait
+        with pytest.raises(StoreError) as raised:
+            await SqliteDatabase.open(str(path), busy_timeout=0.2)
+        other.execute("rollback")
+    finally:
+        other.close()
+    message = str(raised.value)
+    assert "another process kept it locked for 0.2 s" in message
+    assert "refused" not in message
+    assert files(tmp_path) == before
+    async with await SqliteDatabase.open(str(path)) as db:  # once released, it opens
+        assert await SqlitePeerStore(db).count() == 0

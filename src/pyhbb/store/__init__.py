@@ -1,1 +1,5 @@
-"""Peer storage: the interface the rendezvous server needs, and its SQLite implementation."""
+"""Storage: the process's one SQLite database, its repositories, and hbbs's PeerStore.
+
+:mod:`.database` owns the file (threads, group commit, migrations); :mod:`.peers` is the
+official ``peer`` table as a repository on it; :mod:`.base` is the interface and errors.
+"""

@@ -21,8 +21,9 @@ Group commit
     Every write job queued when the writer becomes free goes into one ``BEGIN IMMEDIATE``
     transaction and one fsync. Under load a burst of registrations, address-book edits and
     audit lines costs one commit, not one each; ``write_transactions`` counts the commits.
-    That is why a process must have one writer: a second one would take turns with the
-    first for the file's single write lock, and neither could batch.
+    That is why a process must have one writer: a second one would compete with it for
+    the file's single write lock, each committing only its own writes (more fsyncs for
+    the same work, and lock waits on the event loop's behalf).
 
 Savepoints
     Each job runs inside its own savepoint. A job that fails while the transaction stays
@@ -49,8 +50,9 @@ Opening, and files we refuse
     not SQLite, a ``peer`` table that is not the official one, another application's
     tables, or a component migrated by a newer pyhbb are refused, and the refused file is
     left byte for byte as it was. Then it switches the file to WAL, creates the official
-    ``peer`` table and indexes if absent (never altering an existing one, so the official
-    server can always open our file), and applies pending migrations.
+    ``peer`` table and its indexes if absent (never altering the columns of an existing
+    one, so the official server can always open our file), and applies pending
+    migrations.
 
 Migrations
     Tables beyond ``peer`` belong to components (``api_…``) and change through
@@ -65,7 +67,8 @@ Several processes
     creation and every migration step run under ``BEGIN IMMEDIATE`` and re-check what
     another process may have done meanwhile, and a writer waits up to ``busy_timeout``
     for the other process's write lock before its jobs fail with StoreError. Within one
-    process, open the database once and share it.
+    process, open the database once, with the migrations of every component the process
+    runs, and share it between their repositories.
 
 Durability
     ``synchronous=FULL`` on every connection: when ``write`` returns, the commit is on
@@ -160,8 +163,6 @@ class SqliteDatabase:
         for the admin if the file cannot be used (ValueError for malformed arguments).
         """
         latest = latest_versions(migrations)
-        if readers < 1:
-            raise ValueError("readers must be at least 1")
         db = cls(
             db_path_from_url(db_url), readers=readers, busy_timeout=busy_timeout, latest=latest
         )
@@ -235,7 +236,11 @@ class SqliteDatabase:
 
     def _open_reader(self) -> sqlite3.Connection:
         conn = connect(self.path, busy_timeout=self._busy_timeout, create=False)
-        conn.execute("pragma query_only = on")
+        try:
+            conn.execute("pragma query_only = on")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -244,16 +249,27 @@ class SqliteDatabase:
         try:
             conn = connect(self.path, busy_timeout=self._busy_timeout, create=True)
         except sqlite3.Error as e:
-            raise StoreError(
-                f"database {self.path}: cannot open it ({e}): check that its directory "
-                "exists and that this user may write there"
-            ) from e
+            raise self._unusable(e) from e
         try:
             self._prepare(conn, findings)
+        except sqlite3.Error as e:
+            conn.close()
+            raise self._unusable(e) from e
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _unusable(self, e: sqlite3.Error) -> StoreError:
+        if (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF in (5, 6):  # BUSY, LOCKED
+            return StoreError(
+                f"database {self.path}: another process kept it locked for "
+                f"{self._busy_timeout:g} s ({e}); stop that process or try again"
+            )
+        return StoreError(
+            f"database {self.path}: cannot open it for writing ({e}): check that the file's "
+            "directory exists and that this user may write the file and the directory"
+        )
 
     def _prepare(self, conn: sqlite3.Connection, findings: Findings) -> None:
         """WAL mode, and the official peer table if incomplete (no-ops on a ready file)."""

@@ -4,7 +4,9 @@ A DB_URL pointing at the wrong file (another application's database, a backup of
 something else, garbage) must be refused exactly as it was found: not switched to WAL,
 not given an index or a table, no ``-wal``/``-shm`` left beside it. So the file is first
 looked at with a connection that cannot write and leaves no side files, and only a file
-that passes is opened for writing.
+that passes is opened for writing. The one write that may come first is SQLite's own
+crash recovery: a rollback journal left "hot" by a writer that died mid-transaction is
+rolled back, as by any program that reads the file, restoring its last committed state.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pyhbb.store.schema import missing_peer_schema
 HEADER = b"SQLite format 3\x00"
 _WAL_VERSION = 2  # file format bytes 18-19 (write and read version) of a WAL database
 _READONLY_ROLLBACK = 776  # SQLITE_READONLY_ROLLBACK: a hot journal must be rolled back
+_NOT_A_DATABASE = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_LOCKED = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +34,9 @@ class Findings:
 
     complete: bool
     """The official ``peer`` table and its indexes are all there: nothing to create."""
-    recorded: Mapping[str, int]
-    """Migration version recorded per component."""
 
 
-_NEW_FILE = Findings(complete=False, recorded={})
+_NEW_FILE = Findings(complete=False)
 
 
 def inspect(path: str, *, busy_timeout: float, latest: Mapping[str, int]) -> Findings:
@@ -62,7 +64,7 @@ def inspect(path: str, *, busy_timeout: float, latest: Mapping[str, int]) -> Fin
     except StoreError as e:
         raise _refused(path, str(e)) from e
     except sqlite3.Error as e:
-        raise _refused(path, f"SQLite cannot read it ({e})") from e
+        raise _unreadable(path, e, busy_timeout) from e
 
 
 def _inspect_database(
@@ -88,19 +90,33 @@ def _inspect_database(
             # rolls that back before reading; it restores the file as last committed.
             _recover(path, busy_timeout)
             statements = missing_peer_schema(conn)
-        recorded = recorded_versions(conn)
-        check_not_newer(recorded, latest)
+        check_not_newer(recorded_versions(conn), latest)
     finally:
         conn.close()
-    return Findings(complete=not statements, recorded=recorded)
+    return Findings(complete=not statements)
 
 
 def _recover(path: str, busy_timeout: float) -> None:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
-        conn.execute("select count(*) from sqlite_schema").fetchone()
+        conn.execute("select count(*) from sqlite_master").fetchone()
     finally:
         conn.close()
+
+
+def _unreadable(path: str, e: sqlite3.Error, busy_timeout: float) -> StoreError:
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in _NOT_A_DATABASE:
+        return _refused(path, f"SQLite cannot read it ({e})")
+    if code in _LOCKED:
+        return StoreError(
+            f"database {path}: another process kept it locked for {busy_timeout:g} s ({e}); "
+            "stop that process or try again"
+        )
+    return StoreError(
+        f"database {path}: cannot read it ({e}): check that this user may read and write "
+        "the file and its directory"
+    )
 
 
 def _refused(path: str, problem: str) -> StoreError:

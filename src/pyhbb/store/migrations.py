@@ -64,7 +64,7 @@ def latest_versions(migrations: Sequence[Migration]) -> dict[str, int]:
 def recorded_versions(conn: sqlite3.Connection) -> dict[str, int]:
     """The version recorded per component ({} for a database never migrated). Reads only."""
     exists = conn.execute(
-        "select 1 from sqlite_schema where type = 'table' and name = ?", (BOOKKEEPING_TABLE,)
+        "select 1 from sqlite_master where type = 'table' and name = ?", (BOOKKEEPING_TABLE,)
     ).fetchone()
     if not exists:
         return {}

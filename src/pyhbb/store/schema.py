@@ -102,20 +102,20 @@ def missing_peer_schema(conn: sqlite3.Connection) -> list[str]:
     long as our inserts can fill it), or other applications' tables without ``peer``.
     """
     row = conn.execute(
-        "select type from sqlite_schema where name = 'peer' collate nocase"
+        "select type from sqlite_master where name = 'peer' collate nocase"
     ).fetchone()
     if row is None:
         foreign = [
             name
             for (name,) in conn.execute(
-                "select name from sqlite_schema where type = 'table' "
+                "select name from sqlite_master where type = 'table' "
                 "and name not like 'sqlite\\_%' escape '\\' order by name"
             )
         ]
         if foreign and BOOKKEEPING_TABLE not in foreign:
             # Someone else's database: adding our table to it would be a surprise.
             raise StoreError(
-                f"has tables ({', '.join(foreign[:5])}) but no peer table: "
+                f"it has tables ({', '.join(foreign[:5])}) but no peer table: "
                 "it is not an hbbs database"
             )
         return [CREATE_TABLE, *CREATE_INDEXES.values()]
