@@ -114,8 +114,8 @@ HBBS_CASES = [
         [],
         {},
         "BIND=0.0.0.0:21116\n",
-        "BIND=0.0.0.0:21116 is not an IP address or host name: expected an IPv4 or IPv6 "
-        "address (no port), or empty (from {dotenv} line 1; flag -b/--bind)",
+        "BIND=0.0.0.0:21116 is not an IP address or host name: expected an IP address "
+        "or host name without a port, or empty (from {dotenv} line 1; flag -b/--bind)",
     ),
     (
         [],
@@ -222,8 +222,8 @@ HBBR_CASES = [
         ["-b", "::1:21117"],
         {},
         "",
-        "BIND=::1:21117 is not an IP address or host name: expected an IPv4 or IPv6 address "
-        "(no port), or empty (given as -b/--bind)",
+        "BIND=::1:21117 is not an IP address or host name: expected an IP address or host "
+        "name without a port, or empty (given as -b/--bind)",
     ),
     (
         [],

@@ -463,7 +463,7 @@ def address() -> ValueParser[str | None]:
         except BadValue:
             raise BadValue("is not an IP address or host name") from None
 
-    return ValueParser("an IPv4 or IPv6 address (no port), or empty", convert)
+    return ValueParser("an IP address or host name without a port, or empty", convert)
 
 
 def split_host_port(text: str, default_port: int) -> tuple[str, int]:
