@@ -1,4 +1,4 @@
-"""The ``pyhbb`` command: ``pyhbb run`` starts hbbs and hbbr together."""
+"""The ``pyhbb`` command: ``pyhbb run`` starts hbbs, hbbr and the API server together."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ from pyhbb.observability.logs import setup_logging
 from pyhbb.wire.keys import KeyError_, load_or_generate
 
 RUN_HELP = """\
-Start the ID/rendezvous server (hbbs) and the relay server (hbbr) together, each in its
-own process (so both CPU cores work), in the current directory: key files and database
-are created there when missing. Options after -- go to hbbs, e.g.
+Start the ID/rendezvous server (hbbs), the relay server (hbbr) and the API server
+(pyhbb api) together, each in its own process (so both CPU cores work), in the current
+directory: key files and database are created there when missing. Options after -- go
+to hbbs, e.g.
   pyhbb run -- -r relay.example.com
-Environment variables, .env and the -c file apply to both. hbbr listens
-on P+1 and P+3 (P = the hbbs port, 21116 by default) and enforces the same key as hbbs
-(-k -), so only clients configured with your key can relay. When one service exits, the
-other is stopped too."""
+Environment variables, .env and the -c file apply to all. hbbr listens on P+1 and P+3
+(P = the hbbs port, 21116 by default) and enforces the same key as hbbs (-k -), so only
+clients configured with your key can relay. The API server listens on P-2 (21114), where
+clients look for it, and hbbs tunnels API calls to it. When one service exits, the
+others are stopped too."""
 
 
 def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
@@ -46,9 +48,40 @@ def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
     return args
 
 
-def _run(hbbs_args: list[str], hbbr_args: list[str]) -> int:
+def _api_args(hbbs_args: list[str], api_args: list[str]) -> tuple[list[str], list[str]]:
+    """The API follows hbbs: port P-2, hbbs's bind address and -c file, asking hbbs on P-1
+    which devices are online; hbbs's tunnel goes to it unless API_SERVER was set.
+    Returns the API's arguments and the extra ones for hbbs."""
+    from pyhbb.api import options as api
+
+    opts = hbbs.parse_hbbs_options(hbbs_args)
+    config = flag_values(hbbs.SPEC, hbbs_args).get("config")
+    given = flag_values(api.SPEC, api_args)
+    host = opts.bind or "127.0.0.1"
+    url_host = f"[{host}]" if ":" in host else host
+    derived = []
+    if "API_HBBS" not in given:
+        derived += ["--hbbs", f"{url_host}:{opts.nat_port}"]
+    if "API_PORT" not in given:
+        derived += ["-p", str(opts.port - 2)]
+    if opts.bind and "BIND" not in given:
+        derived += ["-b", opts.bind]
+    if config is not None and "config" not in given:
+        derived += ["-c", config]
+    args = derived + api_args
+    api_opts = api.parse_api_options(args, os.environ, Path.cwd())
+    hbbs_extra: list[str] = []
+    if opts.api_server == hbbs.HbbsOptions().api_server and api_opts.port != api.DEFAULT_PORT:
+        hbbs_extra = ["--api-server", f"http://{url_host}:{api_opts.port}"]
+    return args, hbbs_extra
+
+
+def _run(hbbs_args: list[str], hbbr_args: list[str], api_args: list[str] | None) -> int:
     try:
         hbbr_args = _hbbr_args(hbbs_args, hbbr_args)
+        if api_args is not None:
+            api_args, hbbs_extra = _api_args(hbbs_args, api_args)
+            hbbs_args = hbbs_args + hbbs_extra
         setup_logging(os.environ.get("RUST_LOG"))
         # Create the key pair once, before either child could race to generate it.
         load_or_generate(Path.cwd())
@@ -60,6 +93,8 @@ def _run(hbbs_args: list[str], hbbr_args: list[str]) -> int:
         subprocess.Popen([python, "-m", "pyhbb.rendezvous.cli", *hbbs_args]),
         subprocess.Popen([python, "-m", "pyhbb.relay.cli", *hbbr_args]),
     ]
+    if api_args is not None:
+        children.append(subprocess.Popen([python, "-m", "pyhbb.api.cli", *api_args]))
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -89,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
-        help="run hbbs and hbbr together",
+        help="run hbbs, hbbr and the API server together",
         description=RUN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -99,6 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="ARG",
         help="pass ARG to hbbr (repeatable), e.g. --hbbr-arg=--port=21117",
+    )
+    run.add_argument(
+        "--api-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to the API server (repeatable), e.g. --api-arg=--max-peer-one-ab=500",
+    )
+    run.add_argument(
+        "--no-api",
+        action="store_true",
+        help="do not start the API server (e.g. when another one serves port P-2)",
     )
     run.add_argument("hbbs_args", nargs="*", help="arguments for hbbs (after --)")
     check = sub.add_parser(
@@ -120,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("hbbs", help="run hbbs only (same as the hbbs command)", add_help=False)
     sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)
+    sub.add_parser("api", help="run the API server only (pyhbb api --help)", add_help=False)
+    from pyhbb.api.admin import build_parsers
+
+    build_parsers(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "hbbs":
         from pyhbb.rendezvous.cli import main as hbbs_main
@@ -129,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         from pyhbb.relay.cli import main as hbbr_main
 
         return hbbr_main(rest)
+    if args.command == "api":
+        from pyhbb.api.cli import main as api_main
+
+        return api_main(rest)
     if rest:
         parser.error(f"unknown arguments {rest}; put hbbs arguments after --")
     if args.command == "check":
@@ -142,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pyhbb check: {e}", file=sys.stderr)
             return 2
         return check_main(args.server, args.key, args.relay)
-    return _run(args.hbbs_args, args.hbbr_arg)
+    if args.command in ("user", "ab", "group"):
+        from pyhbb.api.admin import main as admin_main
+
+        return admin_main(args)
+    return _run(args.hbbs_args, args.hbbr_arg, None if args.no_api else args.api_arg)
 
 
 if __name__ == "__main__":

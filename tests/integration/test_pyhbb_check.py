@@ -16,7 +16,7 @@ def check(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_check_passes_against_pyhbb_run_and_explains_failures(tmp_path: Path) -> None:
-    port = free_base_port(offsets=(-1, 0, 1, 2, 3))
+    port = free_base_port(offsets=(-2, -1, 0, 1, 2, 3))  # the API server on P-2 too
     proc = start("pyhbb", ["run", "--", "-p", str(port)], tmp_path)
     try:
         for p in (port - 1, port, port + 1, port + 2, port + 3):

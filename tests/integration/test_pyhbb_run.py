@@ -24,7 +24,7 @@ async def _relay_pair(relay_port: int, key: str) -> bytes:
 
 
 def test_run_starts_hbbs_and_hbbr_with_one_key(tmp_path: Path) -> None:
-    port = free_base_port(offsets=(-1, 0, 1, 2, 3))
+    port = free_base_port(offsets=(-2, -1, 0, 1, 2, 3))  # the API server on P-2 too
     proc = start("pyhbb", ["run", "--", "-p", str(port)], tmp_path)
     try:
         for p in (port - 1, port, port + 1, port + 2, port + 3):

@@ -1,0 +1,152 @@
+"""Assembly of the API service: routes, conventions, and what runs beside the requests.
+
+The client's routes live under ``/api/``; the root path is left to the web console
+(docs/api.md #36), which for now is a short page saying where things are. At start the
+database is opened (migrations applied) and a flusher writes heartbeats in batches;
+at stop the last batch is written before the database closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from pyhbb.api import devices, jobs
+from pyhbb.api.auth import Accounts
+from pyhbb.api.context import ApiContext
+from pyhbb.api.heartbeats import HeartbeatBuffer
+from pyhbb.api.http import BodyCap, error
+from pyhbb.api.login_limits import Bucket, LoginLimiter
+from pyhbb.api.options import ApiOptions, database_path
+from pyhbb.api.passwords import Passwords
+from pyhbb.api.presence import HbbsPresence
+from pyhbb.api.routes import account, addressbook, audit
+from pyhbb.api.routes import devices as device_routes
+from pyhbb.api.schema import MIGRATIONS
+from pyhbb.api.tokens import TokenPolicy
+from pyhbb.store.database import SqliteDatabase, StoreError
+
+log = logging.getLogger("pyhbb.api")
+
+FLUSH_INTERVAL = 5.0
+OPENAPI = Path(__file__).with_name("openapi.json")
+
+ROOT_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>pyhbb</title></head>
+<body><h1>pyhbb API server</h1>
+<p>RustDesk clients use this address as their <em>API server</em>. The web console is
+not available yet; manage accounts with <code>pyhbb user</code> on the server.</p>
+<p>API description: <a href="/api/openapi.json">/api/openapi.json</a></p></body></html>
+"""
+
+
+async def _root(request: Request) -> Response:
+    return HTMLResponse(ROOT_PAGE)
+
+
+def _openapi(spec: bytes) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
+        return Response(spec, media_type="application/json")
+
+    return serve
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code if 400 <= exc.status_code < 500 else 400
+    messages = {404: "not found", 405: "method not allowed"}
+    return error(messages.get(status, exc.detail), status)
+
+
+async def flush_heartbeats(ctx: ApiContext) -> None:
+    """Write pending heartbeats in one transaction; on failure keep them for next time."""
+    beats = ctx.heartbeats.take()
+    if not beats:
+        return
+    try:
+        wanted = await jobs.write(ctx.db, lambda c: devices.flush_heartbeats(c, beats))
+    except StoreError as e:
+        log.warning("could not store %d heartbeats (will retry): %s", len(beats), e)
+        ctx.heartbeats.restore(beats)
+        return
+    ctx.heartbeats.want_sysinfo(wanted)
+
+
+async def _flusher(ctx: ApiContext, flush_now: asyncio.Event) -> None:
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(flush_now.wait(), FLUSH_INTERVAL)
+        flush_now.clear()
+        await flush_heartbeats(ctx)
+
+
+def build_app(
+    options: ApiOptions,
+    *,
+    passwords: Passwords | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ASGIApp:
+    """The ASGI application; the database opens in its lifespan (uvicorn runs it)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = await SqliteDatabase.open(
+            database_path(options.db_url, options.workdir),
+            readers=options.db_readers,
+            migrations=MIGRATIONS,
+        )
+        limiter = LoginLimiter(
+            per_ip=Bucket(options.login_burst_per_ip, 1 / 3),
+            per_user=Bucket(options.login_failures_per_user, 1 / 30),
+        )
+        policy = TokenPolicy(ttl=options.token_days * 86400)
+        ctx = ApiContext(
+            options=options,
+            db=db,
+            accounts=Accounts(db, passwords or Passwords(), limiter, policy, clock),
+            heartbeats=HeartbeatBuffer(),
+            presence=HbbsPresence(options.hbbs_host, options.hbbs_port),
+            clock=clock,
+        )
+        app.state.api = ctx
+        app.state.flush_now = asyncio.Event()
+        flusher = asyncio.create_task(_flusher(ctx, app.state.flush_now))
+        log.info("API server database %s ready", db.path)
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await flush_heartbeats(ctx)
+            await db.close()
+            log.info("API server stopped")
+
+    # Starlette tries routes in order: the device side (a heartbeat per device every 15 s)
+    # comes first, so the hot path is matched at once.
+    routes = [
+        *device_routes.device_side,
+        *audit.routes,
+        *account.routes,
+        *addressbook.routes,
+        *device_routes.routes,
+        Route("/", _root, methods=["GET"]),
+        Route("/api/openapi.json", _openapi(OPENAPI.read_bytes()), methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+    )
+    return BodyCap(app, options.max_body)
