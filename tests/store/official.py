@@ -1,4 +1,4 @@
-"""The official server's side of ``db_v2.sqlite3``, written from PROTOCOL.md §10.4.
+"""The official server's side of ``db_v2.sqlite3``, written from docs/protocol.md §10.4.
 
 Deliberately independent of ``pyhbb.store``: these helpers create and fill a database the
 way the official server does, with nothing but the ``sqlite3`` module.

@@ -1,4 +1,4 @@
-"""Both ways compatible with the official server's db_v2.sqlite3 (PROTOCOL.md §10.4)."""
+"""Both ways compatible with the official server's db_v2.sqlite3 (docs/protocol.md §10.4)."""
 
 from __future__ import annotations
 

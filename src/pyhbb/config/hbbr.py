@@ -1,4 +1,4 @@
-"""hbbr's options (PROTOCOL.md §1.2, §5.2, §8.4, §10.3) and its ``--help``.
+"""hbbr's options (docs/protocol.md §1.2, §5.2, §8.4, §10.3) and its ``--help``.
 
 Sources, each overriding the previous: inherited environment, ``.env`` in the working
 directory, then command-line flags (hbbr has no ``--config``). Bandwidth values are in

@@ -1,4 +1,4 @@
-"""hbbs' options (PROTOCOL.md §10.1-10.2) and its ``--help``.
+"""hbbs' options (docs/protocol.md §10.1-10.2) and its ``--help``.
 
 Sources, each overriding the previous: inherited environment, ``.env`` in the working
 directory, the ``-c/--config`` file, then command-line flags. Names are case-insensitive

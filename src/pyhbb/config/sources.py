@@ -1,4 +1,4 @@
-"""Option look-up with the official servers' rules (PROTOCOL.md §10.1).
+"""Option look-up with the official servers' rules (docs/protocol.md §10.1).
 
 Option names are case-insensitive and ``_``/``-`` are interchangeable: ``relay_servers``,
 ``RELAY-SERVERS`` and ``Relay_Servers`` all name one option. Values come from layers, each

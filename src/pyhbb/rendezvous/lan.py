@@ -1,4 +1,4 @@
-"""Deprecated same-LAN logic (``--mask``, ``LOCAL-IP``; PROTOCOL.md §6.17)."""
+"""Deprecated same-LAN logic (``--mask``, ``LOCAL-IP``; docs/protocol.md §6.17)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The peer-store interface (PROTOCOL.md §10.4): what hbbs needs from a database.
+"""The peer-store interface (docs/protocol.md §10.4): what hbbs needs from a database.
 
 The rendezvous core never touches the database; its adapter awaits these calls. A second
 implementation (for example a networked database shared by several servers) only has to

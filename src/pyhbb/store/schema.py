@@ -1,4 +1,4 @@
-"""The official ``db_v2.sqlite3`` format (PROTOCOL.md §10.4): DB_URL, schema, ``info``, errors.
+"""The official ``db_v2.sqlite3`` format (docs/protocol.md §10.4): DB_URL, schema, ``info``, errors.
 
 Everything here is plain, synchronous SQLite code; the threads in :mod:`.workers` call it.
 """
