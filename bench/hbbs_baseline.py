@@ -1,4 +1,4 @@
-"""Reference design for the hbbs benchmark (DESIGN.md): a minimal uvloop UDP server.
+"""Reference design for the hbbs benchmark (docs/architecture.md): a minimal uvloop UDP server.
 
 It parses every datagram as a ``RendezvousMessage`` with the same protobuf runtime and
 generated code as pyhbb, keeps one compact tuple per peer in a dict, and answers with

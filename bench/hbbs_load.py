@@ -5,7 +5,7 @@ temporary working directory, and stopped by PID when done:
 
 * ``C``: the C source in ``bench/hbbs_cbaseline.py``, compiled with gcc here; answers by
   looking at the first byte only, stores nothing. The upper bound, and the load generator's ceiling.
-* ``uvloop``: ``bench/hbbs_baseline.py``, the DESIGN.md reference design (uvloop
+* ``uvloop``: ``bench/hbbs_baseline.py``, the docs/architecture.md reference design (uvloop
   DatagramProtocol, protobuf parse, dict update, constant reply).
 * ``pyhbb``: ``.venv/bin/hbbs -p P`` with TEST_HBBS=no, RUST_LOG=warn, RMEM,
   REGISTER_BURST_PER_IP and NEW_PEERS_PER_SECOND raised (~32 RegisterPk per IP per 61 s,
@@ -751,7 +751,8 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
         "Baselines built and measured in the same run: **C** = `bench/hbbs_cbaseline.py` "
         "(C source built with gcc: "
         "recvfrom/sendto, looks at the first byte, stores nothing: the upper bound and the "
-        "load generator's ceiling), **uvloop** = `bench/hbbs_baseline.py` (the DESIGN.md "
+        "load generator's ceiling), **uvloop** = `bench/hbbs_baseline.py` "
+        "(the docs/architecture.md "
         "reference: uvloop DatagramProtocol + protobuf parse + dict update + constant reply)."
     )
     lines.append("")

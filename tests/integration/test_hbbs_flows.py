@@ -1,4 +1,4 @@
-"""Every hbbs flow of PROTOCOL.md §6 over real UDP, TCP and WebSocket sockets on loopback.
+"""Every hbbs flow of docs/protocol.md §6 over real UDP, TCP and WebSocket sockets on loopback.
 
 Different 127.x.y.z addresses play hosts on different networks; one address plays a LAN.
 """

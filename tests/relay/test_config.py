@@ -1,4 +1,4 @@
-"""hbbr options: official names, defaults, PORT+1 rule, precedence (PROTOCOL.md §10)."""
+"""hbbr options: official names, defaults, PORT+1 rule, precedence (docs/protocol.md §10)."""
 
 from __future__ import annotations
 

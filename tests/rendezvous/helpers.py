@@ -34,7 +34,7 @@ from pyhbb.wire import addr_mangle
 from pyhbb.wire import rendezvous_pb2 as pb
 
 T0 = 10_000.0  # an arbitrary monotonic start time
-SEED = bytes(range(32))  # PROTOCOL.md §14.4
+SEED = bytes(range(32))  # docs/protocol.md §14.4
 PK_A = bytes([0x11]) * 32
 PK_B = bytes([0x22]) * 32
 UUID = b"machine-uuid-1"
@@ -221,7 +221,7 @@ def mangled(data: bytes) -> tuple[str, int]:
     return addr_mangle.decode(data)
 
 
-# Wire constants from PROTOCOL.md §14.3 (and the same encoding rules for other results).
+# Wire constants from docs/protocol.md §14.3 (and the same encoding rules for other results).
 REQUEST_PK = bytes.fromhex("3a021001")
 NO_REQUEST_PK = bytes.fromhex("3a00")
 REG_OK = bytes.fromhex("820100")

@@ -1,4 +1,4 @@
-"""B's answers reaching A, and A's RequestRelay (PROTOCOL.md §5.4, §6.7-6.10)."""
+"""B's answers reaching A, and A's RequestRelay (docs/protocol.md §5.4, §6.7-6.10)."""
 
 from __future__ import annotations
 

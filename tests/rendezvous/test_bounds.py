@@ -1,4 +1,4 @@
-"""Rate limits and bounded tables (PROTOCOL.md §11, §13), with injected time only."""
+"""Rate limits and bounded tables (docs/protocol.md §11, §13), with injected time only."""
 
 from __future__ import annotations
 

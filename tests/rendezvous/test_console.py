@@ -1,4 +1,4 @@
-"""The hbbs admin console: every command and alias, official output (PROTOCOL.md §9.1)."""
+"""The hbbs admin console: every command and alias, official output (docs/protocol.md §9.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""hbbs options: flags, variables, sources and precedence (PROTOCOL.md §10.1, §10.2)."""
+"""hbbs options: flags, variables, sources and precedence (docs/protocol.md §10.1, §10.2)."""
 
 from __future__ import annotations
 

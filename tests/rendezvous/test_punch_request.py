@@ -1,4 +1,4 @@
-"""PunchHoleRequest from A over TCP/WebSocket (PROTOCOL.md §6.5, §6.6, §6.16, §6.17)."""
+"""PunchHoleRequest from A over TCP/WebSocket (docs/protocol.md §6.5, §6.6, §6.16, §6.17)."""
 
 from __future__ import annotations
 

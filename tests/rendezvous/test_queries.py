@@ -1,4 +1,4 @@
-"""TestNatRequest and OnlineRequest on P, P+2 and P-1 (PROTOCOL.md §6.11, §6.12)."""
+"""TestNatRequest and OnlineRequest on P, P+2 and P-1 (docs/protocol.md §6.11, §6.12)."""
 
 from __future__ import annotations
 

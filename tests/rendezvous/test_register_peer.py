@@ -1,4 +1,4 @@
-"""RegisterPeer over UDP, B's 15-second heartbeat (PROTOCOL.md §6.3)."""
+"""RegisterPeer over UDP, B's 15-second heartbeat (docs/protocol.md §6.3)."""
 
 from __future__ import annotations
 

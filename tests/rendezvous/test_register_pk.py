@@ -1,4 +1,4 @@
-"""RegisterPk over UDP: binding an ID to a machine and key (PROTOCOL.md §6.4, §11)."""
+"""RegisterPk over UDP: binding an ID to a machine and key (docs/protocol.md §6.4, §11)."""
 
 from __future__ import annotations
 

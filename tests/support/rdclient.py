@@ -1,5 +1,5 @@
 """RustDesk-like clients for tests and benchmarks: they speak to hbbs exactly as the real
-client does (PROTOCOL.md §6, §7): UDP registration, framed TCP with the optional secure
+client does (docs/protocol.md §6, §7): UDP registration, framed TCP with the optional secure
 handshake, WebSocket binary messages."""
 
 from __future__ import annotations

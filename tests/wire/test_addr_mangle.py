@@ -1,4 +1,4 @@
-"""AddrMangle encoding and try_into_v4, with every vector of PROTOCOL.md §14.2 and §4.3."""
+"""AddrMangle encoding and try_into_v4, with every vector of docs/protocol.md §14.2 and §4.3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frame header codec, with every vector of PROTOCOL.md §14.1."""
+"""Frame header codec, with every vector of docs/protocol.md §14.1."""
 
 from __future__ import annotations
 

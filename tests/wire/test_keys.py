@@ -1,4 +1,4 @@
-"""Key files, -k semantics and IdPk signatures, with the vectors of PROTOCOL.md §14.4."""
+"""Key files, -k semantics and IdPk signatures, with the vectors of docs/protocol.md §14.4."""
 
 from __future__ import annotations
 

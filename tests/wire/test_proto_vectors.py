@@ -1,4 +1,4 @@
-"""Our .proto files produce the exact bytes of PROTOCOL.md §14.3."""
+"""Our .proto files produce the exact bytes of docs/protocol.md §14.3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Secure TCP handshake against the transcript of PROTOCOL.md §14.5."""
+"""Secure TCP handshake against the transcript of docs/protocol.md §14.5."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Decide whether a loopback connection is an admin-console session or protocol traffic.
 
-PROTOCOL.md §9 "pyhbb decision": a connection is a console session only if its first
+docs/protocol.md §9 "pyhbb decision": a connection is a console session only if its first
 bytes are printable ASCII text starting with a known command word. Every protobuf message
 a client sends on these ports carries a field tag byte >= 0x80 within its first two
 bytes, so a protocol frame never passes the test.

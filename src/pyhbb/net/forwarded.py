@@ -1,4 +1,4 @@
-"""Client address behind a reverse proxy (PROTOCOL.md §1.5, §13).
+"""Client address behind a reverse proxy (docs/protocol.md §1.5, §13).
 
 ``X-Real-IP`` / ``X-Forwarded-For`` are honoured only when the TCP peer is a trusted
 proxy. ``X-Forwarded-For`` is read from the right, skipping trusted proxies, so a client

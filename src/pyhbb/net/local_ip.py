@@ -1,4 +1,4 @@
-"""The host's primary IP, the default LOCAL-IP given to LAN peers (PROTOCOL.md §6.17)."""
+"""The host's primary IP, the default LOCAL-IP given to LAN peers (docs/protocol.md §6.17)."""
 
 from __future__ import annotations
 

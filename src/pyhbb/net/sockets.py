@@ -1,4 +1,4 @@
-"""Listening sockets as the official servers make them (PROTOCOL.md §1.3).
+"""Listening sockets as the official servers make them (docs/protocol.md §1.3).
 
 Without a bind address: an IPv6 socket on ``[::]`` with IPV6_V6ONLY cleared (dual stack),
 falling back to ``0.0.0.0`` where IPv6 is unavailable. With one: exactly that address.

@@ -1,4 +1,4 @@
-"""hbbr's asyncio adapters: listeners, first message, sessions (PROTOCOL.md §8, §9).
+"""hbbr's asyncio adapters: listeners, first message, sessions (docs/protocol.md §8, §9).
 
 Connections arrive on TCP port R or WebSocket port R+2. Each must send one
 ``RendezvousMessage{request_relay}`` within 30 s; :class:`Pairing` decides whether it

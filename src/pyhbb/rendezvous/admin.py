@@ -1,5 +1,5 @@
 """Operations on the core from outside the protocol: the admin console, the relay health
-check and the periodic summary (PROTOCOL.md §6.16, §9.1).
+check and the periodic summary (docs/protocol.md §6.16, §9.1).
 
 Whatever changes the core's state goes through a method here (no caller writes a table),
 and the tables are handed out as read-only views. Time is always the caller's ``now``.

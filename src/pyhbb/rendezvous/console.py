@@ -1,4 +1,4 @@
-"""The hbbs admin console on P-1 for loopback clients (PROTOCOL.md §9.1).
+"""The hbbs admin console on P-1 for loopback clients (docs/protocol.md §9.1).
 
 Output formats follow the official server so existing scripts keep working; the upstream
 bug where ``always-use-relay`` wiped the relay list is not reproduced. ``stats`` is ours.

@@ -1,9 +1,9 @@
-"""The rendezvous protocol core: events in, actions out, no I/O (DESIGN.md).
+"""The rendezvous protocol core: events in, actions out, no I/O (docs/architecture.md).
 
 Adapters call :meth:`RendezvousCore.on_udp`, :meth:`on_frame` and :meth:`on_nat_frame`
 with bytes, where they came from and ``now`` (monotonic seconds), and perform the actions
 returned. Where the official server answers, pyhbb answers the same bytes; where the
-official server has a quirk, PROTOCOL.md's recommendation is followed.
+official server has a quirk, docs/protocol.md's recommendation is followed.
 
 The core reads no clock and draws no randomness itself: time comes with each event, and
 the guid source and the AddrMangle time are injected. Admin operations (console, relay
@@ -49,7 +49,7 @@ log = logging.getLogger("pyhbb.rendezvous")
 
 
 class RendezvousCore:
-    """hbbs decisions for every message of PROTOCOL.md §6 (sans-IO)."""
+    """hbbs decisions for every message of docs/protocol.md §6 (sans-IO)."""
 
     def __init__(
         self,

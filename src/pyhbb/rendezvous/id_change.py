@@ -1,4 +1,4 @@
-""" "Change ID" from a client (PROTOCOL.md §7.10), which the official server does not serve.
+""" "Change ID" from a client (docs/protocol.md §7.10), which the official server does not serve.
 
 The client sends ``RegisterPk{old_id, id = new id, uuid}`` on a new connection and reads one
 answer. The rename is allowed when the new id has the client's own format, the old id

@@ -1,4 +1,4 @@
-"""Deprecated same-LAN logic (``--mask``, ``LOCAL-IP``; PROTOCOL.md §6.17).
+"""Deprecated same-LAN logic (``--mask``, ``LOCAL-IP``; docs/protocol.md §6.17).
 
 The default LOCAL-IP is found by the application (``pyhbb.net.local_ip``); this policy
 only compares addresses.

@@ -1,4 +1,4 @@
-"""In-memory peer records (PROTOCOL.md §6.1), loaded lazily from the store by id.
+"""In-memory peer records (docs/protocol.md §6.1), loaded lazily from the store by id.
 
 A record is online while ``now - last_reg < REG_TIMEOUT``; records are created by
 RegisterPk or loaded from the database (then offline until they register again). Unlike

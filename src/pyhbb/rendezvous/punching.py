@@ -1,4 +1,4 @@
-"""Connecting A to B: punch requests, B's answers and relay requests (PROTOCOL.md §6.6-6.10).
+"""Connecting A to B: punch requests, B's answers and relay requests (docs/protocol.md §6.6-6.10).
 
 A's request arrives on a TCP/WebSocket link that stays open in the requester table; the
 server tells B (by UDP, or over B's registration session) and forwards B's answer, which

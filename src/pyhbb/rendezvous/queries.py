@@ -1,4 +1,4 @@
-"""NAT-type test and online-status query (PROTOCOL.md §6.11, §6.12)."""
+"""NAT-type test and online-status query (docs/protocol.md §6.11, §6.12)."""
 
 from __future__ import annotations
 

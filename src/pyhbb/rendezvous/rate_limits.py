@@ -1,4 +1,4 @@
-"""Rate limits and bounded logs of hbbs (PROTOCOL.md §11), all with injected time.
+"""Rate limits and bounded logs of hbbs (docs/protocol.md §11), all with injected time.
 
 Whole-second truncation as upstream: "more than N whole seconds" means elapsed >= N + 1.
 Unlike upstream every table here is bounded, and stays O(1) per packet when full: a full

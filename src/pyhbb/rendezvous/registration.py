@@ -1,4 +1,4 @@
-"""Registration: RegisterPeer heartbeats and RegisterPk (PROTOCOL.md §6.3, §6.4, §7.4)."""
+"""Registration: RegisterPeer heartbeats and RegisterPk (docs/protocol.md §6.3, §6.4, §7.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Periodic reachability check of the relay servers (PROTOCOL.md §6.16).
+"""Periodic reachability check of the relay servers (docs/protocol.md §6.16).
 
 Only when more than one relay is configured: every 3 s each is tried with a TCP connect
 (3 s timeout) and rotation uses the reachable ones. Unlike upstream the probe connection

@@ -1,4 +1,4 @@
-"""The relay server list handed to peers, and its round-robin rotation (PROTOCOL.md §6.16)."""
+"""The relay server list handed to peers, and its round-robin rotation (docs/protocol.md §6.16)."""
 
 from __future__ import annotations
 

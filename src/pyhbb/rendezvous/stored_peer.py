@@ -1,4 +1,4 @@
-"""The peer row the rendezvous core receives from a store (PROTOCOL.md §10.4).
+"""The peer row the rendezvous core receives from a store (docs/protocol.md §10.4).
 
 It lives with the core, which defines what it needs; stores (store/) produce it.
 """

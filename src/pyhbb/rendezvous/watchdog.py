@@ -1,4 +1,4 @@
-"""TEST_HBBS: the official server's UDP self-test (PROTOCOL.md §6.3, §10.2).
+"""TEST_HBBS: the official server's UDP self-test (docs/protocol.md §6.3, §10.2).
 
 Once a second a RegisterPeer for the reserved id ``(:test_hbbs:)`` is sent to our own UDP
 port. Upstream exits when no answer has come for more than 12 s. Under a flood the probes

@@ -1,4 +1,4 @@
-"""Peer addresses inside messages (PROTOCOL.md §4).
+"""Peer addresses inside messages (docs/protocol.md §4).
 
 IPv4 addresses use RustDesk's time-mixed "AddrMangle" form (variable length, at most 16
 bytes); IPv6 addresses use 16 address bytes plus a little-endian port (18 bytes). Inside

@@ -1,4 +1,4 @@
-"""RustDesk TCP framing (PROTOCOL.md §2.1): a 1-4 byte little-endian length header.
+"""RustDesk TCP framing (docs/protocol.md §2.1): a 1-4 byte little-endian length header.
 
 The low two bits of the first byte give the header size minus one; the header value
 shifted right by two is the payload length. Decoding accepts non-minimal headers, as the

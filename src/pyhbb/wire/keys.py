@@ -1,4 +1,4 @@
-"""Server key files and the ``-k``/``KEY`` value (PROTOCOL.md §5).
+"""Server key files and the ``-k``/``KEY`` value (docs/protocol.md §5).
 
 Key files live in the working directory: ``id_ed25519`` holds base64 of the 64-byte
 libsodium secret key (seed + public key), ``id_ed25519.pub`` base64 of the public key.
@@ -134,7 +134,7 @@ def load_or_generate(directory: Path) -> SigningKey | None:
 
 
 def resolve_hbbs_key(value: str, directory: Path) -> ServerKey:
-    """Resolve hbbs ``-k``/``KEY`` (default ``-``) as PROTOCOL.md §5.2 prescribes."""
+    """Resolve hbbs ``-k``/``KEY`` (default ``-``) as docs/protocol.md §5.2 prescribes."""
     secret = _b64decode(value) if value else None
     if secret is not None and len(secret) == 64:
         return ServerKey(base64.b64encode(secret[32:]).decode(), signing_key_from_secret(secret))

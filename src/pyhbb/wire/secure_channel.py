@@ -1,4 +1,4 @@
-"""Server side of RustDesk's ``secure_tcp`` handshake and encrypted framing (PROTOCOL.md §7.3).
+"""Server side of RustDesk's ``secure_tcp`` handshake and encrypted framing (docs/protocol.md §7.3).
 
 The server signs a fresh Curve25519 public key with its Ed25519 key and sends it in a
 ``KeyExchange``; a client that answers ``KeyExchange{[its box pk, crypto_box(session key)]}``

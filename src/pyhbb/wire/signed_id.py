@@ -1,4 +1,4 @@
-"""Signed IdPk, the proof of a peer's key that A checks (PROTOCOL.md §5.4).
+"""Signed IdPk, the proof of a peer's key that A checks (docs/protocol.md §5.4).
 
 Apart from the key files (``wire.keys``), so that the rendezvous core can sign without
 importing file handling.

@@ -1,4 +1,4 @@
-"""HttpProxyRequest → the API server → HttpProxyResponse (PROTOCOL.md §7.6).
+"""HttpProxyRequest → the API server → HttpProxyResponse (docs/protocol.md §7.6).
 
 Clients tunnel API calls through the rendezvous connection when direct HTTP fails. We
 forward to the configured API server only (never to a host named by the client), bound the
