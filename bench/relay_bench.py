@@ -4,13 +4,17 @@ What it measures (loopback only, bounded in time and data):
 
 1. Throughput of one relayed session, one direction and both directions at once, and the
    relay process's CPU seconds per GiB moved (user + system, from /proc/PID/stat).
-2. Concurrent sessions (1, 100, 1000) at a fixed per-session rate: the relay's CPU use
+2. The same for one TCP<->WebSocket session through pyhbb's message bridge, each way
+   (no C counterpart: its CPU-s per GiB is compared with the C splice relay's).
+3. Concurrent sessions (1, 100, 1000) at a fixed per-session rate: the relay's CPU use
    (fraction of one core) and resident memory.
 
 The baseline is ``bench/relay_splice_baseline.c``, compiled here with gcc: a minimal
 single-threaded epoll + splice relay (what pyhbb's raw mode does, minus Python).
 Load generators are the same for both relays: ``sendfile`` from a page-cached file and
 ``splice`` into /dev/null for throughput, a uvloop client for the concurrent sessions.
+The WebSocket client is a few lines of raw socket code (a zero masking key, so masking
+costs the client nothing) so that the relay, not the client, is what is measured.
 
 Usage: .venv/bin/python bench/relay_bench.py [--quick] [--no-write]
 Figures are printed and, unless --no-write, written as ratios to the
@@ -46,6 +50,7 @@ from pyhbb.wire.rendezvous_pb2 import RendezvousMessage, RequestRelay  # noqa: E
 OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Relay (hbbr)"
+NOTES = "### Notes"
 GIB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -236,6 +241,89 @@ def run_throughput(relay: Relay, src_fd: int, nbytes: int, both: bool, uuid: str
     return Throughput(moved * 8 / elapsed / 1e9, cpu / (moved / GIB))
 
 
+# -- one TCP <-> WebSocket session through the message bridge -----------------------------
+
+WS_PAYLOAD = 60_000  # < 64 KiB: a 4-byte WebSocket header and a 3-byte TCP frame header
+WS_BLOCK_MESSAGES = 16
+
+
+def ws_connect(port: int, uuid: str) -> socket.socket:
+    """A WebSocket client on ws://127.0.0.1:port/ that has sent its RequestRelay."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(
+        b"GET /ws/relay HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = s.recv(4096)
+        if not data:
+            raise RuntimeError("WebSocket handshake refused")
+        head += data
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"WebSocket handshake refused: {head[:40]!r}")
+    msg = RendezvousMessage(request_relay=RequestRelay(uuid=uuid)).SerializeToString()
+    s.sendall(ws_client_frame(msg))
+    return s
+
+
+def ws_client_frame(payload: bytes) -> bytes:
+    """A masked binary frame (client to server) with an all-zero masking key."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x82, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x82, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x82, 0x80 | 127]) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def block_sender(sock: socket.socket, block: bytes, repeats: int) -> None:
+    for _ in range(repeats):
+        sock.sendall(block)
+
+
+def run_ws_bridge(relay: Relay, nbytes: int, to_ws: bool, uuid: str) -> Throughput:
+    """One TCP client and one WebSocket client paired; ``nbytes`` of payload one way."""
+    tcp = socket.create_connection(("127.0.0.1", relay.port))
+    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tcp.sendall(request_frame(uuid))
+    time.sleep(0.05)
+    ws = ws_connect(relay.port + 2, uuid)
+    time.sleep(0.1)
+    payload = os.urandom(WS_PAYLOAD)
+    repeats = max(1, nbytes // (WS_PAYLOAD * WS_BLOCK_MESSAGES))
+    messages = repeats * WS_BLOCK_MESSAGES
+    if to_ws:
+        src, dst = tcp, ws
+        block = encode_frame(payload) * WS_BLOCK_MESSAGES
+        arriving = messages * (4 + WS_PAYLOAD)  # server-to-client frames are not masked
+    else:
+        src, dst = ws, tcp
+        block = ws_client_frame(payload) * WS_BLOCK_MESSAGES
+        arriving = messages * len(encode_frame(payload))
+    done: list[float] = []
+    threads = [
+        threading.Thread(target=receiver, args=(dst, arriving, done)),
+        threading.Thread(target=block_sender, args=(src, block, repeats)),
+    ]
+    cpu0 = relay.cpu()
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    elapsed = done[0] - t0 if done else float("nan")
+    cpu = relay.cpu() - cpu0
+    tcp.close()
+    ws.close()
+    moved = messages * WS_PAYLOAD
+    return Throughput(moved * 8 / elapsed / 1e9, cpu / (moved / GIB))
+
+
 # -- concurrent sessions at a fixed rate -----------------------------------------------
 
 
@@ -305,7 +393,8 @@ async def run_scaling(relay: Relay, sessions: int, rate_bps: int, seconds: float
 
 
 def replace_section(text: str, body: str) -> str:
-    """Replace (or append) our section, leaving every other section as it is."""
+    """Replace (or append) our section, leaving every other section as it is; a
+    ``### Notes`` block at the end of our section (hand-written) is kept."""
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
     new = SECTION + "\n\n" + body.rstrip() + "\n"
@@ -313,8 +402,22 @@ def replace_section(text: str, body: str) -> str:
         sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
         return text + sep + new
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    notes = next((i for i in range(start + 1, end) if lines[i].rstrip() == NOTES), None)
+    if notes is not None:
+        new += "\n" + "".join(lines[notes:end]).rstrip() + "\n"
     tail = lines[end:]
     return "".join(lines[:start]) + new + ("\n" if tail else "") + "".join(tail)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=ROOT).returncode
+    return out.stdout.strip() + (" + uncommitted changes" if dirty else "")
 
 
 def main() -> None:
@@ -332,6 +435,7 @@ def main() -> None:
         new_loop = asyncio.new_event_loop
 
     per_flow = (256 << 20) if args.quick else (2 * GIB)
+    ws_bytes = (64 << 20) if args.quick else (512 << 20)
     reps = 1 if args.quick else 5
     window = 3.0 if args.quick else 8.0
     counts = (1, 100, 1000)
@@ -344,6 +448,7 @@ def main() -> None:
         src.write(os.urandom(1 << 20) * (SOURCE_FILE_SIZE >> 20))
         src.flush()
         tput: dict[tuple[str, bool], list[Throughput]] = {}
+        ws_tput: dict[bool, list[Throughput]] = {}
         for rep in range(reps):
             for kind in kinds:  # alternate, so drift hits both relays alike
                 relay = start_relay(kind, baseline, workdir)
@@ -356,6 +461,15 @@ def main() -> None:
                             f"{r.gbit_s:6.2f} Gb/s, {r.cpu_per_gib:.3f} CPU-s/GiB",
                             flush=True,
                         )
+                    if kind == "pyhbb":
+                        for to_ws in (True, False):
+                            r = run_ws_bridge(relay, ws_bytes, to_ws, f"w-{rep}-{to_ws}")
+                            ws_tput.setdefault(to_ws, []).append(r)
+                            print(
+                                f"  {kind:9s} {'tcp->ws' if to_ws else 'ws->tcp'} run "
+                                f"{rep + 1}: {r.gbit_s:6.2f} Gb/s, {r.cpu_per_gib:.3f} CPU-s/GiB",
+                                flush=True,
+                            )
                 finally:
                     relay.stop()
         scaling: dict[str, list[Scaling]] = {}
@@ -378,18 +492,21 @@ def main() -> None:
                     flush=True,
                 )
 
-    def med(kind: str, both: bool) -> Throughput:
-        runs = tput[(kind, both)]
+    def median(runs: list[Throughput]) -> Throughput:
         return Throughput(
             statistics.median(r.gbit_s for r in runs),
             statistics.median(r.cpu_per_gib for r in runs),
         )
+
+    def med(kind: str, both: bool) -> Throughput:
+        return median(tput[(kind, both)])
 
     lines = [
         f"Measured by `bench/relay_bench.py`{' --quick' if args.quick else ''} on "
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, loopback. Baseline: `bench/relay_splice_baseline.c` "
         "(single-threaded epoll + splice, built by the benchmark). pyhbb: `.venv/bin/hbbr` "
+        f"at `{git_commit()}` "
         "(uvloop, splice pump, limiter active with caps far above loopback speed). "
         f"Median of {reps} run(s); {per_flow >> 20} MiB per direction per run. "
         "Single runs spread by about ±15 % on this 2-core machine (the load generator "
@@ -408,6 +525,23 @@ def main() -> None:
         lines.append(
             f"| {label}: CPU-s per GiB | {c.cpu_per_gib:.3f} | {p.cpu_per_gib:.3f} | "
             f"**{p.cpu_per_gib / c.cpu_per_gib:.2f}** (goal ≤ 1.2) |"
+        )
+    c_cpu = med("C splice", False).cpu_per_gib
+    lines += [
+        "",
+        f"One TCP<->WebSocket session through the message bridge, {ws_bytes >> 20} MiB of "
+        f"payload one way in {WS_PAYLOAD:,}-byte messages (median of {reps}); no C "
+        "counterpart, so its CPU per GiB is compared with the C splice relay's (one direction):",
+        "",
+        "| WebSocket bridge | pyhbb throughput | pyhbb CPU-s per GiB | CPU × C splice |",
+        "|---|---|---|---|",
+    ]
+    for to_ws in (True, False):
+        w = median(ws_tput[to_ws])
+        label = "TCP → WebSocket" if to_ws else "WebSocket → TCP"
+        lines.append(
+            f"| {label} | {w.gbit_s:.2f} Gb/s | {w.cpu_per_gib:.3f} | "
+            f"**{w.cpu_per_gib / c_cpu:.1f}** |"
         )
     lines += [
         "",
