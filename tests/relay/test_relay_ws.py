@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from pyhbb.relay.ws_bridge import Bridge
 from pyhbb.wire.framing import FrameDecoder, encode_frame
 from tests.relay.clients import closed_by_server, read_exactly, tcp_relay_client, ws_relay_client
 from tests.relay.conftest import StartRelay
@@ -55,7 +56,7 @@ async def test_tcp_ws_bridge(start_relay: StartRelay, ws_first: bool) -> None:
         await w.drain()
     assert await asyncio.wait_for(ws.recv(), 20) == b"split" * 10_000
     (session,) = relay.sessions
-    assert session.kind in ("ws-tcp", "tcp-ws") and session.pump is None
+    assert session.kind in ("ws-tcp", "tcp-ws") and isinstance(session.mover, Bridge)
     await ws.close()
     assert await closed_by_server(r)
     w.close()
