@@ -16,9 +16,14 @@ Load generators are the same for both relays: ``sendfile`` from a page-cached fi
 The WebSocket client is a few lines of raw socket code (a zero masking key, so masking
 costs the client nothing) so that the relay, not the client, is what is measured.
 
-Usage: .venv/bin/python bench/relay_bench.py [--quick] [--no-write]
+Usage: .venv/bin/python bench/relay_bench.py [--quick] [--no-write] [--compare LABEL=SRC]
 Figures are printed and, unless --no-write, written as ratios to the
 "## Relay (hbbr)" section of bench/RESULTS.md (other sections are left untouched).
+
+``--compare before=/tmp/old/src`` also runs the hbbr of another source tree (for example
+``git archive <commit> src | tar -x -C /tmp/old``), interleaved with this one in the same
+invocation, and adds a table of this tree's figures relative to that one: on a shared
+machine, the only fair way to tell a change's effect from the machine's mood.
 """
 
 from __future__ import annotations
@@ -143,18 +148,27 @@ def build_baseline() -> Path:
     return exe
 
 
-def start_relay(kind: str, baseline: Path, workdir: Path) -> Relay:
+C_KIND = "C splice"
+PYHBB = "pyhbb"
+
+
+def start_relay(kind: str, baseline: Path, workdir: Path, sources: dict[str, Path]) -> Relay:
+    """``kind``: the C baseline, this tree's hbbr, or a label of ``sources``."""
     port = free_port_pair()
-    if kind == "C splice":
+    if kind == C_KIND:
         return Relay(kind, [str(baseline), str(port)], port, port, workdir)
-    hbbr = Path(sys.executable).with_name("hbbr")
     env = {
         "RUST_LOG": "warn",
         # Limits far above loopback speed: the limiter still runs, it never throttles.
         "TOTAL_BANDWIDTH": "100000000",
         "SINGLE_BANDWIDTH": "100000000",
     }
-    return Relay(kind, [str(hbbr), "-p", str(port)], port, port + 2, workdir, env)
+    if kind in sources:  # the same interpreter and packages, another pyhbb
+        env["PYTHONPATH"] = str(sources[kind])
+        cmd = [sys.executable, "-m", "pyhbb.relay.cli"]
+    else:
+        cmd = [str(Path(sys.executable).with_name("hbbr"))]
+    return Relay(kind, [*cmd, "-p", str(port)], port, port + 2, workdir, env)
 
 
 # -- clients ---------------------------------------------------------------------------
@@ -409,6 +423,45 @@ def replace_section(text: str, body: str) -> str:
     return "".join(lines[:start]) + new + ("\n" if tail else "") + "".join(tail)
 
 
+def compare_table(
+    label: str,
+    med: Callable[[str, bool], Throughput],
+    median: Callable[[list[Throughput]], Throughput],
+    ws_tput: dict[tuple[str, bool], list[Throughput]],
+    scaling: dict[str, list[Scaling]],
+) -> list[str]:
+    """This tree's figures next to ``label``'s, measured interleaved in the same run."""
+    rows: list[tuple[str, float, float, str]] = []
+    for both in (False, True):
+        name = "splice, " + ("both directions" if both else "one direction")
+        old, new = med(label, both), med(PYHBB, both)
+        rows.append((f"{name}: throughput (Gb/s)", old.gbit_s, new.gbit_s, "higher"))
+        rows.append((f"{name}: CPU-s per GiB", old.cpu_per_gib, new.cpu_per_gib, "lower"))
+    for to_ws in (True, False):
+        name = "WebSocket bridge, " + ("TCP → WS" if to_ws else "WS → TCP")
+        old, new = median(ws_tput[(label, to_ws)]), median(ws_tput[(PYHBB, to_ws)])
+        rows.append((f"{name}: throughput (Gb/s)", old.gbit_s, new.gbit_s, "higher"))
+        rows.append((f"{name}: CPU-s per GiB", old.cpu_per_gib, new.cpu_per_gib, "lower"))
+    for o, n in zip(scaling[label], scaling[PYHBB], strict=True):
+        name = f"{n.sessions} sessions"
+        rows.append((f"{name}: CPU (% of a core)", 100 * o.cpu_share, 100 * n.cpu_share, "lower"))
+        rows.append((f"{name}: RSS (MiB)", o.rss_mib, n.rss_mib, "lower"))
+        rows.append(
+            (f"{name}: delivered (%)", 100 * o.received_ratio, 100 * n.received_ratio, "higher")
+        )
+    out = [
+        f"This tree (`{git_commit()}`) against `{label}`, interleaved in the same run "
+        "(medians as above):",
+        "",
+        f"| figure | {label} | this tree | this / {label} | better is |",
+        "|---|---|---|---|---|",
+    ]
+    for name, old, new, better in rows:
+        ratio = f"{new / old:.2f}" if old else "–"
+        out.append(f"| {name} | {old:.3g} | {new:.3g} | **{ratio}** | {better} |")
+    return out
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(
@@ -424,7 +477,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="less data, shorter windows")
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    ap.add_argument(
+        "--compare",
+        metavar="LABEL=SRC",
+        help="also run the pyhbb in SRC (a directory holding the pyhbb package) as LABEL",
+    )
     args = ap.parse_args()
+    sources: dict[str, Path] = {}
+    if args.compare:
+        label, _, path = args.compare.partition("=")
+        if not label or not (Path(path) / "pyhbb" / "relay" / "cli.py").is_file():
+            raise SystemExit("--compare wants LABEL=SRC, SRC holding pyhbb/relay/cli.py")
+        sources[label] = Path(path).resolve()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
@@ -442,16 +506,16 @@ def main() -> None:
     rate = 128 * 1024  # bytes/s per session, one way: 1 Mb/s, a typical desktop stream
 
     baseline = build_baseline()
-    kinds = ("C splice", "pyhbb")
+    kinds = (C_KIND, PYHBB, *sources)
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile(dir=tmp) as src:
         workdir = Path(tmp)
         src.write(os.urandom(1 << 20) * (SOURCE_FILE_SIZE >> 20))
         src.flush()
         tput: dict[tuple[str, bool], list[Throughput]] = {}
-        ws_tput: dict[bool, list[Throughput]] = {}
+        ws_tput: dict[tuple[str, bool], list[Throughput]] = {}
         for rep in range(reps):
             for kind in kinds:  # alternate, so drift hits both relays alike
-                relay = start_relay(kind, baseline, workdir)
+                relay = start_relay(kind, baseline, workdir, sources)
                 try:
                     for both in (False, True):
                         r = run_throughput(relay, src.fileno(), per_flow, both, f"t-{rep}-{both}")
@@ -461,10 +525,10 @@ def main() -> None:
                             f"{r.gbit_s:6.2f} Gb/s, {r.cpu_per_gib:.3f} CPU-s/GiB",
                             flush=True,
                         )
-                    if kind == "pyhbb":
+                    if kind != C_KIND:
                         for to_ws in (True, False):
                             r = run_ws_bridge(relay, ws_bytes, to_ws, f"w-{rep}-{to_ws}")
-                            ws_tput.setdefault(to_ws, []).append(r)
+                            ws_tput.setdefault((kind, to_ws), []).append(r)
                             print(
                                 f"  {kind:9s} {'tcp->ws' if to_ws else 'ws->tcp'} run "
                                 f"{rep + 1}: {r.gbit_s:6.2f} Gb/s, {r.cpu_per_gib:.3f} CPU-s/GiB",
@@ -475,7 +539,7 @@ def main() -> None:
         scaling: dict[str, list[Scaling]] = {}
         for kind in kinds:
             for n in counts:
-                relay = start_relay(kind, baseline, workdir)
+                relay = start_relay(kind, baseline, workdir, sources)
                 try:
                     loop = new_loop()
                     try:
@@ -516,7 +580,7 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for both in (False, True):
-        c, p = med("C splice", both), med("pyhbb", both)
+        c, p = med(C_KIND, both), med(PYHBB, both)
         label = "both directions" if both else "one direction"
         lines.append(
             f"| {label}: throughput | {c.gbit_s:.2f} Gb/s | {p.gbit_s:.2f} Gb/s | "
@@ -526,7 +590,7 @@ def main() -> None:
             f"| {label}: CPU-s per GiB | {c.cpu_per_gib:.3f} | {p.cpu_per_gib:.3f} | "
             f"**{p.cpu_per_gib / c.cpu_per_gib:.2f}** (goal ≤ 1.2) |"
         )
-    c_cpu = med("C splice", False).cpu_per_gib
+    c_cpu = med(C_KIND, False).cpu_per_gib
     lines += [
         "",
         f"One TCP<->WebSocket session through the message bridge, {ws_bytes >> 20} MiB of "
@@ -537,7 +601,7 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for to_ws in (True, False):
-        w = median(ws_tput[to_ws])
+        w = median(ws_tput[(PYHBB, to_ws)])
         label = "TCP → WebSocket" if to_ws else "WebSocket → TCP"
         lines.append(
             f"| {label} | {w.gbit_s:.2f} Gb/s | {w.cpu_per_gib:.3f} | "
@@ -552,13 +616,15 @@ def main() -> None:
         "| delivered (C / pyhbb) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for c, p in zip(scaling["C splice"], scaling["pyhbb"], strict=True):
+    for c, p in zip(scaling[C_KIND], scaling[PYHBB], strict=True):
         per = (p.rss_mib - p.rss_idle_mib) * 1024 / p.sessions
         lines.append(
             f"| {p.sessions} | {100 * c.cpu_share:.1f} % | {c.rss_mib:.1f} | "
             f"{100 * p.cpu_share:.1f} % | {p.rss_mib:.1f} | {per:.1f} KiB | "
             f"{100 * c.received_ratio:.0f} % / {100 * p.received_ratio:.0f} % |"
         )
+    for label in sources:
+        lines += ["", *compare_table(label, med, median, ws_tput, scaling)]
     body = "\n".join(lines)
     print()
     print(body)

@@ -121,9 +121,20 @@ class ServerWebSocket:
         return response
 
     def send(self, payload: bytes) -> None:
-        """Queue one binary message; :meth:`flush` writes it."""
-        if self.open and self._ws.state is State.OPEN:
-            self._ws.send_binary(payload)
+        """Write one binary message now (after anything the protocol had to send)."""
+        if not self.open or self._ws.state is not State.OPEN or self._transport.is_closing():
+            return
+        # A server frame is never masked and no extension is negotiated: the frame is a
+        # header and the payload as it is, written without copying it (RFC 6455 §5.2).
+        n = len(payload)
+        if n < 126:
+            header = bytes((0x82, n))
+        elif n < 0x10000:
+            header = b"\x82\x7e" + n.to_bytes(2, "big")
+        else:
+            header = b"\x82\x7f" + n.to_bytes(8, "big")
+        pending = self._ws.data_to_send()  # e.g. a pong: it goes first
+        self._transport.writelines([*pending, header, payload])
 
     def send_close(self, code: int = 1000) -> None:
         """Start the closing handshake (then :meth:`close_expected` is True)."""
@@ -142,10 +153,14 @@ class ServerWebSocket:
         transport = self._transport
         if transport.is_closing():
             return False
-        for chunk in self._ws.data_to_send():
-            if chunk:
-                transport.write(chunk)
-            else:  # end of stream, once the closing handshake is complete
+        chunks = self._ws.data_to_send()
+        if chunks:
+            eof = not chunks[-1]  # end of stream, once the closing handshake is complete
+            if eof:
+                chunks.pop()
+            if chunks:
+                transport.writelines(chunks)  # one gathered write
+            if eof:
                 transport.close()
                 return False
         if self._ws.state is State.CLOSED:

@@ -10,7 +10,7 @@ from pyhbb.net.sockets import is_loopback
 from pyhbb.relay.adapters.base import ClientProtocol, Runner
 from pyhbb.relay.conns import Addr, Kind, Phase
 from pyhbb.relay.ws_bridge import MAX_MESSAGE, Bridge, ReadPause
-from pyhbb.wire.framing import FrameDecoder, FrameError, encode_frame
+from pyhbb.wire.framing import FrameDecoder, FrameError, encode_header
 
 
 class TcpClient(ClientProtocol):
@@ -91,5 +91,5 @@ class TcpClient(ClientProtocol):
     def send_payloads(self, payloads: list[bytes]) -> None:
         t = self._transport
         if t is not None and not t.is_closing():
-            for payload in payloads:
-                t.write(encode_frame(payload))
+            # One gathered write for the batch; payloads are not copied to add headers.
+            t.writelines([part for p in payloads for part in (encode_header(len(p)), p)])

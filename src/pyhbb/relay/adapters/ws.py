@@ -110,4 +110,3 @@ class WsClient(ClientProtocol):
     def send_payloads(self, payloads: list[bytes]) -> None:
         for payload in payloads:
             self._ws.send(payload)
-        self._ws.flush()
