@@ -35,6 +35,7 @@ class ReadPause(enum.IntFlag):
     WAITING = 1  # no partner yet (TCP), or enough messages kept for it (WebSocket)
     RATE = 2  # the bandwidth limiter asked for a pause
     PEER = 4  # the other end's write buffer is full
+    UNREAD = 8  # this end's own write buffer is full (before the session)
 
 
 class BridgeEnd(Protocol):

@@ -83,19 +83,26 @@ class ClientProtocol(asyncio.Protocol, RelayConn):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._runner.lost(self)
-        self._cancel_deadline()
-        if self._closer is not None:
-            self._closer.cancel()
-            self._closer = None
         if self.bridge is not None:
             self.bridge.close(self._lost_reason(exc))
         elif self.phase in (Phase.HANDSHAKE, Phase.WAITING):
             self._runner.core.closed(self, self._runner.loop.time())
+        # Last: closing the bridge above may have armed this end's timers again.
+        self._cancel_deadline()
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
 
     def _lost_reason(self, exc: Exception | None) -> str:
         if exc is not None:
             return f"{self.kind.value}: {getattr(exc, 'strerror', None) or exc}"
         return "tcp: end of stream" if self.kind is Kind.TCP else "websocket closed"
+
+    @property
+    def unsent(self) -> int:
+        """Bytes accepted for this client that the kernel has not taken yet."""
+        t = self._transport
+        return t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
 
     # -- the core's deadline ----------------------------------------------------------------
 
@@ -129,12 +136,16 @@ class ClientProtocol(asyncio.Protocol, RelayConn):
         if not self._paused and t is not None and not t.is_closing():
             t.resume_reading()
 
-    # Flow control of this end's writes pauses the other end's reads.
+    # A full write buffer stops reading where the data comes from: the other end once
+    # bridged, else this client itself (whose pings, say, it does not read answers to).
     def pause_writing(self) -> None:
         if self.bridge is not None:
             self.bridge.partner(self).pause(ReadPause.PEER)
+        else:
+            self.pause(ReadPause.UNREAD)
 
     def resume_writing(self) -> None:
+        self.resume(ReadPause.UNREAD)
         if self.bridge is not None:
             self.bridge.partner(self).resume(ReadPause.PEER)
 

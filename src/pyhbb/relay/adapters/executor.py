@@ -79,7 +79,7 @@ class Executor:
     async def _connect(self, conn: ClientProtocol, sock: socket.socket) -> None:
         try:
             await self._loop.connect_accepted_socket(lambda: conn, sock)
-        except OSError as e:  # the client is gone already, or out of memory
+        except (OSError, ValueError) as e:  # the client is gone, or the socket was dropped
             log.debug("%r: cannot start: %s", conn, e)
             sock.close()
             self._core.closed(conn, self._loop.time())

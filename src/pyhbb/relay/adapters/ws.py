@@ -95,7 +95,7 @@ class WsClient(ClientProtocol):
             return
         self._ws.send_close(1000)
         # Read on (and ignore) until the client's close frame completes the handshake.
-        self.resume(ReadPause.WAITING | ReadPause.RATE | ReadPause.PEER)
+        self.resume(ReadPause.WAITING | ReadPause.RATE | ReadPause.PEER | ReadPause.UNREAD)
         self._flush()
 
     # -- bridge end ---------------------------------------------------------------------------
