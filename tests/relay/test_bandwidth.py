@@ -1,4 +1,4 @@
-"""Limiters and the downgrade rule of PROTOCOL.md §8.4, with injected time."""
+"""Limiters and the downgrade rule of §8.4, with injected time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every hbbr console command and alias with the official output (PROTOCOL.md §9.2)."""
+"""Every hbbr console command and alias with the official output (§9.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The relay core before pairing (PROTOCOL.md §8.1, §9): accepting, the first message,
+"""The relay core before pairing (§8.1, §9): accepting, the first message,
 the console gate, handshake bounds and the blocklist. No sockets; time is passed in."""
 
 from __future__ import annotations

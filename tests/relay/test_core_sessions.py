@@ -1,4 +1,4 @@
-"""The relay core from pairing on (PROTOCOL.md §8.2-8.4, §9.2): sessions, the waiting
+"""The relay core from pairing on (§8.2-8.4, §9.2): sessions, the waiting
 table's deadlines, the blocklist on running sessions, the idle rule, blacklist and
 downgrade, usage figures and shutdown. No sockets; time is passed in."""
 

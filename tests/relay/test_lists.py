@@ -1,4 +1,4 @@
-"""blacklist.txt / blocklist.txt parsing and matching (PROTOCOL.md §8.5, §13)."""
+"""blacklist.txt / blocklist.txt parsing and matching (§8.5, §13)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pairing rules of PROTOCOL.md §8.1-8.2, without sockets (time is passed in)."""
+"""Pairing rules of §8.1-8.2, without sockets (time is passed in)."""
 
 from __future__ import annotations
 

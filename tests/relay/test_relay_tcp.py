@@ -1,4 +1,4 @@
-"""Two RustDesk-like TCP clients through a real hbbr on loopback (PROTOCOL.md §8)."""
+"""Two RustDesk-like TCP clients through a real hbbr on loopback (§8)."""
 
 from __future__ import annotations
 

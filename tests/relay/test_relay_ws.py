@@ -1,4 +1,4 @@
-"""WebSocket relaying: TCP<->WS and WS<->WS bridging (PROTOCOL.md §2.4, §8.3, §1.5)."""
+"""WebSocket relaying: TCP<->WS and WS<->WS bridging (§2.4, §8.3, §1.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""hbbr's admin console commands (PROTOCOL.md §9.2), without I/O.
+"""hbbr's admin console commands (§9.2), without I/O.
 
 A console session sends one line; :func:`execute` runs it against a :class:`ConsoleTarget`
 (the relay core) and returns the text to send back, possibly empty. The output formats

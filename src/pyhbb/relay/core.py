@@ -1,4 +1,4 @@
-"""hbbr's decisions, without I/O (PROTOCOL.md §8, §9.2).
+"""hbbr's decisions, without I/O (§8, §9.2).
 
 Adapters report events with ``now`` (monotonic seconds) — a connection accepted, bytes
 or a message before pairing, a deadline reached, a connection closed, a session ended,

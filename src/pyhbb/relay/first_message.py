@@ -1,4 +1,4 @@
-"""A relay client's first message (PROTOCOL.md §8.1), without I/O.
+"""A relay client's first message (§8.1), without I/O.
 
 On TCP port R the first frame is split off the byte stream and the bytes after it are
 kept verbatim (§8.3: once paired they are relayed as they are, and need not be frames).

@@ -1,4 +1,4 @@
-"""blacklist.txt and blocklist.txt (PROTOCOL.md §8.5), with normalised IPs.
+"""blacklist.txt and blocklist.txt (§8.5), with normalised IPs.
 
 Upstream compares raw text, so on a dual-stack socket the peer ``::ffff:1.2.3.4`` never
 matches the entry ``1.2.3.4``. Here every entry and every looked-up address goes through

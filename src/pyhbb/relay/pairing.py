@@ -1,4 +1,4 @@
-"""Pairing of relay connections by uuid (PROTOCOL.md §8.1 steps 5-6, §8.2), without I/O.
+"""Pairing of relay connections by uuid (§8.1 steps 5-6, §8.2), without I/O.
 
 The first connection that sends ``RequestRelay{uuid}`` waits; the next one with the same
 uuid is paired with it. A waiter leaves the table when paired, when its own deadline

@@ -1,4 +1,4 @@
-"""The running hbbr: both listeners and the once-a-second tick (PROTOCOL.md §8, §9).
+"""The running hbbr: both listeners and the once-a-second tick (§8, §9).
 
 Connections arrive on TCP port R or WebSocket port R+2 and become client protocols
 (:mod:`pyhbb.relay.adapters`) that report to :class:`~pyhbb.relay.core.RelayCore`, which

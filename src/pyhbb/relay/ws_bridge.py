@@ -1,4 +1,4 @@
-"""Relaying when at least one side is a WebSocket (PROTOCOL.md §2.4, §8.3).
+"""Relaying when at least one side is a WebSocket (§2.4, §8.3).
 
 Messages are forwarded one to one: a TCP frame's payload becomes one binary WebSocket
 message and a binary message becomes one TCP frame. Text messages and empty payloads

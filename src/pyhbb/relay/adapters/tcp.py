@@ -77,6 +77,7 @@ class TcpClient(ClientProtocol):
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         t.abort()
+        self._transport = None  # the session outlives it: do not keep it alive
         return sock
 
     # -- bridge end ---------------------------------------------------------------------------
