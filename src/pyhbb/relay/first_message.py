@@ -9,6 +9,7 @@ decision"): :class:`TcpFirstMessage` tells which from the first bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from google.protobuf.message import DecodeError
 
@@ -80,9 +81,9 @@ class TcpFirstMessage:
             self._undecided = False
             self.console_due = None
         try:
-            # The buffer is bounded: a header announcing more than the limit raises at
-            # once, and the header is checked before anything is copied.
-            split = split_first_frame(raw, MAX_FIRST_MESSAGE)  # type: ignore[arg-type]
+            # Bounded: a header announcing more than the limit raises at once. The buffer
+            # is only indexed and sliced there, so it need not be copied to bytes first.
+            split = split_first_frame(cast(bytes, raw), MAX_FIRST_MESSAGE)
         except FrameError as e:
             return Invalid(str(e))
         if split is None:
