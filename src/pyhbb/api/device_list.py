@@ -219,9 +219,7 @@ def _peer_filters(query: DeviceQuery, viewer: User) -> tuple[list[str], list[Any
             )
             args.append(value)
         elif value is not None:
-            where.append(
-                f"p.guid not in (select guid from api_device where {column} is not null)"
-            )
+            where.append(f"p.guid not in (select guid from api_device where {column} is not null)")
     return where, args
 
 
@@ -286,7 +284,7 @@ class _Segment:
     def start(self, cursor: Cursor) -> tuple[Any, ...]:
         if len(cursor.keys) != len(self.keys):
             raise ApiError(DAMAGED)
-        keys = list(cursor.keys)
+        keys: list[Any] = list(cursor.keys)
         if self.blob_last:
             try:
                 keys[-1] = bytes.fromhex(str(keys[-1]))
@@ -380,9 +378,7 @@ def rows(conn: sqlite3.Connection, viewer: User, query: DeviceQuery) -> DevicePa
     first = Cursor(found[0][0], segments[found[0][0]].cursor_keys(found[0][1])) if found else None
     last = Cursor(found[-1][0], segments[found[-1][0]].cursor_keys(found[-1][1])) if found else None
     has_prev, has_next = (more, True) if backwards else (cursor is not None, more)
-    return DevicePage(
-        devices, 0, False, last if has_next else None, first if has_prev else None
-    )
+    return DevicePage(devices, 0, False, last if has_next else None, first if has_prev else None)
 
 
 def page(conn: sqlite3.Connection, viewer: User, query: DeviceQuery) -> DevicePage:
