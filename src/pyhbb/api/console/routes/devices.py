@@ -23,7 +23,7 @@ log = logging.getLogger("pyhbb.api.console")
 
 PAGE_SIZES = (20, 50, 100, 200)
 MAX_ONLINE_IDS = 500
-EXPORT_BATCH = 1000
+EXPORT_BATCH = dl.MAX_PAGE
 CSV_COLUMNS = (
     "id", "online", "hostname", "username", "os", "version", "owner", "group", "note",
     "disabled", "registered", "registration_ip", "last_seen", "last_ip",
