@@ -45,9 +45,7 @@ class Browser:
         fields = dict(data)
         if csrf:
             fields.setdefault("csrf", self.csrf)
-        return await self.http.post(
-            path, data=fields, headers={"Origin": origin or self.origin}
-        )
+        return await self.http.post(path, data=fields, headers={"Origin": origin or self.origin})
 
     async def sign_in(self, name: str, password: str = "secret") -> httpx.Response:
         page = await self.http.get("/login")

@@ -1,8 +1,8 @@
 """The server page (admins): what clients need, relays, block lists and counters.
 
 Addresses come from ``--public-host`` or else the host this page was opened with; the
-ID server is that host (with hbbs's port when it is not 21116), the API this console's
-own URL. The key is hbbs's ``id_ed25519.pub`` in the working directory (the API runs
+ID server is that host (with hbbs's port, ``--hbbs`` + 1, when it is not 21116), the
+API this console's own URL. The key is hbbs's ``id_ed25519.pub`` in the working directory (the API runs
 next to hbbs). Relays, block lists and counters are read from and changed in the
 running hbbs and hbbr through their loopback consoles, like ``pyhbb`` admins do by
 hand; changes last until that server restarts (the page says how to keep them).
@@ -80,7 +80,7 @@ def client_config(call: Call, relays: list[str]) -> tuple[clientconfig.ClientCon
                 "name this machine only; open the console by its public name, or start the "
                 "API server with --public-host."
             )
-    hbbs_port = options.port + 2  # clients derive the API port the same way, backwards
+    hbbs_port = options.hbbs_port + 1  # --hbbs names P-1
     id_server = (
         _bracket(host) if hbbs_port == DEFAULT_HBBS_PORT else f"{_bracket(host)}:{hbbs_port}"
     )
