@@ -1,11 +1,11 @@
 """The server page (admins): what clients need, relays, block lists and counters.
 
-Addresses come from ``--public-host`` or else the host this page was opened with; the
+Addresses come from ``--public-host`` or else the host this page was opened with. The
 ID server is that host (with hbbs's port, ``--hbbs`` + 1, when it is not 21116), the
 API this console's own URL. The key is hbbs's ``id_ed25519.pub`` in the working
-directory (the API runs next to hbbs). Relays, block lists and counters are read from and changed in the
-running hbbs and hbbr through their loopback consoles, like ``pyhbb`` admins do by
-hand; changes last until that server restarts (the page says how to keep them).
+directory (the API runs next to hbbs). Relays, block lists and counters are read from
+and changed in the running hbbs and hbbr through their loopback consoles, as admins do
+by hand; changes last until that server restarts (the page says how to keep them).
 """
 
 from __future__ import annotations
