@@ -26,7 +26,10 @@ class Browser:
         host = url.split("//", 1)[1]
         self.origin = url
         self.http = httpx.AsyncClient(
-            base_url=url, trust_env=False, timeout=15, headers={"Host": host}
+            base_url=url,
+            trust_env=False,
+            timeout=15,
+            headers={"Host": host, "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
         )
         self.csrf = ""
 

@@ -56,7 +56,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code if 400 <= exc.status_code < 500 else 400
     messages = {404: "not found", 405: "method not allowed"}
-    if not request.url.path.startswith("/api/"):  # a browser, in the console
+    browser = "text/html" in request.headers.get("accept", "")
+    if browser and not request.url.path.startswith("/api/"):  # someone in the console
         message = {404: "There is no such page.", 405: "This address does not take that."}
         return HTMLResponse(
             f"<!doctype html><title>{status}</title><p>{message.get(status, 'Bad request.')} "
