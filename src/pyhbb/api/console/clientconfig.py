@@ -24,8 +24,6 @@ import base64
 import json
 from dataclasses import dataclass
 
-import segno
-
 QR_PREFIX = "config="
 WINDOWS_FORBIDDEN = set('<>:"/\\|?*,') | {chr(c) for c in range(32)}
 
@@ -85,6 +83,8 @@ def qr_text(config: ClientConfig) -> str:
 
 def qr_svg(text: str) -> str:
     """The QR code as an inline ``<svg>`` element (no XML declaration, scalable)."""
+    import segno  # only the server page needs it: keep it out of the API's start-up
+
     code = segno.make(text, error="m", micro=False)
     svg: str = code.svg_inline(scale=4, border=4, dark="#000", light="#fff", omitsize=True)
     return svg
