@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -k relay -x
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-"$root/scripts/bootstrap.sh" dev
+"$root/scripts/bootstrap.sh" dev,cluster
 cd "$root"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
