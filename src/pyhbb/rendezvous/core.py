@@ -370,12 +370,6 @@ class RendezvousCore:
             log.info("peer %s registered with another node: forgotten (%d this minute)", peer_id, n)
         return [] if session is None else [Close(session)]
 
-    def doubt_ownership(self, now: float) -> None:
-        """The bus was unreachable (evicts may be lost): check every held peer against
-        the directory at its next use."""
-        n = self.state.doubt_ownership()
-        log.info("bus reconnected: %d held peers will be checked against the directory", n)
-
     # -- housekeeping ---------------------------------------------------------------------
 
     def on_timer(self, now: float) -> list[Action]:

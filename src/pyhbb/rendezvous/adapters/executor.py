@@ -77,7 +77,7 @@ class Executor:
     def __init__(
         self,
         core: RendezvousCore,
-        store: PeerStore,
+        store: PeerStore | None,
         clock: Callable[[], float],
         http_proxy: HttpProxyHandler,
         directory: Directory | None = None,
@@ -85,7 +85,11 @@ class Executor:
     ) -> None:
         self.core = core
         self.store = store
-        self.directory: Directory = directory or LocalDirectory(store)
+        if directory is None:
+            if store is None:
+                raise ValueError("the executor needs a peer store or a directory")
+            directory = LocalDirectory(store)
+        self.directory: Directory = directory
         self.bus: Bus = bus or LocalBus()
         self.clock = clock
         self.udp = UdpOut()
