@@ -258,10 +258,12 @@ class RendezvousCore:
         """The store refused or failed ``persist.write``: forget the record (it reloads
         from the database) and answer the conflict or the failure. A shared directory's
         lost race is decided again from a fresh read while attempts remain."""
-        self.registration.persist_failed(persist.write, failure)
+        lost_race = failure.stale or failure.id_taken
+        retry = lost_race and persist.redo is not None and now is not None
+        self.registration.persist_failed(persist.write, failure, quiet=retry)
         if failure.busy and persist.on_busy is not None:
             return persist.on_busy
-        if (failure.stale or failure.id_taken) and persist.redo is not None and now is not None:
+        if retry and persist.redo is not None and now is not None:
             self.state.stats["directory_races"] += 1
             return persist.redo(now)
         if failure.id_taken and persist.on_conflict is not None:

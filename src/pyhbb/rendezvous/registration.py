@@ -431,12 +431,15 @@ class Registration:
         if said is not None and (n := self.s.log_throttle.count("registered")):
             log.info("%s (%d this minute)", said, n)
 
-    def persist_failed(self, write: StoreWrite, failure: StoreFailure) -> None:
-        """Forget the in-memory record whose write failed: it reloads from the database."""
+    def persist_failed(self, write: StoreWrite, failure: StoreFailure, quiet: bool = False) -> None:
+        """Forget the in-memory record whose write failed: it reloads from the database.
+        ``quiet``: a race for a shared directory entry, decided again (not an error)."""
         self._announcements.pop(id(write), None)
-        self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
+        if quiet:
+            return
+        self.s.stats["db_errors"] += 1
         if failure.id_taken:
             if n := self.s.log_throttle.count("id taken"):
                 log.warning(

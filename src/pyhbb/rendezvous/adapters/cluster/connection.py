@@ -64,6 +64,12 @@ async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
         return await js.create_key_value(config)
 
 
+def leader_reads(kv: KeyValue, js: JetStreamContext) -> KeyValue:
+    """The same bucket read through its stream leader: up to date after a lost race,
+    where a replica's direct read may not have the winning write yet."""
+    return KeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, js=js, direct=False)
+
+
 async def open_buckets(js: JetStreamContext, replicas: int) -> tuple[KeyValue, KeyValue, KeyValue]:
     """PEERS (file storage: acknowledged claims survive a restart of every server),
     NODES and RELAYS (memory, entries expire after 10 s)."""

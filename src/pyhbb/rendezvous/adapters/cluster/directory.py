@@ -29,6 +29,7 @@ MAX_IN_FLIGHT = 4096
 """Directory operations waiting at once; past it the node answers TOO_FREQUENT (a claim
 storm drains at the quorum's pace, docs/cluster.md §1.5)."""
 MAX_READ_CACHE = 50_000
+CONTENDED_FOR = 5.0  # seconds an id is read from the leader after a lost race
 
 
 def utc_timestamp() -> str:
@@ -39,8 +40,18 @@ def utc_timestamp() -> str:
 class NatsDirectory:
     """:class:`~pyhbb.cluster.directory.Directory` on the PEERS bucket."""
 
-    def __init__(self, kv: KeyValue, node: str, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        node: str,
+        leader: KeyValue | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         self.kv = kv
+        """Reads from any replica (fast, and they go on without a quorum)."""
+        self.leader = leader or kv
+        """Reads from the stream leader, for ids whose last write lost a race."""
+        self._contended: BoundedTable[str, float] = BoundedTable(MAX_READ_CACHE)
         self.node = node
         self.max_in_flight = max_in_flight
         self.in_flight = 0
@@ -65,8 +76,11 @@ class NatsDirectory:
             self.in_flight -= 1
 
     async def get(self, peer_id: str) -> StoredPeer | None:
+        contended = self._contended.get(peer_id)
+        fresh = contended is not None and time.monotonic() - contended < CONTENDED_FOR
+        kv = self.leader if fresh else self.kv
         try:
-            found = await self._op(self.kv.get(peer_key(peer_id)))
+            found = await self._op(kv.get(peer_key(peer_id)))
         except KeyNotFoundError:
             self._read.pop(peer_id, None)
             return None
@@ -100,8 +114,10 @@ class NatsDirectory:
                 new = await self._op(self.kv.update(peer_key(peer_id), data, last=revision))
             else:
                 new = await self._op(self.kv.create(peer_key(peer_id), data))
-        except KeyWrongLastSequenceError as e:
+        except (KeyWrongLastSequenceError, KeyNotFoundError) as e:
+            # (nats-py re-reads after a failed create; that read may miss the winner)
             self._read.pop(peer_id, None)
+            self._contended[peer_id] = time.monotonic()
             if revision:
                 raise StaleRevision(f"{peer_id} changed since revision {revision}") from e
             raise IdTaken(f"{peer_id} exists in the directory") from e
