@@ -12,15 +12,21 @@ from typing import TYPE_CHECKING
 from pyhbb.cluster.bus import Bus, NodeGone
 from pyhbb.cluster.directory import Directory
 from pyhbb.rendezvous.stored_peer import StoredPeer
-from pyhbb.store.base import PeerStore
+from pyhbb.store.base import PeerStore, StoreError
 from pyhbb.wire.addr_mangle import Addr
 
 
 class LocalDirectory:
     """:class:`~pyhbb.cluster.directory.Directory` on one server's :class:`PeerStore`."""
 
-    def __init__(self, store: PeerStore) -> None:
-        self.store = store
+    def __init__(self, store: PeerStore | None) -> None:
+        self._peers = store
+
+    @property
+    def store(self) -> PeerStore:
+        if self._peers is None:  # an executor built without storage (benchmarks)
+            raise StoreError("this server has no peer store")
+        return self._peers
 
     async def get(self, peer_id: str) -> StoredPeer | None:
         return await self.store.get(peer_id)

@@ -85,11 +85,7 @@ class Executor:
     ) -> None:
         self.core = core
         self.store = store
-        if directory is None:
-            if store is None:
-                raise ValueError("the executor needs a peer store or a directory")
-            directory = LocalDirectory(store)
-        self.directory: Directory = directory
+        self.directory: Directory = directory or LocalDirectory(store)
         self.bus: Bus = bus or LocalBus()
         self.clock = clock
         self.udp = UdpOut()
