@@ -316,6 +316,8 @@ class RendezvousCore:
         record = self.state.peers.get(peer_id)
         if record is None:
             return "unknown", []
+        if not record.online(now):
+            return "offline", []
         msg = pb.PunchHoleRequest()
         try:
             msg.ParseFromString(request)

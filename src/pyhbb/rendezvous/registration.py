@@ -271,8 +271,9 @@ class Registration:
                         )
                     return [reply(TOO_FREQUENT)]
                 record = record or PeerRecord()
-                s.peers.put(peer_id, record)
-                s.remote.pop(peer_id, None)
+                if s.owner_elsewhere(record) is None:
+                    s.peers.put(peer_id, record)
+                # else (cluster mode) held here only once the claim is decided (_apply)
             if attempt < CLAIM_ATTEMPTS and s.settings.node_name:
 
                 def redo(now: float) -> list[Action]:
@@ -370,6 +371,9 @@ class Registration:
             s.stats["register_pk_too_frequent"] += 1
             return [reply(TOO_FREQUENT)]
         s.reg_pk_counts[peer_id] = (count, now)
+        if s.peers.get(peer_id) is not record:  # cluster mode: a peer held elsewhere
+            s.peers.put(peer_id, record)
+            s.remote.pop(peer_id, None)
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
         # TCP/WS clients never send RegisterPeer, which carries ConfigUpdate by UDP: a new
@@ -411,9 +415,10 @@ class Registration:
             said = f"peer {peer_id} moved here from {holder or 'no node'} ({format_addr(src)})"
         self._announcements[id(write)] = said  # logged once the write is stored
         s.stats["register_pk_stored"] += 1
-        if not claim:
+        if not s.settings.node_name:
             return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
-        s.stats["register_pk_claims"] += 1
+        if claim:
+            s.stats["register_pk_claims"] += 1
         return [
             Persist(
                 write,
@@ -421,7 +426,7 @@ class Registration:
                 [reply(Result.SERVER_ERROR)],
                 on_busy=[reply(TOO_FREQUENT)],
                 redo=redo,
-                evict=holder,
+                evict=holder if claim else "",
             )
         ]
 
