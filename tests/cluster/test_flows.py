@@ -254,7 +254,14 @@ async def test_one_id_two_machines_two_nodes_exactly_one_ok_per_round(cluster: C
                 p.register_pk(peer_id, b"uuid-p", b"P" * 32),
                 q.register_pk(peer_id, b"uuid-q", b"Q" * 32),
             )
-            assert sorted(results) == sorted([OK, R.UUID_MISMATCH]), (round_, results)
+            if sorted(results) != sorted([OK, R.UUID_MISMATCH]):
+                problems = [
+                    line
+                    for i in range(2)
+                    for line in cluster.log_of(i).splitlines()
+                    if peer_id in line or "ERROR" in line
+                ]
+                raise AssertionError(f"round {round_}: {results}\n" + "\n".join(problems[-20:]))
             winners[peer_id] = ("n1", b"uuid-p") if results[0] == OK else ("n2", b"uuid-q")
     finally:
         p.close()
