@@ -13,7 +13,7 @@ from pyhbb.cluster.messages import PEERS_BUCKET, decode_entry, peer_key
 from pyhbb.wire import addr_mangle
 from tests.cluster.harness import Cluster
 from tests.cluster.peers import connected_peer
-from tests.support.rdclient import Msg, TcpClient, UdpPeer, parse, pb
+from tests.support.rdclient import Msg, TcpClient, UdpPeer, WsClient, parse, pb
 
 R = pb.RegisterPkResponse
 OK = R.OK
@@ -85,6 +85,47 @@ async def test_cross_node_punch_and_an_answer_arriving_at_a_third_node(cluster: 
         answer.close()
     finally:
         a.close()
+        b.close()
+
+
+async def test_a_websocket_requester_and_a_tcp_registered_target_across_nodes(
+    cluster: Cluster,
+) -> None:
+    """A asks over WebSocket (P+2) at n3; B registered over a TCP session at n1 (the
+    client's TCP mode) gets the PunchHole on that session; B answers at n2."""
+    b = await TcpClient.connect(cluster.node_addr(0), "127.0.0.66")
+    b.send(Msg(register_pk=pb.RegisterPk(id="tcpsess001", uuid=b"u-ts", pk=os.urandom(32))))
+    assert (await b.recv_nonkeyexchange()).register_pk_response.result == OK
+    host, port = cluster.node_addr(2)
+    a = await WsClient.connect((host, port + 2), local="127.0.0.67")
+    try:
+        await a.send(
+            Msg(
+                punch_hole_request=pb.PunchHoleRequest(
+                    id="tcpsess001", licence_key=cluster.public_key
+                )
+            )
+        )
+        while (hole_msg := await b.recv_nonkeyexchange()).WhichOneof("union") != "punch_hole":
+            pass
+        hole = hole_msg.punch_hole
+        assert addr_mangle.decode(hole.socket_addr)[0] == "127.0.0.67"
+        answer = await TcpClient.connect(cluster.node_addr(1), "127.0.0.66")
+        answer.send(
+            Msg(
+                punch_hole_sent=pb.PunchHoleSent(
+                    socket_addr=hole.socket_addr,
+                    id="tcpsess001",
+                    relay_server=hole.relay_server,
+                    version="1.4.9",
+                )
+            )
+        )
+        resp = (await a.recv()).punch_hole_response
+        assert resp.relay_server == hole.relay_server and resp.pk
+        answer.close()
+    finally:
+        await a.close()
         b.close()
 
 
