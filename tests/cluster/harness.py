@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +94,14 @@ class Cluster:
     def nat_addr(self, i: int) -> tuple[str, int]:
         return NODE_IPS[i], self.base - 1
 
+    def nats_messages_in(self) -> int:
+        """Messages the NATS servers received from clients so far (/varz in_msgs)."""
+        total = 0
+        for port in self.nats_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port + 200}/varz", timeout=5) as r:
+                total += int(json.load(r)["in_msgs"])
+        return total
+
     @property
     def public_key(self) -> str:
         return (self.root / "keys" / "id_ed25519.pub").read_text().strip()
@@ -105,9 +115,11 @@ class Cluster:
 
 
 def start_nats(root: Path) -> tuple[list[Proc], list[int]]:
-    ports = [free_base_port((0, 100)) for _ in range(3)]
+    ports = [free_base_port((0, 100, 200)) for _ in range(3)]
     members = [
-        NatsMember(f"s{i + 1}", "127.0.0.1", port, port + 100, str(root / f"nats{i + 1}"))
+        NatsMember(
+            f"s{i + 1}", "127.0.0.1", port, port + 100, str(root / f"nats{i + 1}"), port + 200
+        )
         for i, port in enumerate(ports)
     ]
     procs = []

@@ -52,6 +52,25 @@ async def test_a_datagram_from_another_node_never_reaches_a_peer(cluster: Cluste
         b.close()
 
 
+async def test_heartbeats_never_reach_the_engine(cluster: Cluster) -> None:
+    """2,000 accepted heartbeats at the holder cost NATS nothing (docs/cluster.md §1.4):
+    the servers' message count grows by the background presence writes only."""
+    b = await registered(cluster, 0, "heartbeat1", "127.0.0.57", b"u-hb")
+    try:
+        before = cluster.nats_messages_in()
+        for _ in range(2000):
+            b.send(Msg(register_peer=pb.RegisterPeer(id="heartbeat1", serial=3)))
+            await b.recv_kind("register_peer_response")
+        grown = cluster.nats_messages_in() - before
+        # the count does see the cluster's work: one claim is at least one message
+        before_claim = cluster.nats_messages_in()
+        assert await b.register_pk("heartbeat2", b"u-hb2", os.urandom(32)) == OK
+        assert cluster.nats_messages_in() > before_claim
+    finally:
+        b.close()
+    assert grown < 200, grown
+
+
 async def test_cross_node_punch_and_an_answer_arriving_at_a_third_node(cluster: Cluster) -> None:
     b = await registered(cluster, 0, "crossb0001", "127.0.0.42", b"u-b")
     a = await TcpClient.connect(cluster.node_addr(1), "127.0.0.43")
