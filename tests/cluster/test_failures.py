@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from tests.cluster.harness import Cluster
+from tests.cluster.harness import Cluster, node_proc, start_node
 from tests.cluster.peers import connected_peer
 from tests.cluster.test_flows import directory_entry
 from tests.support.rdclient import Msg, TcpClient, UdpPeer, pb
@@ -57,8 +57,20 @@ async def test_a_killed_node_peers_get_offline_at_once_then_move(own_cluster: Cl
     a = await punch(c, 2, peer_id, "127.0.3.2")
     assert (await new.recv_kind("punch_hole")).punch_hole
     a.close()
+    # n1 comes back under its name (its old subscriptions are gone), and forwards to n2
+    c.nodes[0] = node_proc(c, 0, [])
+    start_node(c, c.nodes[0], 0)
+    a = await punch(c, 0, peer_id, "127.0.3.3")
+    assert (await new.recv_kind("punch_hole", timeout=5)).punch_hole
+    a.close()
     for _, new in moved:
         new.close()
+    # a second process under a live node's name is refused before it listens
+    twin = node_proc(c, 1, [])
+    twin.log = c.root / "twin.log"
+    twin.start()
+    assert twin.popen is not None and twin.popen.wait(30) == 2
+    assert "NODE_NAME=n2 is in use by another live node" in twin.log.read_text()
 
 
 async def test_one_nats_server_killed_the_cluster_keeps_working(own_cluster: Cluster) -> None:
