@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -k relay -x
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-"$root/scripts/bootstrap.sh" dev
+"$root/scripts/bootstrap.sh" dev,cluster
 cd "$root"
 # The web console's browser tests drive Debian's headless Chromium; install it when
 # missing and we may (root with apt-get). Elsewhere they skip, except in CI.

@@ -171,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)
     sub.add_parser("api", help="run the API server only (pyhbb api --help)", add_help=False)
     from pyhbb.api.admin import build_parsers
+    from pyhbb.cluster.cli import build_parser as build_cluster_parser
 
     build_parsers(sub)
+    build_cluster_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "hbbs":
         from pyhbb.rendezvous.cli import main as hbbs_main
@@ -199,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pyhbb check: {e}", file=sys.stderr)
             return 2
         return check_main(args.server, args.key, args.relay)
+    if args.command == "cluster":
+        from pyhbb.cluster.cli import main as cluster_main
+
+        return cluster_main(args)
     if args.command in ("user", "ab", "group"):
         from pyhbb.api.admin import main as admin_main
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyhbb.cluster.options import CLUSTER, NODE_NAME
 from pyhbb.config import shared
 from pyhbb.config.options import (
     OFFICIAL,
@@ -301,6 +302,9 @@ ALL_OPTIONS: tuple[Option[Any], ...] = (
     MAX_SESSIONS_PER_IP,
     NEW_PEERS_PER_SECOND,
     MAX_PEERS_IN_MEMORY,
+    # cluster mode (docs/cluster.md)
+    CLUSTER,
+    NODE_NAME,
 )
 
 
@@ -338,6 +342,10 @@ class HbbsOptions:
     max_sessions_per_ip: int = 1000
     workdir: Path = field(default_factory=Path.cwd)
     rust_log: str = ""  # RUST_LOG from the inherited environment
+    cluster: list[str] = field(default_factory=list)
+    """NATS server URLs; empty: a single server."""
+    node_name: str = ""
+    """This node's name in the cluster (used only with ``cluster``)."""
 
     @property
     def nat_port(self) -> int:
@@ -368,6 +376,14 @@ def parse_hbbs_options(
     """Parse flags and every configuration source; raises ConfigError with advice."""
     workdir = workdir or Path.cwd()
     v = parse_command(SPEC, argv, os.environ if environ is None else environ, workdir)
+    if v[CLUSTER] and not v[RELAY_SERVERS]:
+        # Without -r a client relays through the host name it resolved, which may lead
+        # the two sides of a pair to two different nodes (docs/cluster.md §0).
+        raise v.refuse(
+            CLUSTER,
+            "needs -r/RELAY_SERVERS",
+            "-r naming this node's hbbr by an address only it answers on, with --cluster",
+        )
     return HbbsOptions(
         port=v[PORT],
         key=v[KEY],
@@ -399,4 +415,6 @@ def parse_hbbs_options(
         max_sessions_per_ip=v[MAX_SESSIONS_PER_IP],
         workdir=workdir,
         rust_log=v[shared.RUST_LOG],
+        cluster=v[CLUSTER],
+        node_name=v[NODE_NAME],
     )

@@ -11,6 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pyhbb.cluster.bus import Bus
+from pyhbb.cluster.directory import Directory
+from pyhbb.cluster.options import default_node_name
 from pyhbb.config.hbbs import HbbsOptions
 from pyhbb.config.sources import ConfigError
 from pyhbb.net.conn_limits import ConnectionLimiter
@@ -62,20 +65,31 @@ def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
         max_sessions_per_ip=opts.max_sessions_per_ip,
         udp_punch=opts.udp_punch,
         id_change=opts.id_change,
+        node_name=(opts.node_name or default_node_name()) if opts.cluster else "",
     )
 
 
 class HbbsServer:
     """One running hbbs: listeners on P (UDP+TCP), P-1 and P+2 around one core."""
 
-    def __init__(self, opts: HbbsOptions, key: ServerKey, store: PeerStore) -> None:
+    def __init__(
+        self,
+        opts: HbbsOptions,
+        key: ServerKey,
+        store: PeerStore | None,
+        directory: Directory | None = None,
+        bus: Bus | None = None,
+    ) -> None:
+        """``store`` for a single server; in cluster mode ``directory`` and ``bus``."""
         self.opts = opts
         self.key = key
         self.store = store
         self.core = RendezvousCore(core_settings(opts, key))
         loop = asyncio.get_running_loop()
         self.http_proxy = HttpProxy(opts.api_server, opts.max_frame - 4096)
-        self.executor = Executor(self.core, store, loop.time, self.http_proxy.handle)
+        self.executor = Executor(
+            self.core, store, loop.time, self.http_proxy.handle, directory, bus
+        )
         self.limiter = ConnectionLimiter(opts.max_connections_per_ip, opts.max_connections, "hbbs")
         console = Console(self.core.admin, resolves, self._extra_stats)
         self.ctx = AdapterContext(
@@ -140,7 +154,8 @@ class HbbsServer:
         self.fd_watch = FdWatch("hbbs", soft_limit, open_fds())
         self._watch_accept_errors(loop)
         self._spawn(self._housekeeping())
-        self._spawn(relay_health.check_forever(self.core.admin))
+        if not self.opts.cluster:  # in cluster mode the node checks and shares its relays
+            self._spawn(relay_health.check_forever(self.core.admin))
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
             self._spawn(watchdog.run(dest, lambda: self.request_stop(1), lambda: endpoint.received))
@@ -253,7 +268,7 @@ class HbbsServer:
             link.close()
         await self.executor.drain()
         await self.http_proxy.close()
-        await self.store.close()
+        await self.executor.directory.close()
         log.info("hbbs stopped")
 
 
@@ -269,6 +284,8 @@ async def serve(
     if problem is not None:
         raise ConfigError(f"-R/RENDEZVOUS_SERVERS: {problem}")
     key = resolve_hbbs_key(opts.key, opts.workdir)
+    if opts.cluster:
+        return await _serve_cluster_node(opts, key, stop, on_started)
     db_url = opts.db_url
     if not Path(db_url).is_absolute() and "://" not in db_url and not db_url.startswith("sqlite:"):
         db_url = str(opts.workdir / db_url)
@@ -288,10 +305,48 @@ async def serve(
     )
     server = HbbsServer(opts, key, store)
     try:
+        return await _run_until_stopped(server, stop, on_started)  # commits the store's writes
+    finally:
+        await db.close()
+
+
+async def _serve_cluster_node(
+    opts: HbbsOptions,
+    key: ServerKey,
+    stop: asyncio.Event | None,
+    on_started: Callable[[HbbsServer], None] | None,
+) -> int:
+    """hbbs as one node of a cluster: peers live in the NATS directory, not in SQLite."""
+    from pyhbb.rendezvous.adapters.cluster.node import ClusterNode
+
+    name = opts.node_name or default_node_name()
+    node = await ClusterNode.connect(opts.cluster, name)
+    try:
+        count = await node.directory.count()
+        log.info(
+            "cluster mode: node %s, NATS %s, %d directory entries",
+            name,
+            ",".join(opts.cluster),
+            count,
+        )
+        server = HbbsServer(opts, key, None, node.directory, node.bus)
+        await node.start(
+            server.core, server.executor.run, asyncio.get_running_loop().time, opts.relay_servers
+        )
+        return await _run_until_stopped(server, stop, on_started)
+    finally:
+        await node.close()
+
+
+async def _run_until_stopped(
+    server: HbbsServer,
+    stop: asyncio.Event | None,
+    on_started: Callable[[HbbsServer], None] | None,
+) -> int:
+    try:
         await server.start()
     except BaseException:
         await server.stop()
-        await db.close()
         raise
     if on_started is not None:
         on_started(server)
@@ -303,6 +358,5 @@ async def serve(
     finally:
         for w in waiters:
             w.cancel()
-        await server.stop()  # closes the store: its writes are committed
-        await db.close()
+        await server.stop()
     return server.exit_code

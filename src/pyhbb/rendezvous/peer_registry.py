@@ -36,17 +36,23 @@ class PeerDetails:
     """What only RegisterPk and ID changes need: loaded from the database for the decision
     and dropped right after it, since keeping it would double every peer's memory."""
 
-    __slots__ = ("guid", "ip", "uuid")
+    __slots__ = ("guid", "ip", "owner", "revision", "uuid")
 
-    def __init__(self, guid: bytes = b"", uuid: bytes = b"", ip: str = "") -> None:
+    def __init__(
+        self, guid: bytes = b"", uuid: bytes = b"", ip: str = "", owner: str = "", revision: int = 0
+    ) -> None:
         self.guid = guid
         self.uuid = uuid
         self.ip = ip
         """``info.ip`` of the last accepted RegisterPk (normalised)."""
+        self.owner = owner
+        """The node holding the peer in a shared directory ("" on a single server)."""
+        self.revision = revision
+        """The directory revision these details were read at (0 on a single server)."""
 
     @classmethod
     def from_stored(cls, row: StoredPeer) -> PeerDetails:
-        return cls(row.guid, row.uuid, try_into_v4(row.ip))
+        return cls(row.guid, row.uuid, try_into_v4(row.ip), row.owner, row.revision)
 
 
 class PeerRecord:
@@ -70,7 +76,10 @@ class PeerRecord:
 
     @classmethod
     def from_stored(cls, row: StoredPeer) -> PeerRecord:
-        return cls(row.guid, row.uuid, row.pk, try_into_v4(row.ip))
+        record = cls(row.guid, row.uuid, row.pk, try_into_v4(row.ip))
+        if row.owner or row.revision:
+            record.details = PeerDetails.from_stored(row)
+        return record
 
     # -- key and address, in the blob ------------------------------------------------------
 

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 
 from pyhbb.net.hostport import format_addr
 from pyhbb.observability.throttle import worth_logging
-from pyhbb.rendezvous.actions import Action, Send
+from pyhbb.rendezvous.actions import Action, DeliverAnswer, PunchViaOwner, RelayViaOwner, Send
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import (
     PUNCH_ID_NOT_EXIST,
@@ -102,23 +102,47 @@ class Punching:
                     "punch request from %s: %s does not exist", format_addr(link.addr), msg.id
                 )
                 return [Send(link, PUNCH_ID_NOT_EXIST)]
+            holder = s.owner_elsewhere(record)
+            if holder:  # cluster mode: B's NAT only lets in the node it registered with
+                relay = s.relays.next()
+                return [PunchViaOwner(holder, link, msg.id, msg.SerializeToString(), relay)]
             if not record.online(now) or (record.addr is None and record.session is None):
+                if s.settings.node_name and holder is None and not rechecked:
+                    rechecked.append(True)  # held here but silent: moved without an evict?
+                    return s.with_peer(msg.id, now, decide, fresh=True)
                 log.debug("punch request from %s: %s is offline", format_addr(link.addr), msg.id)
                 return [Send(link, PUNCH_OFFLINE)]
             return self._notify_target(link, msg, record, now)
 
-        return s.with_peer(msg.id, now, decide)
+        rechecked: list[bool] = []
+        doubtful = s.doubtful and msg.id in s.doubtful
+        return s.with_peer(msg.id, now, decide, fresh=bool(doubtful))
 
     def _notify_target(
         self, link: Link, msg: pb.PunchHoleRequest, record: PeerRecord, now: float
     ) -> list[Action]:
+        action = self.notify_held_peer(link, msg, record, now, self.s.relays.next())
+        if action is None:
+            return [Send(link, PUNCH_OFFLINE)]
+        return [action]
+
+    def notify_held_peer(
+        self,
+        link: Link,
+        msg: pb.PunchHoleRequest,
+        record: PeerRecord,
+        now: float,
+        relay_server: str,
+    ) -> Action | None:
+        """The PunchHole (or FetchLocalAddr) for B, held here, on behalf of the requester
+        ``link`` (in cluster mode a stand-in for A's connection on another node); ``None``
+        when B cannot be reached."""
         s = self.s
         a_ip = link.addr[0]
         b_ip = s.peer_ip(record)
         s.punch_log.record(a_ip, b_ip, msg.id, now)
         peer_is_lan = s.lan.is_lan(b_ip)
         is_lan = s.lan.is_lan(a_ip)
-        relay_server = s.relays.next()
         nat_type = msg.nat_type
         if s.settings.always_use_relay or peer_is_lan != is_lan:
             if peer_is_lan:
@@ -155,7 +179,7 @@ class Punching:
             )
         action = s.route(record, out.SerializeToString())
         if action is None:
-            return [Send(link, PUNCH_OFFLINE)]
+            return None
         if s.settings.udp_punch and msg.udp_port and not same_intranet:
             self._expect_udp_answer(msg.id, link.key, now)
         if n := s.log_throttle.count("punch", now):
@@ -167,7 +191,7 @@ class Punching:
                 " same intranet" if same_intranet else "",
                 n,
             )
-        return [action]
+        return action
 
     def _expect_udp_answer(self, peer_id: str, requester: Addr, now: float) -> None:
         pending = self._udp_pending
@@ -202,6 +226,15 @@ class Punching:
         if self._oversized("relay request", msg, link.addr):
             return []
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
+        if record is None and s.settings.node_name:
+            # cluster mode: B may be held by another node (directory, or the recent cache)
+            return s.with_peer(msg.id, now, lambda r, now, ok: self._relay_to(link, msg, r, now))
+        return self._relay_to(link, msg, record, now)
+
+    def _relay_to(
+        self, link: Link, msg: pb.RequestRelay, record: PeerRecord | None, now: float
+    ) -> list[Action]:
+        s = self.s
         if record is None:
             log.debug("relay request from %s: %s not in memory", format_addr(link.addr), msg.id)
             return []
@@ -209,7 +242,13 @@ class Punching:
         fwd.CopyFrom(msg)
         fwd.DiscardUnknownFields()  # passed on by UDP: only what the protocol defines
         fwd.socket_addr = addr_mangle.encode(link.addr, self.mangle_time())
-        action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
+        payload = pb.RendezvousMessage(request_relay=fwd).SerializeToString()
+        holder = s.owner_elsewhere(record)
+        action: Action | None
+        if holder is not None:
+            action = RelayViaOwner(holder, msg.id, payload) if holder else None
+        else:
+            action = s.route(record, payload)
         if action is None:
             return []
         if n := s.log_throttle.count("relay", now):
@@ -226,6 +265,8 @@ class Punching:
 
     def _deliver(self, requester: Addr, payload: bytes, what: str, peer_id: str) -> list[Action]:
         target = self.s.requesters.take(requester)
+        if target is None and self.s.settings.node_name:
+            return [DeliverAnswer(requester, payload)]  # A may wait on another node
         if target is None:
             log.debug("%s from %s for %s: requester gone", what, peer_id, format_addr(requester))
             self.s.stats["answers_undeliverable"] += 1

@@ -10,6 +10,7 @@ from pyhbb.net.hostport import format_addr, is_loopback
 from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.actions import (
     Action,
+    ClaimPeer,
     InsertPeer,
     Persist,
     RenamePeer,
@@ -54,6 +55,7 @@ MAX_PACED_PEERS = 100_000
 MAX_SOFTWARE_ASKS = 10_000
 SOFTWARE_ASK_TTL = 60.0
 LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
+CLAIM_ATTEMPTS = 3  # a shared directory's entry changed under us: read and decide again
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -109,6 +111,8 @@ class Registration:
         record = self.s.peers.get(peer_id)
         if record is None:
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
+        if self.s.doubtful and peer_id in self.s.doubtful:
+            return self._verify_then_register(msg, src, now)
         ip = src[0]
         result = record.udp_heartbeat(pack_addr(src), now, is_loopback(ip))
         if result != ACCEPTED:
@@ -128,6 +132,17 @@ class Registration:
         if self.s.serial > msg.serial or self._software_reply:
             return [SendUdp(REGISTER_PEER_OK, src), *self._legacy_updates(peer_id, msg, src, now)]
         return [SendUdp(REGISTER_PEER_OK, src)]
+
+    def _verify_then_register(self, msg: pb.RegisterPeer, src: Addr, now: float) -> list[Action]:
+        """Cluster mode, after the bus was unreachable: is this peer still ours? Read the
+        directory first (which drops it if another node holds it), then decide."""
+
+        def then(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            if not ok:  # directory unreachable: a held peer keeps working meanwhile
+                self.s.doubtful.discard(msg.id)
+            return self.register_peer(msg, src, now)
+
+        return self.s.with_peer(msg.id, now, then, fresh=True)
 
     def _legacy_updates(
         self, peer_id: str, msg: pb.RegisterPeer, src: Addr, now: float
@@ -217,8 +232,24 @@ class Registration:
         if refused:
             self._budget_refused("lookup", refused, peer_id, src)
             return [reply(TOO_FREQUENT)]
-        uuid = bytes(msg.uuid)
-        pk = bytes(msg.pk)
+        return self._look_up_and_decide(
+            peer_id, bytes(msg.uuid), bytes(msg.pk), src, reply, now, session, 1
+        )
+
+    def _look_up_and_decide(
+        self,
+        peer_id: str,
+        uuid: bytes,
+        pk: bytes,
+        src: Addr,
+        reply: Reply,
+        now: float,
+        session: Link | None,
+        attempt: int,
+    ) -> list[Action]:
+        """The §6.4 decision on the peer's stored details; in cluster mode a lost race for
+        the directory entry reads and decides again, up to CLAIM_ATTEMPTS times."""
+        s = self.s
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
@@ -240,7 +271,16 @@ class Registration:
                         )
                     return [reply(TOO_FREQUENT)]
                 record = record or PeerRecord()
-                s.peers.put(peer_id, record)
+                if s.owner_elsewhere(record) is None:
+                    s.peers.put(peer_id, record)
+                # else (cluster mode) held here only once the claim is decided (_apply)
+            if attempt < CLAIM_ATTEMPTS and s.settings.node_name:
+
+                def redo(now: float) -> list[Action]:
+                    args = (peer_id, uuid, pk, src, reply, now, session, attempt + 1)
+                    return self._look_up_and_decide(*args)
+
+                return self._apply(record, peer_id, uuid, pk, src, reply, now, session, redo)
             return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
 
         return s.with_peer(peer_id, now, decide, need_details=True)
@@ -292,6 +332,7 @@ class Registration:
         reply: Reply,
         now: float,
         session: Link | None,
+        redo: Callable[[float], list[Action]] | None = None,
     ) -> list[Action]:
         s = self.s
         ip = src[0]
@@ -330,6 +371,9 @@ class Registration:
             s.stats["register_pk_too_frequent"] += 1
             return [reply(TOO_FREQUENT)]
         s.reg_pk_counts[peer_id] = (count, now)
+        if s.peers.get(peer_id) is not record:  # cluster mode: a peer held elsewhere
+            s.peers.put(peer_id, record)
+            s.remote.pop(peer_id, None)
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
         # TCP/WS clients never send RegisterPeer, which carries ConfigUpdate by UDP: a new
@@ -341,7 +385,10 @@ class Registration:
                 return [reply(TOO_FREQUENT)]
             if new_binding and s.serial > 0:
                 extra.append(Send(session, s.config_update_payload))
-        if not changed:
+        # Cluster mode: a peer held by another node (or by none) is claimed for this one.
+        holder = details.owner
+        claim = bool(s.settings.node_name) and holder != s.settings.node_name
+        if not changed and not claim:
             return [reply(Result.OK), *extra]
         is_new = not details.guid
         pk_changed = record.has_pk and record.pk != pk
@@ -359,13 +406,29 @@ class Registration:
             details.guid = s.random_bytes(16)
             write = InsertPeer(details.guid, peer_id, uuid, pk, ip)
             said = f"new peer {peer_id} registered from {format_addr(src)}"
-        else:
-            write = UpdatePeer(details.guid, peer_id, pk, ip)
+        elif changed:
+            write = UpdatePeer(details.guid, peer_id, pk, ip, details.revision)
             what = "key changed" if pk_changed else "IP changed"
             said = f"peer {peer_id} re-registered from {format_addr(src)} ({what})"
+        else:
+            write = ClaimPeer(peer_id, details.revision)
+            said = f"peer {peer_id} moved here from {holder or 'no node'} ({format_addr(src)})"
         self._announcements[id(write)] = said  # logged once the write is stored
         s.stats["register_pk_stored"] += 1
-        return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
+        if not s.settings.node_name:
+            return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
+        if claim:
+            s.stats["register_pk_claims"] += 1
+        return [
+            Persist(
+                write,
+                [reply(Result.OK), *extra],
+                [reply(Result.SERVER_ERROR)],
+                on_busy=[reply(TOO_FREQUENT)],
+                redo=redo,
+                evict=holder if claim else "",
+            )
+        ]
 
     def persist_succeeded(self, write: StoreWrite) -> None:
         """A registration is stored: only now is it worth a log line."""
@@ -373,12 +436,15 @@ class Registration:
         if said is not None and (n := self.s.log_throttle.count("registered")):
             log.info("%s (%d this minute)", said, n)
 
-    def persist_failed(self, write: StoreWrite, failure: StoreFailure) -> None:
-        """Forget the in-memory record whose write failed: it reloads from the database."""
+    def persist_failed(self, write: StoreWrite, failure: StoreFailure, quiet: bool = False) -> None:
+        """Forget the in-memory record whose write failed: it reloads from the database.
+        ``quiet``: a race for a shared directory entry, decided again (not an error)."""
         self._announcements.pop(id(write), None)
-        self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
+        if quiet:
+            return
+        self.s.stats["db_errors"] += 1
         if failure.id_taken:
             if n := self.s.log_throttle.count("id taken"):
                 log.warning(
