@@ -81,10 +81,17 @@ class Punching:
     def punch_hole_request(self, link: Link, msg: pb.PunchHoleRequest, now: float) -> list[Action]:
         s = self.s
         s.stats["punch_requests"] += 1
+        transport = link.transport.value
+
+        def outcome(result: str) -> None:
+            s.outcomes["punch", transport, result] += 1
+
         if self._oversized("punch request", msg, link.addr):
+            outcome("oversized")
             return []
         key = s.settings.enforced_key
         if key and msg.licence_key != key:
+            outcome("key_mismatch")
             if n := s.log_throttle.count("key mismatch", now):
                 log.info(
                     "punch request from %s to %s refused: key mismatch (%d this minute)",
@@ -96,13 +103,16 @@ class Punching:
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
+                outcome("server_error")
                 return [Send(link, punch_failure(Failure.ID_NOT_EXIST, DB_FAILURE_TEXT))]
             if record is None:
+                outcome("id_not_exist")
                 log.debug(
                     "punch request from %s: %s does not exist", format_addr(link.addr), msg.id
                 )
                 return [Send(link, PUNCH_ID_NOT_EXIST)]
             if not record.online(now) or (record.addr is None and record.session is None):
+                outcome("offline")
                 log.debug("punch request from %s: %s is offline", format_addr(link.addr), msg.id)
                 return [Send(link, PUNCH_OFFLINE)]
             return self._notify_target(link, msg, record, now)
@@ -154,8 +164,11 @@ class Punching:
                 )
             )
         action = s.route(record, out.SerializeToString())
+        transport = link.transport.value
         if action is None:
+            s.outcomes["punch", transport, "offline"] += 1
             return [Send(link, PUNCH_OFFLINE)]
+        s.outcomes["punch", transport, "forwarded_lan" if same_intranet else "forwarded"] += 1
         if s.settings.udp_punch and msg.udp_port and not same_intranet:
             self._expect_udp_answer(msg.id, link.key, now)
         if n := s.log_throttle.count("punch", now):
@@ -199,10 +212,13 @@ class Punching:
     def request_relay(self, link: Link, msg: pb.RequestRelay, now: float) -> list[Action]:
         s = self.s
         s.stats["relay_requests"] += 1
+        transport = link.transport.value
         if self._oversized("relay request", msg, link.addr):
+            s.outcomes["relay", transport, "oversized"] += 1
             return []
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
         if record is None:
+            s.outcomes["relay", transport, "not_in_memory"] += 1
             log.debug("relay request from %s: %s not in memory", format_addr(link.addr), msg.id)
             return []
         fwd = pb.RequestRelay()
@@ -211,7 +227,9 @@ class Punching:
         fwd.socket_addr = addr_mangle.encode(link.addr, self.mangle_time())
         action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
         if action is None:
+            s.outcomes["relay", transport, "unreachable"] += 1
             return []
+        s.outcomes["relay", transport, "forwarded"] += 1
         if n := s.log_throttle.count("relay", now):
             log.info(
                 "relay request from %s to %s (uuid %s) (%d this minute)",
@@ -226,6 +244,10 @@ class Punching:
 
     def _deliver(self, requester: Addr, payload: bytes, what: str, peer_id: str) -> list[Action]:
         target = self.s.requesters.take(requester)
+        kind = what.lower().replace(" ", "_")  # from the fixed set of callers' words
+        self.s.outcomes[
+            "answer", kind, "forwarded" if target is not None else "requester_gone"
+        ] += 1
         if target is None:
             log.debug("%s from %s for %s: requester gone", what, peer_id, format_addr(requester))
             self.s.stats["answers_undeliverable"] += 1

@@ -57,6 +57,7 @@ LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+RESULT_NAMES = {value: name.lower() for name, value in Result.items()}
 # Looked up once: the protobuf enum wrapper's attribute access is slow on a flooded path.
 TOO_FREQUENT = Result.TOO_FREQUENT
 
@@ -92,8 +93,9 @@ class Registration:
             if settings.software_version
             else b""
         )
-        self._announcements: dict[int, str] = {}
-        """Log lines for writes in flight (by id of the write): said once stored."""
+        self._announcements: dict[int, tuple[str, str]] = {}
+        """Log lines for writes in flight (by id of the write): said once stored; with
+        the transport the registration came by, for the metrics."""
 
     # -- RegisterPeer (UDP heartbeat every 15 s): the hot path ----------------------------
 
@@ -101,17 +103,24 @@ class Registration:
         self, msg: pb.RegisterPeer, src: Addr, now: float, session: Link | None = None
     ) -> list[Action]:
         """RegisterPeer by UDP from ``src``, or on a TCP/WebSocket ``session``."""
+        # Over UDP only refusals are counted here; the metrics derive the accepted ones
+        # from stats["register_peer"], so the hot path counts nothing more.
         peer_id = msg.id
         if not peer_id:
+            self.s.outcomes["heartbeat", "udp", "no_id"] += 1
             return []
         if session is not None:
             return self._register_peer_on_session(msg, session, now)
         record = self.s.peers.get(peer_id)
         if record is None:
+            self.s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
         ip = src[0]
         result = record.udp_heartbeat(pack_addr(src), now, is_loopback(ip))
         if result != ACCEPTED:
+            self.s.outcomes[
+                "heartbeat", "udp", "ip_changed" if result == IP_CHANGED else "no_key"
+            ] += 1
             if (
                 result == IP_CHANGED
                 and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2
@@ -173,6 +182,7 @@ class Registration:
             or record.registered_ip != link.addr[0]
             or not s.bind_session(link, msg.id, record, now)
         )
+        s.outcomes["heartbeat", link.transport.value, "request_pk" if request_pk else "ok"] += 1
         actions: list[Action] = [
             Send(link, REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK),
             self.session_start(link),
@@ -191,13 +201,20 @@ class Registration:
         self,
         msg: pb.RegisterPk,
         src: Addr,
-        reply: Reply,
+        answer: Reply,
         now: float,
         session: Link | None = None,
     ) -> list[Action]:
-        """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success)."""
+        """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success),
+        answered with ``answer(result)``."""
         s = self.s
         peer_id = msg.id
+        transport = "udp" if session is None else session.transport.value
+
+        def reply(result: int) -> Action:
+            s.outcomes["register_pk", transport, RESULT_NAMES[result]] += 1
+            return answer(result)
+
         if len(peer_id.encode()) < 6:
             s.stats["register_pk_refused"] += 1
             return [reply(Result.UUID_MISMATCH)]
@@ -241,7 +258,7 @@ class Registration:
                     return [reply(TOO_FREQUENT)]
                 record = record or PeerRecord()
                 s.peers.put(peer_id, record)
-            return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
+            return self._apply(record, peer_id, uuid, pk, src, reply, answer, now, session)
 
         return s.with_peer(peer_id, now, decide, need_details=True)
 
@@ -290,9 +307,12 @@ class Registration:
         pk: bytes,
         src: Addr,
         reply: Reply,
+        uncounted: Reply,
         now: float,
         session: Link | None,
     ) -> list[Action]:
+        """``reply`` counts the answer; ``uncounted`` builds the answers of a write, which
+        are counted once the write's outcome is known (persist_succeeded/failed)."""
         s = self.s
         ip = src[0]
         details = record.details
@@ -363,19 +383,27 @@ class Registration:
             write = UpdatePeer(details.guid, peer_id, pk, ip)
             what = "key changed" if pk_changed else "IP changed"
             said = f"peer {peer_id} re-registered from {format_addr(src)} ({what})"
-        self._announcements[id(write)] = said  # logged once the write is stored
+        transport = "udp" if session is None else session.transport.value
+        self._announcements[id(write)] = (said, transport)  # logged once the write is stored
         s.stats["register_pk_stored"] += 1
-        return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
+        return [Persist(write, [uncounted(Result.OK), *extra], [uncounted(Result.SERVER_ERROR)])]
 
     def persist_succeeded(self, write: StoreWrite) -> None:
         """A registration is stored: only now is it worth a log line."""
-        said = self._announcements.pop(id(write), None)
-        if said is not None and (n := self.s.log_throttle.count("registered")):
+        announced = self._announcements.pop(id(write), None)
+        if announced is None:
+            return
+        said, transport = announced
+        self.s.outcomes["register_pk", transport, "ok"] += 1
+        self.s.outcomes["stored", "-", "new" if isinstance(write, InsertPeer) else "update"] += 1
+        if n := self.s.log_throttle.count("registered"):
             log.info("%s (%d this minute)", said, n)
 
     def persist_failed(self, write: StoreWrite, failure: StoreFailure) -> None:
         """Forget the in-memory record whose write failed: it reloads from the database."""
-        self._announcements.pop(id(write), None)
+        announced = self._announcements.pop(id(write), None)
+        if announced is not None:
+            self.s.outcomes["register_pk", announced[1], "server_error"] += 1
         self.s.stats["db_errors"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
