@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 LOOP_STALL_LIMIT = 2.0  # seconds the loop may be stuck before the service is unhealthy
 PROBE_INTERVAL = 2.0
 PROBE_TIMEOUT = 3.0
+RETRY_INTERVAL = 2.0  # a failed probe is tried again this soon (a neighbour starting up)
 
 
 @dataclass(frozen=True)
@@ -184,4 +185,4 @@ class Probe:
     async def run_forever(self) -> None:
         while True:
             await self.run_once()
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.interval if self.ok else min(self.interval, RETRY_INTERVAL))
