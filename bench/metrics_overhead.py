@@ -1,0 +1,171 @@
+"""What monitoring costs the heartbeat path: hbbs's UDP RegisterPeer path timed with
+metrics off and on, interleaved in the same run.
+
+"On" is what ``--metrics`` adds on a real server: the loop-lag timer (every 25 ms), the
+database probe, and a scraper reading /metrics over HTTP from another thread every
+``--scrape-every`` seconds (1 s by default, 15 times Prometheus' usual rate), whose
+families are built on the event loop. The core's counters are kept in both modes (they
+are not switchable); ``--compare-src`` times the same "off" path in another source tree
+(e.g. main before the counters were added) in child processes, interleaved too.
+
+The heartbeats go through ``UdpEndpoint.datagram_received`` in chunks of 1,000 with the
+event loop running between chunks, so the timer, the probe and the scrapes really run.
+Figures are the best round of each mode, per heartbeat; compare the ratios.
+
+Usage: .venv/bin/python bench/metrics_overhead.py [--peers 20000] [--rounds 7]
+       [--scrape-every 1.0] [--compare-src /path/to/other/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any, cast
+
+from hbbs_corebench import NullTransport, datagrams
+from hbbs_loadgen import Layout, register_peer, register_pk
+from hbbs_memory import bench_settings
+
+from pyhbb.rendezvous.actions import LoadPeer
+from pyhbb.rendezvous.adapters.executor import Executor
+from pyhbb.rendezvous.adapters.http_proxy import HttpProxy
+from pyhbb.rendezvous.adapters.udp import UdpEndpoint
+from pyhbb.rendezvous.core import RendezvousCore
+from pyhbb.store.base import PeerStore
+from pyhbb.wire.addr_mangle import try_into_v4
+
+CHUNK = 1000
+
+
+async def endpoint_and_beats(peers: int) -> tuple[RendezvousCore, Executor, UdpEndpoint, list[Any]]:
+    layout = Layout(peers, 250)
+    settings = bench_settings()
+    if hasattr(settings, "register_lookups_per_second"):  # not raised by bench_settings
+        settings = dataclasses.replace(settings, register_lookups_per_second=float(1 << 30))
+    core = RendezvousCore(settings)
+    proxy = HttpProxy("http://127.0.0.1:9", 1024)
+    executor = Executor(core, cast(PeerStore, None), time.monotonic, proxy.handle)
+    endpoint = UdpEndpoint(core, executor)
+    endpoint.connection_made(cast(Any, NullTransport()))
+    now = time.monotonic()
+    for data, addr in datagrams(layout, register_pk, False):
+        for action in core.on_udp(data, (try_into_v4(addr[0]), addr[1]), now):
+            if isinstance(action, LoadPeer):
+                core.peer_loaded(action.peer_id, None, now)
+    beats = datagrams(layout, lambda peer_id, _i: register_peer(peer_id), False)
+    assert len(core.state.peers) == peers, "every peer must be registered"
+    return core, executor, endpoint, beats
+
+
+async def one_round(endpoint: UdpEndpoint, beats: list[Any]) -> float:
+    """Seconds of heartbeat work per heartbeat; the loop runs between chunks."""
+    spent = 0.0
+    receive = endpoint.datagram_received
+    for start in range(0, len(beats), CHUNK):
+        t0 = time.perf_counter()
+        for data, addr in beats[start : start + CHUNK]:
+            receive(data, addr)
+        spent += time.perf_counter() - t0
+        await asyncio.sleep(0)
+    return spent / len(beats)
+
+
+class Scraper(threading.Thread):
+    def __init__(self, url: str, every: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.every = url, every
+        self.stop = threading.Event()
+        self.scrapes = 0
+        self.bytes = 0
+
+    def run(self) -> None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while not self.stop.wait(self.every):
+            with opener.open(self.url, timeout=10) as answer:
+                self.bytes = len(answer.read())
+            self.scrapes += 1
+
+
+async def measure(a: argparse.Namespace) -> int:
+    core, executor, endpoint, beats = await endpoint_and_beats(a.peers)
+    if a.child:  # only the "off" path, in whatever tree PYTHONPATH names
+        print(min([await one_round(endpoint, beats) for _ in range(a.rounds)]))
+        return 0
+    # imported here: the tree given by --compare-src may have no monitoring at all
+    from pyhbb.observability.hbbs import hbbs_families
+    from pyhbb.observability.metrics import Monitoring
+    from pyhbb.store.database import SqliteDatabase
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = await SqliteDatabase.open(str(Path(tmp) / "db_v2.sqlite3"))
+        monitoring = Monitoring.bind("hbbs", ("127.0.0.1", 0))
+        monitoring.add_loop_families(lambda: hbbs_families(core, executor, Counter(), endpoint))
+        monitoring.watch_database(db)
+        host, port = monitoring.address
+        off: list[float] = []
+        on: list[float] = []
+        other: list[float] = []
+        scraper: Scraper | None = None
+        print(f"{len(beats):,} heartbeats per round, {a.rounds} rounds per mode, interleaved")
+        for r in range(a.rounds):
+            off.append(await one_round(endpoint, beats))
+            if r == 0:
+                monitoring.start()
+                scraper = Scraper(f"http://{host}:{port}/metrics", a.scrape_every)
+                scraper.start()
+                await asyncio.sleep(a.scrape_every * 1.5)  # the first scrape is done
+            on.append(await one_round(endpoint, beats))
+            if a.compare_src:
+                other.append(await asyncio.to_thread(child_round, a))
+            print(
+                f"  round {r + 1}: off {off[-1] * 1e6:.2f} µs, on {on[-1] * 1e6:.2f} µs"
+                + (f", other tree {other[-1] * 1e6:.2f} µs" if other else "")
+            )
+        assert scraper is not None
+        scraper.stop.set()
+        await monitoring.stop()
+        await db.close()
+    best_off, best_on = min(off), min(on)
+    print(f"metrics off: {best_off * 1e6:.2f} µs per heartbeat (best round)")
+    print(
+        f"metrics on:  {best_on * 1e6:.2f} µs per heartbeat; {scraper.scrapes} scrapes of "
+        f"{scraper.bytes:,} bytes, lag timer every 25 ms"
+    )
+    print(f"on / off: {best_on / best_off:.3f}")
+    if other:
+        print(
+            f"other tree ({a.compare_src}), metrics off: {min(other) * 1e6:.2f} µs; "
+            f"this tree / other: {best_off / min(other):.3f}"
+        )
+    return 0
+
+
+def child_round(a: argparse.Namespace) -> float:
+    env = {**os.environ, "PYTHONPATH": f"{a.compare_src}{os.pathsep}{Path(__file__).parent}"}
+    argv = [sys.executable, __file__, "--child", "--peers", str(a.peers), "--rounds", "1"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--peers", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--scrape-every", type=float, default=1.0)
+    ap.add_argument("--compare-src", help="another tree's src/ to time (metrics off) too")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return asyncio.run(measure(ap.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
