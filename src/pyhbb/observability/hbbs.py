@@ -44,8 +44,30 @@ REFUSAL_REASONS = {
 BUDGETS = ("new_id", "lookup")  # Registration._budget_refused: register_pk_<budget>_<limit>_…
 
 
+# The series exported from the start, at 0 (alerts and dashboards need them to exist);
+# others appear when first counted.
+KNOWN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "heartbeat": (("udp",), ("ok", "unknown_id", "ip_changed", "no_key")),
+    "register_pk": (("udp",), ("ok", "uuid_mismatch", "too_frequent", "server_error")),
+    "punch": (("tcp", "ws"), ("forwarded", "offline", "id_not_exist", "key_mismatch")),
+    "relay": (("tcp", "ws"), ("forwarded", "not_in_memory", "unreachable")),
+    "answer": (
+        ("punch_answer", "local_address", "relay_answer"),
+        ("forwarded", "requester_gone"),
+    ),
+}
+
+
 def _by(outcomes: Counter[tuple[str, str, str]], what: str) -> dict[tuple[str, ...], int]:
-    return {(t, r): n for (w, t, r), n in outcomes.items() if w == what}
+    found: dict[tuple[str, ...], int] = {}
+    transports, results = KNOWN.get(what, ((), ()))
+    for transport in transports:
+        for result in results:
+            found[transport, result] = 0
+    for (w, t, r), n in outcomes.items():
+        if w == what:
+            found[t, r] = n
+    return found
 
 
 def hbbs_families(
@@ -104,7 +126,7 @@ def hbbs_families(
             "pyhbb_hbbs_registrations_stored",
             "Registrations written to the database: new peers and updates (key or IP)",
             ["kind"],
-            {(k,): n for (w, _, k), n in outcomes.items() if w == "stored"},
+            {(k,): outcomes["stored", "-", k] for k in ("new", "update")},
         ),
         counter(
             "pyhbb_hbbs_punch_requests",
