@@ -208,3 +208,19 @@ def test_endpoint_serves_a_bounded_number_of_clients() -> None:
         for s in idle:
             s.close()
         endpoint.close()
+
+
+def test_a_failing_collector_is_an_error_answer_not_a_dead_endpoint() -> None:
+    endpoint = _endpoint()
+
+    class Broken:
+        def collect(self) -> list[object]:
+            raise RuntimeError("bug in a collector")
+
+    endpoint.registry.register(Broken())  # type: ignore[arg-type]
+    try:
+        status, body = fetch(endpoint.address, "/metrics")
+        assert status == 500 and b"service's log" in body
+        assert fetch(endpoint.address, "/healthz")[0] == 200
+    finally:
+        endpoint.close()

@@ -92,6 +92,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._answer(head=True)
 
     def _answer(self, head: bool) -> None:
+        try:
+            status, content_type, body, headers = self._response()
+        except Exception:  # a bug in a collector or a check: say so, keep serving
+            log.exception("metrics endpoint: answering %s failed", self.path[:100])
+            status, content_type, headers = 500, "text/plain", []
+            body = b"internal error: see the service's log\n"
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _response(self) -> tuple[int, str, bytes, list[tuple[str, str]]]:
         endpoint = self.server.endpoint
         path = self.path.split("?", 1)[0]
         headers: list[tuple[str, str]] = []
@@ -110,14 +126,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, body, content_type = 200, INDEX, "text/plain; charset=utf-8"
         else:
             status, body, content_type = 404, b"not found: try /metrics or /healthz\n", "text/plain"
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+        return status, content_type, body, headers
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("metrics endpoint: %s - %s", self.address_string(), format % args)

@@ -252,7 +252,11 @@ class Monitoring:
         for build in self._thread_families:
             yield from build()
         if self._loop_families and self._reader is not None:
-            built = self._reader.run(lambda: [m for b in self._loop_families for m in b()])
+            try:
+                built = self._reader.run(lambda: [m for b in self._loop_families for m in b()])
+            except Exception:  # a bug in a family: the other families are still served
+                log.exception("%s: building metrics on the event loop failed", self.service)
+                return
             yield from built or ()
 
     def _common_families(self) -> Iterable[Metric]:
