@@ -79,3 +79,22 @@ def test_a_taken_port_stops_hbbs_with_advice(
     err = capsys.readouterr().err
     assert f"metrics endpoint: cannot listen on TCP 127.0.0.1 port {port}" in err, err
     assert "--metrics" in err
+
+
+def test_a_taken_port_stops_the_api_with_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        api_port = free_base_port(offsets=(0,))
+        argv = ["-p", str(api_port), "-b", "127.0.0.1", "--metrics", f"127.0.0.1:{port}"]
+        assert api_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"pyhbb api: metrics endpoint: cannot listen on TCP 127.0.0.1 port {port}"
+    )
+    with socket.socket() as again:  # the API's own port was let go
+        again.bind(("127.0.0.1", api_port))

@@ -81,7 +81,11 @@ def uvicorn_config(
 
 def run(options: ApiOptions) -> int:
     sock = tcp_listener(options.bind, options.port)
-    metrics = metrics_socket(options.metrics) if options.metrics is not None else None
+    try:
+        metrics = metrics_socket(options.metrics) if options.metrics is not None else None
+    except OSError:
+        sock.close()
+        raise
     where = sock.getsockname()
     log.info("API server listening on TCP %s port %d", where[0], where[1])
     server = ApiServer(uvicorn_config(options, metrics_socket=metrics))
