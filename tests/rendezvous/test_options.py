@@ -148,6 +148,7 @@ VARIABLES = [
     ("ID_CHANGE", "0", "id_change", False),
     ("MAX_SESSIONS_PER_IP", "2", "max_sessions_per_ip", 2),
     ("NEW_PEERS_PER_SECOND", "7", "new_peers_per_second", 7),
+    ("METRICS", "127.0.0.1:9116", "metrics", ("127.0.0.1", 9116)),
 ]
 
 
