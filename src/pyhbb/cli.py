@@ -29,9 +29,10 @@ clients configured with your key can relay. The API server listens on P-2 (21114
 clients look for it, and hbbs tunnels API calls to it. When one service exits, the
 others are stopped too.
 Monitoring (Prometheus /metrics and /healthz) is on by default, on loopback only:
-hbbs at 127.0.0.1:9116, the API server at 127.0.0.1:9114. Give hbbs --metrics HOST:PORT
-to move them all (the API takes PORT-2), or --metrics off to turn them off."""
-DEFAULT_METRICS = ("127.0.0.1", 9116)  # hbbs; the API server takes the port minus 2
+hbbs at 127.0.0.1:9116, hbbr at 127.0.0.1:9117, the API server at 127.0.0.1:9114. Give
+hbbs --metrics HOST:PORT to move them all (hbbr takes PORT+1, the API PORT-2), or
+--metrics off to turn them off."""
+DEFAULT_METRICS = ("127.0.0.1", 9116)  # hbbs; hbbr takes the port plus 1, the API minus 2
 
 
 def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
@@ -48,6 +49,8 @@ def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
         derived += ["-b", opts.bind]
     if config is not None and "config" not in given:
         derived += ["-c", config]
+    if "METRICS" not in given:  # a METRICS variable is hbbs's: hbbr takes port + 1 anyway
+        derived += ["--metrics", _derived_metrics(_metrics_args(hbbs_args)[1], 1)]
     args = derived + hbbr_args
     hbbr.parse_options(args, os.environ, Path.cwd())
     return args

@@ -10,7 +10,10 @@ import pytest
 
 from pyhbb.api.cli import main as api_main
 from pyhbb.api.options import parse_api_options
+from pyhbb.config.hbbr import parse_options as parse_hbbr_options
 from pyhbb.config.hbbs import parse_hbbs_options
+from pyhbb.config.sources import ConfigError
+from pyhbb.relay.cli import main as hbbr_main
 from pyhbb.rendezvous.cli import main as hbbs_main
 from tests.support.ports import free_base_port
 
@@ -38,6 +41,29 @@ def test_the_variable_is_checked_too(
     monkeypatch.setenv("API_METRICS", "9114")
     assert api_main([]) == 2
     assert "API_METRICS=9114 has no port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", BAD)
+def test_hbbr_refuses_a_bad_address(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert hbbr_main(["--metrics", value]) == 2
+    assert capsys.readouterr().err.startswith("hbbr: METRICS=")
+
+
+def test_hbbr_takes_the_next_port_from_the_shared_variable(tmp_path: Path) -> None:
+    # like PORT: the variable names hbbs's address (one .env for both), the flag is hbbr's
+    shared = {"METRICS": "127.0.0.1:9116"}
+    assert parse_hbbr_options([], shared, tmp_path).metrics == ("127.0.0.1", 9117)
+    given = ["--metrics", "127.0.0.1:9300"]
+    assert parse_hbbr_options(given, shared, tmp_path).metrics == ("127.0.0.1", 9300)
+    assert parse_hbbr_options([], {"METRICS": "off"}, tmp_path).metrics is None
+    (tmp_path / ".env").write_text("METRICS=[::1]:9200\n")
+    assert parse_hbbr_options([], {}, tmp_path).metrics == ("::1", 9201)
+    (tmp_path / ".env").unlink()  # .env would win over the environment
+    with pytest.raises(ConfigError, match="leaves no port for the relay"):
+        parse_hbbr_options([], {"METRICS": "127.0.0.1:65535"}, tmp_path)
 
 
 @pytest.mark.parametrize("value", BAD)

@@ -32,13 +32,20 @@ def test_run_derives_every_metrics_address_from_hbbs(workdir: Path) -> None:
     )
     api, _ = pyhbb_cli._api_args(["-p", "30000"], [])
     assert api[api.index("--metrics") + 1] == "127.0.0.1:9114"
+    hbbr = pyhbb_cli._hbbr_args(["-p", "30000"], [])
+    assert hbbr[hbbr.index("--metrics") + 1] == "127.0.0.1:9117"
+    assert pyhbb_cli._hbbr_args([], ["--metrics", "off"])[-2:] == ["--metrics", "off"]
     # hbbs's address moves the others; off turns them all off
     given = ["--metrics", "[::1]:40000"]
     assert pyhbb_cli._metrics_args(given) == ([], ("::1", 40000))
     api, _ = pyhbb_cli._api_args(given, [])
     assert api[api.index("--metrics") + 1] == "[::1]:39998"
+    hbbr = pyhbb_cli._hbbr_args(given, [])
+    assert hbbr[hbbr.index("--metrics") + 1] == "[::1]:40001"
     api, _ = pyhbb_cli._api_args(["--metrics", "off"], [])
     assert api[api.index("--metrics") + 1] == "off"
+    hbbr = pyhbb_cli._hbbr_args(["--metrics", "off"], [])
+    assert hbbr[hbbr.index("--metrics") + 1] == "off"
     # the admin's own choice for the API stands, by flag or by its variable
     api, _ = pyhbb_cli._api_args([], ["--metrics", "127.0.0.1:5000"])
     assert api.count("--metrics") == 1 and api[-1] == "127.0.0.1:5000"
@@ -61,11 +68,13 @@ def test_run_serves_health_and_metrics_and_check_reads_them(tmp_path: Path) -> N
         "pyhbb", ["run", "--", "-p", str(port), "--metrics", f"127.0.0.1:{metrics}"], tmp_path
     )
     try:
-        for p in (port - 2, port - 1, port, port + 1, port + 2, metrics, metrics - 2):
+        for p in (port - 2, port - 1, port, port + 1, port + 2, metrics - 2, metrics, metrics + 1):
             wait_tcp(p)
         hbbs = ("127.0.0.1", metrics)
+        hbbr = ("127.0.0.1", metrics + 1)
         api = ("127.0.0.1", metrics - 2)
         assert scrape_sync(hbbs).get("pyhbb_info", service="hbbs", version="0.1.0") == 1
+        assert scrape_sync(hbbr).get("pyhbb_info", service="hbbr", version="0.1.0") == 1
         assert scrape_sync(api).get("pyhbb_info", service="api", version="0.1.0") == 1
         status, body = fetch(hbbs, "/healthz")
         report = json.loads(body)
@@ -84,12 +93,15 @@ def test_run_serves_health_and_metrics_and_check_reads_them(tmp_path: Path) -> N
             key,
             "--health",
             f"127.0.0.1:{metrics}",
+            "--health",
+            f"127.0.0.1:{metrics + 1}",
             "--metrics",
             f"http://127.0.0.1:{metrics - 2}/healthz",
         )
         assert good.returncode == 0, good.stdout + good.stderr
         assert f"ok    health http://127.0.0.1:{metrics}/healthz: hbbs ok" in good.stdout
         assert f"ok    health http://127.0.0.1:{metrics - 2}/healthz: api ok" in good.stdout
+        assert f"ok    health http://127.0.0.1:{metrics + 1}/healthz: hbbr ok" in good.stdout
         nothing = free_base_port(offsets=(0,))
         bad = check(f"127.0.0.1:{port}", "--key", key, "--health", f"127.0.0.1:{nothing}")
         assert bad.returncode == 1
@@ -100,6 +112,7 @@ def test_run_serves_health_and_metrics_and_check_reads_them(tmp_path: Path) -> N
     assert code == 0, out
     assert f"hbbs metrics at http://127.0.0.1:{metrics}/metrics" in out
     assert f"api metrics at http://127.0.0.1:{metrics - 2}/metrics" in out
+    assert f"hbbr metrics at http://127.0.0.1:{metrics + 1}/metrics" in out
 
 
 def test_check_refuses_a_health_address_without_port() -> None:
