@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="HOST:PORT|URL",
         help="also ask a service's health endpoint (its --metrics address, or the full "
         "/healthz URL), repeatable: with pyhbb run's defaults, on the server: "
-        "--health 127.0.0.1:9116 --health 127.0.0.1:9114",
+        "--health 127.0.0.1:9116 --health 127.0.0.1:9117 --health 127.0.0.1:9114",
     )
     sub.add_parser("hbbs", help="run hbbs only (same as the hbbs command)", add_help=False)
     sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)

@@ -258,7 +258,8 @@ class Doctor:
                 False,
                 str(e) or type(e).__name__,
                 "is the service running with --metrics at this address? (pyhbb run: "
-                "127.0.0.1:9116 for hbbs, :9114 for the API server, on the server itself)",
+                "127.0.0.1:9116 for hbbs, :9117 for hbbr, :9114 for the API server, on the "
+                "server itself)",
             )
         failed = [f"{n}: {c.get('detail', '')}" for n, c in checks.items() if not c.get("ok")]
         detail = f"{report.get('service', '?')} {verdict}" + (
