@@ -6,14 +6,17 @@ database probe, and a scraper reading /metrics over HTTP from another thread eve
 ``--scrape-every`` seconds (1 s by default, 15 times Prometheus' usual rate), whose
 families are built on the event loop. The core's counters are kept in both modes (they
 are not switchable); ``--compare-src`` times the same "off" path in another source tree
-(e.g. main before the counters were added) in child processes, interleaved too.
+(e.g. main before the counters were added) and this tree's, each in new processes,
+interleaved too.
 
 The heartbeats go through ``UdpEndpoint.datagram_received`` in chunks of 1,000 with the
 event loop running between chunks, so the timer, the probe and the scrapes really run.
-Figures are the best round of each mode, per heartbeat; compare the ratios.
+Each round is measured in CPU time of the whole process (all its threads), so other
+load on the machine barely matters. Figures are the median and best round of each mode,
+per heartbeat; compare the ratios.
 
 Usage: .venv/bin/python bench/metrics_overhead.py [--peers 20000] [--rounds 7]
-       [--scrape-every 1.0] [--compare-src /path/to/other/src]
+       [--passes 5] [--scrape-every 1.0] [--compare-src /path/to/other/src]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from statistics import median
 from typing import Any, cast
 
 from hbbs_corebench import NullTransport, datagrams
@@ -45,6 +49,7 @@ from pyhbb.store.base import PeerStore
 from pyhbb.wire.addr_mangle import try_into_v4
 
 CHUNK = 1000
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 async def endpoint_and_beats(peers: int) -> tuple[RendezvousCore, Executor, UdpEndpoint, list[Any]]:
@@ -67,17 +72,19 @@ async def endpoint_and_beats(peers: int) -> tuple[RendezvousCore, Executor, UdpE
     return core, executor, endpoint, beats
 
 
-async def one_round(endpoint: UdpEndpoint, beats: list[Any]) -> float:
-    """Seconds of heartbeat work per heartbeat; the loop runs between chunks."""
-    spent = 0.0
+async def one_round(endpoint: UdpEndpoint, beats: list[Any], passes: int) -> float:
+    """CPU seconds the whole process spent per heartbeat over ``passes`` passes over
+    every peer, the event loop running between chunks: whatever monitoring does meanwhile
+    (timer callbacks, probes, scrapes in other threads) is in it. Process CPU time, not
+    wall time: other processes on the machine do not count."""
     receive = endpoint.datagram_received
-    for start in range(0, len(beats), CHUNK):
-        t0 = time.perf_counter()
-        for data, addr in beats[start : start + CHUNK]:
-            receive(data, addr)
-        spent += time.perf_counter() - t0
-        await asyncio.sleep(0)
-    return spent / len(beats)
+    t0 = time.process_time()
+    for _ in range(passes):
+        for start in range(0, len(beats), CHUNK):
+            for data, addr in beats[start : start + CHUNK]:
+                receive(data, addr)
+            await asyncio.sleep(0)
+    return (time.process_time() - t0) / (len(beats) * passes)
 
 
 class Scraper(threading.Thread):
@@ -99,7 +106,7 @@ class Scraper(threading.Thread):
 async def measure(a: argparse.Namespace) -> int:
     core, executor, endpoint, beats = await endpoint_and_beats(a.peers)
     if a.child:  # only the "off" path, in whatever tree PYTHONPATH names
-        print(min([await one_round(endpoint, beats) for _ in range(a.rounds)]))
+        print(min([await one_round(endpoint, beats, a.passes) for _ in range(a.rounds)]))
         return 0
     # imported here: the tree given by --compare-src may have no monitoring at all
     from pyhbb.observability.hbbs import hbbs_families
@@ -108,51 +115,66 @@ async def measure(a: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         db = await SqliteDatabase.open(str(Path(tmp) / "db_v2.sqlite3"))
-        monitoring = Monitoring.bind("hbbs", ("127.0.0.1", 0))
-        monitoring.add_loop_families(lambda: hbbs_families(core, executor, Counter(), endpoint))
-        monitoring.watch_database(db)
-        host, port = monitoring.address
+
+        async def monitored_round() -> tuple[float, Scraper]:
+            """One round with monitoring running, started for it and stopped after it."""
+            monitoring = Monitoring.bind("hbbs", ("127.0.0.1", 0))
+            monitoring.add_loop_families(lambda: hbbs_families(core, executor, Counter(), endpoint))
+            monitoring.watch_database(db)
+            monitoring.start()
+            host, port = monitoring.address
+            scraper = Scraper(f"http://{host}:{port}/metrics", a.scrape_every)
+            scraper.start()
+            await asyncio.sleep(a.scrape_every * 1.5)  # the first scrape is done
+            try:
+                return await one_round(endpoint, beats, a.passes), scraper
+            finally:
+                scraper.stop.set()
+                await asyncio.to_thread(scraper.join)
+                await monitoring.stop()
+
         off: list[float] = []
         on: list[float] = []
+        mine: list[float] = []
         other: list[float] = []
-        scraper: Scraper | None = None
+        scrapes = size = 0
         print(f"{len(beats):,} heartbeats per round, {a.rounds} rounds per mode, interleaved")
         for r in range(a.rounds):
-            off.append(await one_round(endpoint, beats))
-            if r == 0:
-                monitoring.start()
-                scraper = Scraper(f"http://{host}:{port}/metrics", a.scrape_every)
-                scraper.start()
-                await asyncio.sleep(a.scrape_every * 1.5)  # the first scrape is done
-            on.append(await one_round(endpoint, beats))
+            off.append(await one_round(endpoint, beats, a.passes))
+            t, scraper = await monitored_round()
+            on.append(t)
+            scrapes += scraper.scrapes
+            size = scraper.bytes
+            line = f"  round {r + 1}: off {off[-1] * 1e6:.2f} µs, on {on[-1] * 1e6:.2f} µs"
             if a.compare_src:
-                other.append(await asyncio.to_thread(child_round, a))
-            print(
-                f"  round {r + 1}: off {off[-1] * 1e6:.2f} µs, on {on[-1] * 1e6:.2f} µs"
-                + (f", other tree {other[-1] * 1e6:.2f} µs" if other else "")
-            )
-        assert scraper is not None
-        scraper.stop.set()
-        await monitoring.stop()
+                mine.append(await asyncio.to_thread(child_round, a, str(SRC)))
+                other.append(await asyncio.to_thread(child_round, a, a.compare_src))
+                line += f"; new processes: this tree {mine[-1] * 1e6:.2f} µs, "
+                line += f"other tree {other[-1] * 1e6:.2f} µs"
+            print(line)
         await db.close()
-    best_off, best_on = min(off), min(on)
-    print(f"metrics off: {best_off * 1e6:.2f} µs per heartbeat (best round)")
-    print(
-        f"metrics on:  {best_on * 1e6:.2f} µs per heartbeat; {scraper.scrapes} scrapes of "
-        f"{scraper.bytes:,} bytes, lag timer every 25 ms"
-    )
-    print(f"on / off: {best_on / best_off:.3f}")
+
+    def show(values: list[float]) -> str:
+        return f"median {median(values) * 1e6:.2f} µs, best {min(values) * 1e6:.2f} µs"
+
+    print(f"metrics off: {show(off)} CPU per heartbeat")
+    print(f"metrics on:  {show(on)}; {scrapes} scrapes of {size:,} bytes, lag timer 25 ms")
+    print(f"on / off: median {median(on) / median(off):.3f}, best {min(on) / min(off):.3f}")
     if other:
+        print(f"monitoring off, new processes: this tree {show(mine)}")
+        print(f"                               {a.compare_src}: {show(other)}")
         print(
-            f"other tree ({a.compare_src}), metrics off: {min(other) * 1e6:.2f} µs; "
-            f"this tree / other: {best_off / min(other):.3f}"
+            f"this / other: median {median(mine) / median(other):.3f}, "
+            f"best {min(mine) / min(other):.3f}"
         )
     return 0
 
 
-def child_round(a: argparse.Namespace) -> float:
-    env = {**os.environ, "PYTHONPATH": f"{a.compare_src}{os.pathsep}{Path(__file__).parent}"}
+def child_round(a: argparse.Namespace, src: str) -> float:
+    """One round of the "off" path in a new process importing pyhbb from ``src``."""
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{Path(__file__).parent}"}
     argv = [sys.executable, __file__, "--child", "--peers", str(a.peers), "--rounds", "1"]
+    argv += ["--passes", str(a.passes)]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
@@ -161,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--peers", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--passes", type=int, default=5, help="passes over every peer per round")
     ap.add_argument("--scrape-every", type=float, default=1.0)
     ap.add_argument("--compare-src", help="another tree's src/ to time (metrics off) too")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
