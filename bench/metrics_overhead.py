@@ -140,6 +140,7 @@ async def measure(a: argparse.Namespace) -> int:
         scrapes = size = 0
         print(f"{len(beats):,} heartbeats per round, {a.rounds} rounds per mode, interleaved")
         for r in range(a.rounds):
+            await asyncio.sleep(a.scrape_every * 1.5)  # as long a pause as before "on"
             off.append(await one_round(endpoint, beats, a.passes))
             t, scraper = await monitored_round()
             on.append(t)
@@ -152,6 +153,7 @@ async def measure(a: argparse.Namespace) -> int:
                 line += f"; new processes: this tree {mine[-1] * 1e6:.2f} µs, "
                 line += f"other tree {other[-1] * 1e6:.2f} µs"
             print(line)
+        per_scrape = await scrape_cost(core, executor, endpoint, db)
         await db.close()
 
     def show(values: list[float]) -> str:
@@ -160,6 +162,10 @@ async def measure(a: argparse.Namespace) -> int:
     print(f"metrics off: {show(off)} CPU per heartbeat")
     print(f"metrics on:  {show(on)}; {scrapes} scrapes of {size:,} bytes, lag timer 25 ms")
     print(f"on / off: median {median(on) / median(off):.3f}, best {min(on) / min(off):.3f}")
+    print(
+        f"one scrape of /metrics: {per_scrape * 1e3:.2f} ms of process CPU (loop idle), "
+        f"{per_scrape / 15 * 100:.3f} % of a core at Prometheus' 15 s interval"
+    )
     if other:
         print(f"monitoring off, new processes: this tree {show(mine)}")
         print(f"                               {a.compare_src}: {show(other)}")
@@ -168,6 +174,34 @@ async def measure(a: argparse.Namespace) -> int:
             f"best {min(mine) / min(other):.3f}"
         )
     return 0
+
+
+async def scrape_cost(
+    core: RendezvousCore, executor: Executor, endpoint: UdpEndpoint, db: Any
+) -> float:
+    """Process CPU seconds per scrape (HTTP, families built on the loop, text), measured
+    over 50 scrapes while the event loop has nothing else to do."""
+    from pyhbb.observability.hbbs import hbbs_families
+    from pyhbb.observability.metrics import Monitoring
+
+    monitoring = Monitoring.bind("hbbs", ("127.0.0.1", 0))
+    monitoring.add_loop_families(lambda: hbbs_families(core, executor, Counter(), endpoint))
+    monitoring.watch_database(db)
+    monitoring.start()
+    host, port = monitoring.address
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def fetch() -> None:
+        with opener.open(f"http://{host}:{port}/metrics", timeout=10) as answer:
+            answer.read()
+
+    await asyncio.to_thread(fetch)  # warm up
+    t0 = time.process_time()
+    for _ in range(50):
+        await asyncio.to_thread(fetch)
+    spent = (time.process_time() - t0) / 50
+    await monitoring.stop()
+    return spent
 
 
 def child_round(a: argparse.Namespace, src: str) -> float:
