@@ -77,8 +77,8 @@ def _derived_metrics(base: tuple[str, int] | None, offset: int) -> str:
 
 def _api_args(hbbs_args: list[str], api_args: list[str]) -> tuple[list[str], list[str]]:
     """The API follows hbbs: port P-2, hbbs's bind address and -c file, asking hbbs on P-1
-    which devices are online; hbbs's tunnel goes to it unless API_SERVER was set.
-    Returns the API's arguments and the extra ones for hbbs."""
+    which devices are online (and hbbr on P+1, for the console); hbbs's tunnel goes to it
+    unless API_SERVER was set. Returns the API's arguments and the extra ones for hbbs."""
     from pyhbb.api import options as api
 
     opts = hbbs.parse_hbbs_options(hbbs_args)
@@ -89,6 +89,8 @@ def _api_args(hbbs_args: list[str], api_args: list[str]) -> tuple[list[str], lis
     derived = []
     if "API_HBBS" not in given:
         derived += ["--hbbs", f"{url_host}:{opts.nat_port}"]
+    if "API_HBBR" not in given:  # the web console talks to hbbr's console on P+1
+        derived += ["--hbbr", f"{url_host}:{opts.port + 1}"]
     if "API_PORT" not in given:
         derived += ["-p", str(opts.port - 2)]
     if opts.bind and "BIND" not in given:

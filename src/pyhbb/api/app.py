@@ -1,7 +1,7 @@
 """Assembly of the API service: routes, conventions, and what runs beside the requests.
 
-The client's routes live under ``/api/``; the root path is left to the web console
-(docs/api.md #36), which for now is a short page saying where things are. At start the
+The client's routes live under ``/api/``; everything else is the web console
+(docs/api.md #36, :mod:`pyhbb.api.console`), over the same repositories. At start the
 database is opened (migrations applied) and a flusher writes heartbeats in batches;
 at stop the last batch is written before the database closes.
 """
@@ -25,6 +25,8 @@ from starlette.types import ASGIApp
 
 from pyhbb.api import devices, jobs
 from pyhbb.api.auth import Accounts
+from pyhbb.api.console.app import console_routes
+from pyhbb.api.console.security import SECURITY_HEADERS
 from pyhbb.api.context import ApiContext
 from pyhbb.api.heartbeats import HeartbeatBuffer
 from pyhbb.api.http import BodyCap, error
@@ -46,18 +48,6 @@ log = logging.getLogger("pyhbb.api")
 FLUSH_INTERVAL = 5.0
 OPENAPI = Path(__file__).with_name("openapi.json")
 
-ROOT_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>pyhbb</title></head>
-<body><h1>pyhbb API server</h1>
-<p>RustDesk clients use this address as their <em>API server</em>. The web console is
-not available yet; manage accounts with <code>pyhbb user</code> on the server.</p>
-<p>API description: <a href="/api/openapi.json">/api/openapi.json</a></p></body></html>
-"""
-
-
-async def _root(request: Request) -> Response:
-    return HTMLResponse(ROOT_PAGE)
-
 
 def _openapi(spec: bytes) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
@@ -70,6 +60,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code if 400 <= exc.status_code < 500 else 400
     messages = {404: "not found", 405: "method not allowed"}
+    browser = "text/html" in request.headers.get("accept", "")
+    if browser and not request.url.path.startswith("/api/"):  # someone in the console
+        message = {404: "There is no such page.", 405: "This address does not take that."}
+        return HTMLResponse(
+            f"<!doctype html><title>{status}</title><p>{message.get(status, 'Bad request.')} "
+            '<a href="/devices">Devices</a></p>',
+            status_code=status,
+            headers=SECURITY_HEADERS,
+        )
     return error(messages.get(status, exc.detail), status)
 
 
@@ -170,8 +169,8 @@ def build_app(
         *account.routes,
         *addressbook.routes,
         *device_routes.routes,
-        Route("/", _root, methods=["GET"]),
         Route("/api/openapi.json", _openapi(OPENAPI.read_bytes()), methods=["GET"]),
+        *console_routes(options),
     ]
     app = Starlette(
         routes=routes,

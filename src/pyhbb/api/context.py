@@ -66,6 +66,10 @@ class ApiContext:
             return ip
         return client_addr((ip, peer.port), forwarded, self.options.trusted_proxies)[0]
 
+    def is_trusted(self, ip: str) -> bool:
+        """Whether ``ip`` is one of ``--trusted-proxies`` (whose proxy headers count)."""
+        return bool(self._trusted(try_into_v4(ip)))
+
     def __post_init__(self) -> None:
         # Parsing the address for every request costs more than the rest of a heartbeat;
         # the same few addresses (proxies, NAT gateways) come again and again.

@@ -38,9 +38,10 @@ class RequestMetrics:
             if isinstance(route, Route):
                 # a handler serving two paths would be ambiguous: name both
                 known = self.templates.get(route.endpoint)
-                self.templates[route.endpoint] = (
-                    route.path if known is None else f"{known}|{route.path}"
-                )
+                if known is None:
+                    self.templates[route.endpoint] = route.path
+                elif route.path not in known.split("|"):
+                    self.templates[route.endpoint] = f"{known}|{route.path}"
         self.requests: Counter[tuple[str, str, str]] = Counter()
         self.latency: dict[str, Histogram] = {}
 

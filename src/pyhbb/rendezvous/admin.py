@@ -88,6 +88,21 @@ class CoreAdmin:
     def clear_punch_requests(self) -> None:
         self.s.punch_log.clear()
 
+    # -- peers ----------------------------------------------------------------------------------
+
+    def forget_peer(self, peer_id: str) -> bool:
+        """Drop the in-memory record of an ID whose row was deleted (the web console does).
+
+        Without this a heartbeat from the address in memory would still be accepted and
+        the ID would never be stored again; now the next RegisterPeer asks for the key,
+        and the RegisterPk that follows finds no row and registers the ID anew.
+        """
+        if peer_id not in self.s.peers:
+            return False
+        self.s.peers.remove(peer_id)
+        log.info("record of peer %s forgotten by the console", peer_id)
+        return True
+
     # -- statistics -----------------------------------------------------------------------------
 
     def table_sizes(self, now: float) -> dict[str, int]:
