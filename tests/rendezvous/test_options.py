@@ -149,6 +149,7 @@ VARIABLES = [
     ("MAX_SESSIONS_PER_IP", "2", "max_sessions_per_ip", 2),
     ("NEW_PEERS_PER_SECOND", "7", "new_peers_per_second", 7),
     ("NODE_NAME", "site-2", "node_name", "site-2"),
+    ("METRICS", "127.0.0.1:9116", "metrics", ("127.0.0.1", 9116)),
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -37,6 +38,9 @@ from pyhbb.api.routes import account, addressbook, audit
 from pyhbb.api.routes import devices as device_routes
 from pyhbb.api.schema import MIGRATIONS
 from pyhbb.api.tokens import TokenPolicy
+from pyhbb.observability.api import RequestMetrics, api_families, hbbs_probe
+from pyhbb.observability.health import Probe
+from pyhbb.observability.metrics import Monitoring
 from pyhbb.store.database import SqliteDatabase, StoreError
 
 log = logging.getLogger("pyhbb.api")
@@ -77,8 +81,10 @@ async def flush_heartbeats(ctx: ApiContext) -> None:
         wanted = await jobs.write(ctx.db, lambda c: devices.flush_heartbeats(c, beats))
     except StoreError as e:
         log.warning("could not store %d heartbeats (will retry): %s", len(beats), e)
+        ctx.counts["heartbeat_flush", "failed"] += 1
         ctx.heartbeats.restore(beats)
         return
+    ctx.counts["heartbeat_flush", "ok"] += 1
     ctx.heartbeats.want_sysinfo(wanted)
 
 
@@ -95,16 +101,30 @@ def build_app(
     *,
     passwords: Passwords | None = None,
     clock: Callable[[], float] = time.time,
+    metrics_socket: socket.socket | None = None,
 ) -> ASGIApp:
-    """The ASGI application; the database opens in its lifespan (uvicorn runs it)."""
+    """The ASGI application; the database opens in its lifespan (uvicorn runs it).
+
+    /metrics and /healthz are served on ``metrics_socket`` when given (``pyhbb api``
+    binds it at start, like the API's port), else at ``options.metrics`` if set."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = await SqliteDatabase.open(
-            database_path(options.db_url, options.workdir),
-            readers=options.db_readers,
-            migrations=MIGRATIONS,
-        )
+        monitoring: Monitoring | None = None
+        if metrics_socket is not None:
+            monitoring = Monitoring("api", metrics_socket)
+        elif options.metrics is not None:
+            monitoring = Monitoring.bind("api", options.metrics)
+        try:
+            db = await SqliteDatabase.open(
+                database_path(options.db_url, options.workdir),
+                readers=options.db_readers,
+                migrations=MIGRATIONS,
+            )
+        except BaseException:
+            if monitoring is not None:
+                await monitoring.stop()
+            raise
         limiter = LoginLimiter(
             per_ip=Bucket(options.login_burst_per_ip, 1 / 3),
             per_user=Bucket(options.login_failures_per_user, 1 / 30),
@@ -122,9 +142,18 @@ def build_app(
         app.state.flush_now = asyncio.Event()
         flusher = asyncio.create_task(_flusher(ctx, app.state.flush_now))
         log.info("API server database %s ready", db.path)
+        if monitoring is not None:
+            monitoring.add_loop_families(lambda: api_families(request_metrics, ctx))
+            monitoring.watch_database(db)
+            # not critical: the API still serves all but the online column without hbbs
+            probe = Probe(hbbs_probe(ctx), interval=10.0, timeout=5.0)
+            monitoring.add_probe("hbbs", probe, critical=False)
+            monitoring.start()
         try:
             yield
         finally:
+            if monitoring is not None:
+                await monitoring.stop()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -148,4 +177,5 @@ def build_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )
-    return BodyCap(app, options.max_body)
+    request_metrics = RequestMetrics(BodyCap(app, options.max_body), routes)
+    return request_metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +55,8 @@ class Accounts:
         self.limiter = limiter
         self.policy = policy
         self.clock = clock
+        self.login_results: Counter[str] = Counter()
+        """ok, failed, rate_limited (client logins and console sign-ins): for the metrics."""
 
     async def login(self, attempt: Login, ip: str) -> tuple[str, User]:
         now = self.clock()
@@ -82,6 +85,7 @@ class Accounts:
                 users.set_password(conn, user.id, rehash)
 
         await jobs.write(self.db, job)
+        self.login_results["ok"] += 1
         log.info("user %r logged in from %s (device %s)", user.name, ip, attempt.device.device_id)
         return token, user
 
@@ -90,6 +94,7 @@ class Accounts:
         failure is logged and charged to the user name)."""
         wait = self.limiter.admit(ip, attempt.name, now)
         if wait > 0:
+            self.login_results["rate_limited"] += 1
             log.warning("login of %r from %s refused: too many attempts", attempt.name, ip)
             raise ApiError(f"Too many login attempts; try again in {int(wait) + 1} s", 429)
         found = await jobs.read(self.db, lambda c: users.credentials(c, attempt.name))
@@ -98,6 +103,7 @@ class Accounts:
         user = found[0] if found is not None else None
         if not ok or user is None or user.status != users.ENABLED:
             self.limiter.failed(attempt.name, self.clock())
+            self.login_results["failed"] += 1
             await jobs.write(self.db, lambda c: _log_login(c, attempt, None, ip, now, False))
             log.info("login of %r from %s failed", attempt.name, ip)
             raise ApiError(BAD_CREDENTIALS, 401)
@@ -119,6 +125,7 @@ class Accounts:
                 users.set_password(conn, user.id, rehash)
 
         await jobs.write(self.db, job)
+        self.login_results["ok"] += 1
         log.info("user %r signed in to the web console from %s", user.name, ip)
         return user
 

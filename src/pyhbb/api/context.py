@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import TypeVar
 
@@ -39,6 +40,8 @@ class ApiContext:
     heartbeats: HeartbeatBuffer
     presence: HbbsPresence
     clock: Callable[[], float]
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Events for the metrics: (event, result) → count, from fixed sets of words."""
 
     async def read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         return await jobs.read(self.db, job)

@@ -115,6 +115,10 @@ API_LOGIN_FAILURES_PER_USER = Option(
     flags=("--login-failures-per-user",),
     metavar="NUMBER",
 )
+API_METRICS = shared.METRICS.but(
+    name="API_METRICS",
+    help=shared.METRICS.help + ". pyhbb run uses 127.0.0.1:9114",
+)
 
 DESCRIPTION = """\
 The RustDesk API server (port 21114): logins, address books, the device list, device
@@ -139,6 +143,7 @@ SPEC = CommandSpec(
         API_TOKEN_DAYS,
         API_LOGIN_BURST_PER_IP,
         API_LOGIN_FAILURES_PER_USER,
+        API_METRICS,
         shared.RUST_LOG,
     ),
     titles={OFFICIAL: "options shared with hbbs", PYHBB: "API server options"},
@@ -162,6 +167,8 @@ class ApiOptions:
     token_days: float = 7.0
     login_burst_per_ip: int = 20
     login_failures_per_user: int = 10
+    metrics: tuple[str, int] | None = None
+    """Where to serve /metrics and /healthz (None: nowhere)."""
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -197,5 +204,6 @@ def parse_api_options(
         token_days=float(v[API_TOKEN_DAYS]),
         login_burst_per_ip=v[API_LOGIN_BURST_PER_IP],
         login_failures_per_user=v[API_LOGIN_FAILURES_PER_USER],
+        metrics=v[API_METRICS],
         workdir=workdir,
     )

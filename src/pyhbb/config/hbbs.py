@@ -268,6 +268,9 @@ MAX_PEERS_IN_MEMORY = Option(
     flags=("--max-peers-in-memory",),
     metavar="NUMBER",
 )
+METRICS = shared.METRICS.but(
+    help=shared.METRICS.help + ". pyhbb run uses 127.0.0.1:9116",
+)
 
 ALL_OPTIONS: tuple[Option[Any], ...] = (
     # the official flags, in upstream's order
@@ -302,6 +305,7 @@ ALL_OPTIONS: tuple[Option[Any], ...] = (
     MAX_SESSIONS_PER_IP,
     NEW_PEERS_PER_SECOND,
     MAX_PEERS_IN_MEMORY,
+    METRICS,
     # cluster mode (docs/cluster.md)
     CLUSTER,
     NODE_NAME,
@@ -340,6 +344,8 @@ class HbbsOptions:
     udp_punch: bool = False
     id_change: bool = True
     max_sessions_per_ip: int = 1000
+    metrics: tuple[str, int] | None = None
+    """Where to serve /metrics and /healthz (None: nowhere)."""
     workdir: Path = field(default_factory=Path.cwd)
     rust_log: str = ""  # RUST_LOG from the inherited environment
     cluster: list[str] = field(default_factory=list)
@@ -413,6 +419,7 @@ def parse_hbbs_options(
         udp_punch=v[UDP_PUNCH],
         id_change=v[ID_CHANGE],
         max_sessions_per_ip=v[MAX_SESSIONS_PER_IP],
+        metrics=v[METRICS],
         workdir=workdir,
         rust_log=v[shared.RUST_LOG],
         cluster=v[CLUSTER],

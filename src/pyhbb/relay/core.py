@@ -15,6 +15,7 @@ occurrence of each kind, naming the option that would let more in.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 from pyhbb.net.conn_limits import ConnectionLimiter
@@ -49,6 +50,17 @@ log = logging.getLogger("pyhbb.relay")
 WS_OPEN_TIMEOUT = 10.0  # upstream has none (§1.5)
 # Event-loop timers may fire a hair early (uvloop keeps time in whole milliseconds).
 TIMER_SLACK = 0.002
+
+# _drop's reasons → the "kind" the metrics count them under; the first-message reader's
+# own reasons (frame errors, with sizes in them) all count as "bad_frame".
+_DROP_KINDS = {
+    "closed before its first message": "closed_early",
+    "bad first message": "bad_first_message",
+    "first message is not RequestRelay": "bad_first_message",
+    "no first message in time": "first_message_timeout",
+    "blocked": "refused",
+    **{refusal.value: "refused" for refusal in Refusal},
+}
 
 _REFUSAL_HINTS = {
     Refusal.LICENCE_KEY: "clients must be configured with the key given by -k / KEY",
@@ -100,6 +112,9 @@ class RelayCore:
         self.sessions: set[Session] = set()
         self.refused: dict[str, int] = {}
         """Refusals by kind, as counted for the throttled logs."""
+        self.counts: Counter[tuple[str, str]] = Counter()
+        """Events for the metrics: (event, kind) → count, from fixed sets of words;
+        ("relayed_bits", session kind) adds up the sessions that ended."""
         self._first: dict[RelayConn, TcpFirstMessage] = {}
 
     # -- console target (§9.2) ------------------------------------------------------------
@@ -124,9 +139,11 @@ class RelayCore:
         """A connection was accepted (before any byte is read)."""
         # On R a loopback connection may be the console: its blocklist check waits for
         # the first frame (below), like every attributed address's.
+        self.counts["connection", conn.kind.value] += 1
         if not conn.loopback and conn.peer[0] in self.blocklist:
             return self._refuse_blocked(conn)
         if not self.handshakes.acquire(conn.peer[0]):
+            self.counts["refused", "handshake_limit"] += 1
             return [Drop(conn, "too many connections in progress")]
         conn.phase = Phase.HANDSHAKE
         if conn.kind is Kind.TCP:
@@ -229,6 +246,7 @@ class RelayCore:
         session = Session(uuid, first, second, SessionBudget(self.settings, self.total, now), now)
         first.phase = second.phase = Phase.PAIRED
         self.sessions.add(session)
+        self.counts["session", session.kind] += 1
         log.info(
             "relay request %s from %s paired with %s (%s)",
             uuid,
@@ -244,6 +262,7 @@ class RelayCore:
             self._first.pop(conn, None)
 
     def _drop(self, conn: RelayConn, reason: str) -> list[Action]:
+        self.counts["drop", _DROP_KINDS.get(reason, "bad_frame")] += 1
         self._end_handshake(conn)
         conn.phase = Phase.CLOSED
         return [Drop(conn, reason)]
@@ -299,6 +318,8 @@ class RelayCore:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
+        self.counts["relayed_bits", session.kind] += session.budget.total_bits
+        self.counts["ended", session.ending.replace(" ", "_") or "closed"] += 1
         session.first.phase = session.second.phase = Phase.CLOSED
         log.info(
             "relay %s of %s and %s closed (%s): %d bytes, %.1f s",
@@ -350,7 +371,10 @@ class RelayCore:
             elif now - s.last_active >= self.limits.idle_timeout:
                 actions.append(self._cut(s, "no traffic"))
                 continue
+            downgraded = s.budget.downgraded
             s.budget.tick(now, ip1 in self.blacklist or ip2 in self.blacklist, start_check)
+            if s.budget.downgraded and not downgraded:
+                self.counts["downgraded", "-"] += 1
         return actions
 
     def shutdown(self) -> list[Action]:

@@ -15,6 +15,8 @@ import socket
 
 from pyhbb.config.hbbr import HbbrOptions
 from pyhbb.net.sockets import tcp_listener
+from pyhbb.observability.hbbr import accepting_check, hbbr_families
+from pyhbb.observability.metrics import Monitoring
 from pyhbb.relay.adapters.executor import Executor
 from pyhbb.relay.adapters.listener import Listener
 from pyhbb.relay.adapters.tcp import TcpClient
@@ -65,6 +67,7 @@ class RelayServer:
         self._listeners: list[Listener] = []
         self._tick_handle: asyncio.TimerHandle | None = None
         self.closed = False
+        self.monitoring: Monitoring | None = None
 
     @property
     def core(self) -> RelayCore:
@@ -107,6 +110,13 @@ class RelayServer:
         except OSError:
             tcp.close()
             raise
+        try:
+            if opts.metrics is not None:
+                self.monitoring = Monitoring.bind("hbbr", opts.metrics)
+        except OSError:
+            tcp.close()
+            ws.close()
+            raise
         self._core = core
         self._executor = executor = Executor(core, loop, opts.trusted_proxies)
 
@@ -123,6 +133,11 @@ class RelayServer:
         for listener in self._listeners:
             listener.start()
         self._tick_handle = loop.call_later(TICK, self._tick)
+        if self.monitoring is not None:
+            listeners = self._listeners
+            self.monitoring.add_loop_families(lambda: hbbr_families(core, listeners))
+            self.monitoring.add_check("tcp", accepting_check(listeners))
+            self.monitoring.start()
         log.info(
             "#blacklist(%s): %d, #blocklist(%s): %d",
             BLACKLIST_FILE,
@@ -145,6 +160,8 @@ class RelayServer:
         if self.closed or self._executor is None:
             return
         self.closed = True
+        if self.monitoring is not None:
+            await self.monitoring.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         for listener in self._listeners:

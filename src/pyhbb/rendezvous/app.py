@@ -18,8 +18,18 @@ from pyhbb.config.hbbs import HbbsOptions
 from pyhbb.config.sources import ConfigError
 from pyhbb.net.conn_limits import ConnectionLimiter
 from pyhbb.net.fd_limit import FdWatch, open_fds, raise_fd_limit
+from pyhbb.net.hostport import format_addr
 from pyhbb.net.local_ip import detect_local_ip
 from pyhbb.net.sockets import BACKLOG, tcp_listener, udp_socket
+from pyhbb.observability.hbbs import (
+    UdpVerdict,
+    hbbs_families,
+    listeners_check,
+    relay_probe,
+    udp_check,
+)
+from pyhbb.observability.health import Probe
+from pyhbb.observability.metrics import Monitoring
 from pyhbb.rendezvous import relay_health, watchdog
 from pyhbb.rendezvous.adapters.base import AdapterContext
 from pyhbb.rendezvous.adapters.executor import Executor, resolves
@@ -79,9 +89,12 @@ class HbbsServer:
         store: PeerStore | None,
         directory: Directory | None = None,
         bus: Bus | None = None,
+        db: SqliteDatabase | None = None,
     ) -> None:
-        """``store`` for a single server; in cluster mode ``directory`` and ``bus``."""
+        """``store`` for a single server (``db``: the database under it, watched by the
+        metrics and health check); in cluster mode ``directory`` and ``bus``."""
         self.opts = opts
+        self.db = db
         self.key = key
         self.store = store
         self.core = RendezvousCore(core_settings(opts, key))
@@ -108,6 +121,7 @@ class HbbsServer:
             limiter=self.limiter,
             console=self.ctx.console,
             links=self.ctx.links,
+            counts=self.ctx.counts,
         )
         self._servers: list[asyncio.Server] = []
         self._udp: asyncio.DatagramTransport | None = None
@@ -117,6 +131,8 @@ class HbbsServer:
         self._loop_handler: Any = None
         self.exit_code = 0
         self.stopped = asyncio.Event()
+        self.monitoring: Monitoring | None = None
+        self.udp_verdict = UdpVerdict(enabled=False)
 
     def _extra_stats(self) -> dict[str, int]:
         return {
@@ -139,6 +155,8 @@ class HbbsServer:
         tcp = tcp_listener(opts.bind, opts.port)
         nat = tcp_listener(opts.bind, opts.nat_port)
         ws = tcp_listener(opts.bind, opts.ws_port)
+        if opts.metrics is not None:
+            self.monitoring = Monitoring.bind("hbbs", opts.metrics)
         transport, endpoint = await loop.create_datagram_endpoint(
             lambda: UdpEndpoint(self.core, self.executor), sock=udp
         )
@@ -158,11 +176,42 @@ class HbbsServer:
             self._spawn(relay_health.check_forever(self.core.admin))
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
-            self._spawn(watchdog.run(dest, lambda: self.request_stop(1), lambda: endpoint.received))
+            self.udp_verdict.enabled = True
+            self._spawn(
+                watchdog.run(
+                    dest,
+                    lambda: self.request_stop(1),
+                    lambda: endpoint.received,
+                    self.udp_verdict.hear,
+                )
+            )
+        if self.monitoring is not None:
+            self._start_monitoring(self.monitoring)
         self._log_startup()
         warning = self.fd_watch.describe(opts.max_connections)
         if warning is not None:
             log.warning("%s", warning)
+
+    def _start_monitoring(self, monitoring: Monitoring) -> None:
+        """/metrics and /healthz: the core's counters and tables, UDP and TCP listeners,
+        the database and the relay clients are sent to."""
+        opts = self.opts
+        monitoring.add_loop_families(
+            lambda: hbbs_families(self.core, self.executor, self.ctx.counts, self._udp_endpoint)
+        )
+        monitoring.add_check("udp", udp_check(self.udp_verdict, lambda: self._udp))
+        names = (f"TCP {opts.port}", f"TCP {opts.nat_port}", f"TCP {opts.ws_port}")
+        monitoring.add_check("tcp", listeners_check(list(zip(names, self._servers, strict=True))))
+        if self.db is not None:
+            monitoring.watch_database(self.db)
+        # Clients get the configured relays, else this host's port P+1 (an hbbr beside us).
+        host = opts.bind if opts.bind and opts.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+        own = format_addr((host, opts.port + 1))
+        admin = self.core.admin
+        probe = Probe(relay_probe(lambda: admin.relay_servers or [own]), interval=10, timeout=5)
+        # not critical: restarting hbbs would not bring an unreachable relay back
+        monitoring.add_probe("relay", probe, critical=False)
+        monitoring.start()
 
     def _watch_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
         """asyncio reports every accept that fails for want of descriptors (uvloop says
@@ -258,6 +307,8 @@ class HbbsServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.monitoring is not None:
+            await self.monitoring.stop()
         if self.fd_watch is not None:
             asyncio.get_running_loop().set_exception_handler(self._loop_handler)
         for server in self._servers:
@@ -303,7 +354,7 @@ async def serve(
         count,
         (time.monotonic() - started) * 1000,
     )
-    server = HbbsServer(opts, key, store)
+    server = HbbsServer(opts, key, store, db=db)
     try:
         return await _run_until_stopped(server, stop, on_started)  # commits the store's writes
     finally:

@@ -85,6 +85,7 @@ class RendezvousCore:
         if kind == "register_pk":
             req = msg.register_pk
             if not req.uuid or not req.pk:
+                self.state.outcomes["register_pk", "udp", "ignored"] += 1
                 return []
             return self.registration.register_pk(
                 req, src, lambda result: SendUdp(REGISTER_PK[result], src), now
@@ -154,6 +155,7 @@ class RendezvousCore:
                 return self.id_change.change_id(link, req, now)
             if req.pk and req.uuid:
                 return self._register_on_session(link, req, now)
+            s.outcomes["register_pk", link.transport.value, "not_support"] += 1
             actions = [Send(link, REGISTER_PK[pb.RegisterPkResponse.NOT_SUPPORT])]
         elif kind == "register_peer":
             return self.registration.register_peer(msg.register_peer, link.addr, now, link)
@@ -189,6 +191,7 @@ class RendezvousCore:
             return Send(link, register_pk_response(result, keep_alive))
 
         if not self.state.session_allowed(link):
+            self.state.outcomes["register_pk", link.transport.value, "too_frequent"] += 1
             return [reply(pb.RegisterPkResponse.TOO_FREQUENT), Close(link)]
         actions = self.registration.register_pk(req, link.addr, reply, now, session=link)
         actions.append(self.registration.session_start(link))

@@ -81,10 +81,17 @@ class Punching:
     def punch_hole_request(self, link: Link, msg: pb.PunchHoleRequest, now: float) -> list[Action]:
         s = self.s
         s.stats["punch_requests"] += 1
+        transport = link.transport.value
+
+        def outcome(result: str) -> None:
+            s.outcomes["punch", transport, result] += 1
+
         if self._oversized("punch request", msg, link.addr):
+            outcome("oversized")
             return []
         key = s.settings.enforced_key
         if key and msg.licence_key != key:
+            outcome("key_mismatch")
             if n := s.log_throttle.count("key mismatch", now):
                 log.info(
                     "punch request from %s to %s refused: key mismatch (%d this minute)",
@@ -96,20 +103,24 @@ class Punching:
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
+                outcome("server_error")
                 return [Send(link, punch_failure(Failure.ID_NOT_EXIST, DB_FAILURE_TEXT))]
             if record is None:
+                outcome("id_not_exist")
                 log.debug(
                     "punch request from %s: %s does not exist", format_addr(link.addr), msg.id
                 )
                 return [Send(link, PUNCH_ID_NOT_EXIST)]
             holder = s.owner_elsewhere(record)
             if holder:  # cluster mode: B's NAT only lets in the node it registered with
+                outcome("to_other_node")
                 relay = s.relays.next()
                 return [PunchViaOwner(holder, link, msg.id, msg.SerializeToString(), relay)]
             if not record.online(now) or (record.addr is None and record.session is None):
                 if s.settings.node_name and holder is None and not rechecked:
                     rechecked.append(True)  # held here but silent: moved without an evict?
                     return s.with_peer(msg.id, now, decide, fresh=True)
+                outcome("offline")
                 log.debug("punch request from %s: %s is offline", format_addr(link.addr), msg.id)
                 return [Send(link, PUNCH_OFFLINE)]
             return self._notify_target(link, msg, record, now)
@@ -178,8 +189,11 @@ class Punching:
                 )
             )
         action = s.route(record, out.SerializeToString())
+        transport = link.transport.value
         if action is None:
+            s.outcomes["punch", transport, "offline"] += 1
             return None
+        s.outcomes["punch", transport, "forwarded_lan" if same_intranet else "forwarded"] += 1
         if s.settings.udp_punch and msg.udp_port and not same_intranet:
             self._expect_udp_answer(msg.id, link.key, now)
         if n := s.log_throttle.count("punch", now):
@@ -223,7 +237,9 @@ class Punching:
     def request_relay(self, link: Link, msg: pb.RequestRelay, now: float) -> list[Action]:
         s = self.s
         s.stats["relay_requests"] += 1
+        transport = link.transport.value
         if self._oversized("relay request", msg, link.addr):
+            s.outcomes["relay", transport, "oversized"] += 1
             return []
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
         if record is None and s.settings.node_name:
@@ -235,7 +251,9 @@ class Punching:
         self, link: Link, msg: pb.RequestRelay, record: PeerRecord | None, now: float
     ) -> list[Action]:
         s = self.s
+        transport = link.transport.value
         if record is None:
+            s.outcomes["relay", transport, "not_in_memory"] += 1
             log.debug("relay request from %s: %s not in memory", format_addr(link.addr), msg.id)
             return []
         fwd = pb.RequestRelay()
@@ -250,7 +268,9 @@ class Punching:
         else:
             action = s.route(record, payload)
         if action is None:
+            s.outcomes["relay", transport, "unreachable"] += 1
             return []
+        s.outcomes["relay", transport, "forwarded"] += 1
         if n := s.log_throttle.count("relay", now):
             log.info(
                 "relay request from %s to %s (uuid %s) (%d this minute)",
@@ -265,8 +285,13 @@ class Punching:
 
     def _deliver(self, requester: Addr, payload: bytes, what: str, peer_id: str) -> list[Action]:
         target = self.s.requesters.take(requester)
+        kind = what.lower().replace(" ", "_")  # from the fixed set of callers' words
         if target is None and self.s.settings.node_name:
+            self.s.outcomes["answer", kind, "to_other_node"] += 1
             return [DeliverAnswer(requester, payload)]  # A may wait on another node
+        self.s.outcomes[
+            "answer", kind, "forwarded" if target is not None else "requester_gone"
+        ] += 1
         if target is None:
             log.debug("%s from %s for %s: requester gone", what, peer_id, format_addr(requester))
             self.s.stats["answers_undeliverable"] += 1

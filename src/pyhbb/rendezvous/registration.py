@@ -59,6 +59,7 @@ CLAIM_ATTEMPTS = 3  # a shared directory's entry changed under us: read and deci
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+RESULT_NAMES = {value: name.lower() for name, value in Result.items()}
 # Looked up once: the protobuf enum wrapper's attribute access is slow on a flooded path.
 TOO_FREQUENT = Result.TOO_FREQUENT
 
@@ -94,8 +95,9 @@ class Registration:
             if settings.software_version
             else b""
         )
-        self._announcements: dict[int, str] = {}
-        """Log lines for writes in flight (by id of the write): said once stored."""
+        self._announcements: dict[int, tuple[str, str]] = {}
+        """Log lines for writes in flight (by id of the write): said once stored; with
+        the transport the registration came by, for the metrics."""
 
     # -- RegisterPeer (UDP heartbeat every 15 s): the hot path ----------------------------
 
@@ -103,19 +105,26 @@ class Registration:
         self, msg: pb.RegisterPeer, src: Addr, now: float, session: Link | None = None
     ) -> list[Action]:
         """RegisterPeer by UDP from ``src``, or on a TCP/WebSocket ``session``."""
+        # Over UDP only refusals are counted here; the metrics derive the accepted ones
+        # from stats["register_peer"], so the hot path counts nothing more.
         peer_id = msg.id
         if not peer_id:
+            self.s.outcomes["heartbeat", "udp", "no_id"] += 1
             return []
         if session is not None:
             return self._register_peer_on_session(msg, session, now)
         record = self.s.peers.get(peer_id)
         if record is None:
+            self.s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
         if self.s.doubtful and peer_id in self.s.doubtful:
             return self._verify_then_register(msg, src, now)
         ip = src[0]
         result = record.udp_heartbeat(pack_addr(src), now, is_loopback(ip))
         if result != ACCEPTED:
+            self.s.outcomes[
+                "heartbeat", "udp", "ip_changed" if result == IP_CHANGED else "no_key"
+            ] += 1
             if (
                 result == IP_CHANGED
                 and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2
@@ -188,6 +197,7 @@ class Registration:
             or record.registered_ip != link.addr[0]
             or not s.bind_session(link, msg.id, record, now)
         )
+        s.outcomes["heartbeat", link.transport.value, "request_pk" if request_pk else "ok"] += 1
         actions: list[Action] = [
             Send(link, REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK),
             self.session_start(link),
@@ -206,13 +216,20 @@ class Registration:
         self,
         msg: pb.RegisterPk,
         src: Addr,
-        reply: Reply,
+        answer: Reply,
         now: float,
         session: Link | None = None,
     ) -> list[Action]:
-        """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success)."""
+        """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success),
+        answered with ``answer(result)``."""
         s = self.s
         peer_id = msg.id
+        transport = "udp" if session is None else session.transport.value
+
+        def reply(result: int) -> Action:
+            s.outcomes["register_pk", transport, RESULT_NAMES[result]] += 1
+            return answer(result)
+
         if len(peer_id.encode()) < 6:
             s.stats["register_pk_refused"] += 1
             return [reply(Result.UUID_MISMATCH)]
@@ -233,7 +250,7 @@ class Registration:
             self._budget_refused("lookup", refused, peer_id, src)
             return [reply(TOO_FREQUENT)]
         return self._look_up_and_decide(
-            peer_id, bytes(msg.uuid), bytes(msg.pk), src, reply, now, session, 1
+            peer_id, bytes(msg.uuid), bytes(msg.pk), src, reply, answer, now, session, 1
         )
 
     def _look_up_and_decide(
@@ -243,6 +260,7 @@ class Registration:
         pk: bytes,
         src: Addr,
         reply: Reply,
+        answer: Reply,
         now: float,
         session: Link | None,
         attempt: int,
@@ -277,11 +295,13 @@ class Registration:
             if attempt < CLAIM_ATTEMPTS and s.settings.node_name:
 
                 def redo(now: float) -> list[Action]:
-                    args = (peer_id, uuid, pk, src, reply, now, session, attempt + 1)
+                    args = (peer_id, uuid, pk, src, reply, answer, now, session, attempt + 1)
                     return self._look_up_and_decide(*args)
 
-                return self._apply(record, peer_id, uuid, pk, src, reply, now, session, redo)
-            return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
+                return self._apply(
+                    record, peer_id, uuid, pk, src, reply, answer, now, session, redo
+                )
+            return self._apply(record, peer_id, uuid, pk, src, reply, answer, now, session)
 
         return s.with_peer(peer_id, now, decide, need_details=True)
 
@@ -330,10 +350,13 @@ class Registration:
         pk: bytes,
         src: Addr,
         reply: Reply,
+        uncounted: Reply,
         now: float,
         session: Link | None,
         redo: Callable[[float], list[Action]] | None = None,
     ) -> list[Action]:
+        """``reply`` counts the answer; ``uncounted`` builds the answers of a write, which
+        are counted once the write's outcome is known (persist_succeeded/failed)."""
         s = self.s
         ip = src[0]
         details = record.details
@@ -413,18 +436,21 @@ class Registration:
         else:
             write = ClaimPeer(peer_id, details.revision)
             said = f"peer {peer_id} moved here from {holder or 'no node'} ({format_addr(src)})"
-        self._announcements[id(write)] = said  # logged once the write is stored
+        transport = "udp" if session is None else session.transport.value
+        self._announcements[id(write)] = (said, transport)  # logged once the write is stored
         s.stats["register_pk_stored"] += 1
+        on_ok: list[Action] = [uncounted(Result.OK), *extra]
+        on_fail: list[Action] = [uncounted(Result.SERVER_ERROR)]
         if not s.settings.node_name:
-            return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
+            return [Persist(write, on_ok, on_fail)]
         if claim:
             s.stats["register_pk_claims"] += 1
         return [
             Persist(
                 write,
-                [reply(Result.OK), *extra],
-                [reply(Result.SERVER_ERROR)],
-                on_busy=[reply(TOO_FREQUENT)],
+                on_ok,
+                on_fail,
+                on_busy=[uncounted(TOO_FREQUENT)],
                 redo=redo,
                 evict=holder if claim else "",
             )
@@ -432,14 +458,21 @@ class Registration:
 
     def persist_succeeded(self, write: StoreWrite) -> None:
         """A registration is stored: only now is it worth a log line."""
-        said = self._announcements.pop(id(write), None)
-        if said is not None and (n := self.s.log_throttle.count("registered")):
+        announced = self._announcements.pop(id(write), None)
+        if announced is None:
+            return
+        said, transport = announced
+        self.s.outcomes["register_pk", transport, "ok"] += 1
+        self.s.outcomes["stored", "-", "new" if isinstance(write, InsertPeer) else "update"] += 1
+        if n := self.s.log_throttle.count("registered"):
             log.info("%s (%d this minute)", said, n)
 
     def persist_failed(self, write: StoreWrite, failure: StoreFailure, quiet: bool = False) -> None:
         """Forget the in-memory record whose write failed: it reloads from the database.
         ``quiet``: a race for a shared directory entry, decided again (not an error)."""
-        self._announcements.pop(id(write), None)
+        announced = self._announcements.pop(id(write), None)
+        if announced is not None and not quiet:
+            self.s.outcomes["register_pk", announced[1], "server_error"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
         if quiet:

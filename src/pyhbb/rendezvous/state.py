@@ -107,6 +107,9 @@ class CoreState:
         self.relays = RelayServers(settings.relay_servers)
         self.lan = LanPolicy(settings.mask, settings.local_ip)
         self.stats: Counter[str] = Counter()
+        self.outcomes: Counter[tuple[str, str, str]] = Counter()
+        """Decisions for the metrics: (what, transport or kind, result) → count, each
+        part from a fixed set of words."""
         self.log_throttle = LogThrottle()
         """Every line a client can trigger goes through it (1st, 2nd, 4th ... a minute)."""
         self.reg_pk_counts: BoundedTable[str, tuple[int, float]] = BoundedTable(MAX_REG_PK_COUNTS)

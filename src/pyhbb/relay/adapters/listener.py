@@ -44,6 +44,11 @@ class Listener:
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
 
+    @property
+    def accepting(self) -> bool:
+        """Open and not paused for want of descriptors (for the health check)."""
+        return not self._closed and self._resume is None
+
     def start(self) -> None:
         self._resume = None
         if not self._closed:
