@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import TypeVar
 
@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from pyhbb.api import jobs
 from pyhbb.api.auth import Accounts, Session
+from pyhbb.api.device_search import DeviceSearch
 from pyhbb.api.heartbeats import HeartbeatBuffer
 from pyhbb.api.http import answer_exception
 from pyhbb.api.options import ApiOptions
@@ -39,6 +40,7 @@ class ApiContext:
     heartbeats: HeartbeatBuffer
     presence: HbbsPresence
     clock: Callable[[], float]
+    device_search: DeviceSearch = field(default_factory=DeviceSearch)
 
     async def read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         return await jobs.read(self.db, job)

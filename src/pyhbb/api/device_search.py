@@ -1,0 +1,275 @@
+"""The console's device search: each device's ID, host name and OS user name in memory.
+
+Why not SQL alone: a substring (``LIKE '%text%'``) cannot use a B-tree index, so every
+search scanned ``peer`` and ``api_device`` (~0.1-0.2 s at 100k devices). An FTS5 trigram
+index was measured too: fast for rare terms, slower than the scan for common ones (every
+row matching "host"), blind to terms shorter than three characters, and it would need
+the API to write a copy of the IDs that hbbs changes from another process. Here the
+texts of all devices, lowercased and concatenated, are searched with ``bytes.find`` (C
+speed: ~3 ms for 100k devices); :mod:`pyhbb.api.device_list` then checks every
+candidate against the tables in SQL, so a stale index can miss a device for a bounded
+time but never shows one that does not match.
+
+Matching is SQLite's ``LIKE``: UTF-8 text, case folded for ASCII letters only, so the
+index and the SQL check agree.
+
+Layout: 256 *chunks* by the first byte of ``peer.guid`` (random in hbbs's rows), each an
+immutable :class:`Chunk`. A search reads chunk references (any database thread may);
+only the upkeep job replaces them, one list item at a time (atomic in CPython).
+
+Freshness, without triggers or columns on ``peer`` (hbbs writes it from another process),
+done by :meth:`DeviceSearch.keep_fresh` every :data:`TICK` seconds in one read job:
+
+* the rows created in the last :data:`RECENT` seconds (the official index on
+  ``peer.created_at``) are read again: a new registration, and the host and user name
+  its first sysinfo upload brings, are found within about a second;
+* a few chunks are read again whole (a range of the primary key), in turn, so that each
+  is re-read every :data:`CYCLE` seconds (~2,000 rows a tick; with more than ~130k
+  devices the turn takes longer: ~4 min at 1M): an ID change, a new host or user name of
+  an older device, a deletion, or a row another writer committed late, within that.
+
+Until every chunk was read once (~1 s at 100k devices, ~10 s at 1M) :meth:`find`
+answers ``None``; the console waits for it (:meth:`wait_ready`), then scans in SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import re
+import sqlite3
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pyhbb.store.database import SqliteDatabase, StoreError
+
+log = logging.getLogger("pyhbb.api.console")
+
+CHUNKS = 256
+TICK = 1.0
+CYCLE = 60.0
+PER_TICK = math.ceil(CHUNKS * TICK / CYCLE)
+REREAD_ROWS = 2000  # per tick: ~1-2 % of a core here; beyond ~130k devices CYCLE grows
+RECENT = 60
+MAX_RECENT = 2000  # a burst of new devices beyond this waits for its chunks' turn
+FIRST_LOAD_BATCH = 32  # chunks per read job until the index is complete
+ROW_END = b"\x00"  # after each device's text; never in a search (the console refuses NUL)
+FIELD_SEP = b"\x01"
+
+_ROWS = (
+    "select p.guid, p.id, d.hostname, d.username "
+    "from peer p left join api_device d on d.guid = p.guid"
+)
+
+Row = tuple[object, bytes]  # guid as stored, search text
+
+
+def search_text(peer_id: object, hostname: object, username: object) -> bytes:
+    """The lowercased (ASCII, as SQLite's LIKE) text of one device: ID, host, user."""
+    parts = []
+    for value in (peer_id, hostname, username):
+        if value is None:
+            parts.append(b"")
+        elif isinstance(value, bytes):
+            parts.append(value)
+        else:
+            parts.append(str(value).encode("utf-8", "replace"))
+    return FIELD_SEP.join(parts).replace(ROW_END, FIELD_SEP).lower()
+
+
+def needle(text: str) -> bytes:
+    """What to look for: ``text`` folded like :func:`search_text`."""
+    return text.encode("utf-8", "replace").lower()
+
+
+def chunk_of(guid: object) -> int:
+    """The chunk of a guid: its first byte (values that sort before blobs go to 0)."""
+    return guid[0] if isinstance(guid, bytes) and guid else 0
+
+
+def _range(k: int) -> tuple[str, tuple[bytes, ...]]:
+    """The primary-key range of chunk ``k``: in SQLite text and numbers sort before
+    every blob, so chunk 0 also holds guids another writer stored as such."""
+    if k == 0:
+        return "p.guid < ?", (b"\x01",)
+    if k == CHUNKS - 1:
+        return "p.guid >= ?", (bytes([k]),)
+    return "p.guid >= ? and p.guid < ?", (bytes([k]), bytes([k + 1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The devices of one guid range: texts each followed by ROW_END, and their guids."""
+
+    blob: bytes
+    ends: array[int]
+    """Offset of each device's ROW_END in ``blob``."""
+    guids: tuple[object, ...]
+
+    @classmethod
+    def of(cls, rows: Iterable[Row]) -> Chunk:
+        guids, texts = [], []
+        for guid, text in rows:
+            guids.append(guid)
+            texts.append(text)
+        ends = array("q", itertools.accumulate(len(t) + 1 for t in texts))
+        for i in range(len(ends)):
+            ends[i] -= 1
+        return cls(ROW_END.join(texts) + ROW_END if texts else b"", ends, tuple(guids))
+
+    def find(self, what: bytes, found: list[object], limit: int) -> None:
+        """Append to ``found`` the guids of devices whose text holds ``what``."""
+        blob, ends, guids = self.blob, self.ends, self.guids
+        at = blob.find(what)
+        while at >= 0 and len(found) < limit:
+            i = bisect_left(ends, at)  # the row whose end comes first after ``at``
+            found.append(guids[i])
+            at = blob.find(what, ends[i] + 1)
+
+    def count(self, what: re.Pattern[bytes]) -> int:
+        """How many devices' texts match ``what`` (see :meth:`DeviceSearch.count`)."""
+        return len(what.findall(self.blob))
+
+    def text(self, i: int) -> bytes:
+        return self.blob[self.ends[i - 1] + 1 if i else 0 : self.ends[i]]
+
+    def updated(self, rows: dict[object, bytes]) -> Chunk:
+        """This chunk with ``rows`` put in (new devices, changed texts)."""
+        changed = {}
+        for guid, text in rows.items():
+            try:
+                if self.text(self.guids.index(guid)) == text:
+                    continue
+            except ValueError:
+                pass
+            changed[guid] = text
+        if not changed:
+            return self
+        current = dict(zip(self.guids, self.blob.split(ROW_END), strict=False))
+        current.update(changed)
+        return Chunk.of(current.items())
+
+    def __len__(self) -> int:
+        return len(self.guids)
+
+
+class DeviceSearch:
+    """The index of every device's search text, and its upkeep (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[Chunk | None] = [None] * CHUNKS
+        self._turn = 0  # the next chunk to read again
+        self._recent: dict[object, bytes] = {}  # recent rows as last read
+        self._complete = asyncio.Event()
+        self.ready = False
+        """Every chunk was read at least once: :meth:`find` answers."""
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the index is complete (at most ``timeout`` seconds)."""
+        if not self.ready:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._complete.wait(), timeout)
+        return self.ready
+
+    def find(self, text: str, limit: int) -> list[object] | None:
+        """Guids of up to ``limit`` devices whose ID, host or user name contain ``text``
+        (in no order; to be checked in SQL), or None before the index is complete."""
+        if not self.ready:
+            return None
+        what = needle(text)
+        found: list[object] = []
+        if not what or ROW_END in what:
+            return found
+        for chunk in self._chunks:
+            if len(found) >= limit:
+                break
+            if chunk is not None:
+                chunk.find(what, found, limit)
+        return found
+
+    def count(self, text: str, limit: int) -> int | None:
+        """How many devices match, counted up to about ``limit`` (a whole chunk more at
+        most); None before the index is complete. Quicker than :meth:`find` for many."""
+        if not self.ready:
+            return None
+        what = needle(text)
+        if not what or ROW_END in what:
+            return 0
+        # One match per device: the text found, then the rest of that device's text.
+        pattern = re.compile(re.escape(what) + b"[^" + re.escape(ROW_END) + b"]*")
+        n = 0
+        for chunk in self._chunks:
+            if n >= limit:
+                break
+            if chunk is not None:
+                n += chunk.count(pattern)
+        return n
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._chunks if c is not None)
+
+    def upkeep(self, conn: sqlite3.Connection) -> None:
+        """One step, on a database thread (one job at a time): read the recent rows and
+        the chunks whose turn it is (until complete: the missing ones) again."""
+        if self.ready:
+            n = max(1, min(PER_TICK, REREAD_ROWS * CHUNKS // max(1, len(self))))
+            due = [(self._turn + i) % CHUNKS for i in range(n)]
+            self._turn = (self._turn + n) % CHUNKS
+        else:
+            missing = [k for k, c in enumerate(self._chunks) if c is None]
+            due = missing[:FIRST_LOAD_BATCH]
+        for k in due:
+            where, args = _range(k)
+            self._chunks[k] = Chunk.of(_read(conn, f"{_ROWS} where {where}", args))
+        recent = dict(
+            _read(
+                conn,
+                f"{_ROWS} where p.created_at >= datetime('now', ?) "
+                "order by p.created_at desc limit ?",
+                (f"-{RECENT} seconds", MAX_RECENT),
+            )
+        )
+        changed = {g: t for g, t in recent.items() if self._recent.get(g) != t}
+        self._recent = recent
+        by_chunk: dict[int, dict[object, bytes]] = {}
+        for guid, text in changed.items():
+            by_chunk.setdefault(chunk_of(guid), {})[guid] = text
+        for k, rows in by_chunk.items():
+            chunk = self._chunks[k]
+            if chunk is not None:  # else its first read, still to come, has these rows
+                self._chunks[k] = chunk.updated(rows)
+        self.ready = self.ready or all(c is not None for c in self._chunks)
+
+    async def keep_fresh(self, db: SqliteDatabase) -> None:
+        """Run :meth:`upkeep` every TICK seconds (back to back until complete); forever."""
+        started, failing = time.monotonic(), False
+        while True:
+            was_ready = self.ready
+            try:
+                await db.read(self.upkeep)
+                if failing:
+                    log.info("device search index: reading the database again")
+                failing = False
+            except StoreError as e:
+                if not failing:
+                    log.warning("device search index not refreshed (will retry): %s", e)
+                failing = True
+            if self.ready and not was_ready:
+                self._complete.set()
+                log.info(
+                    "device search index ready: %d devices in %.1f s",
+                    len(self),
+                    time.monotonic() - started,
+                )
+            if self.ready or failing:
+                await asyncio.sleep(TICK)
+
+
+def _read(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> list[Row]:
+    return [(g, search_text(i, h, u)) for g, i, h, u in conn.execute(sql, args)]
