@@ -162,7 +162,9 @@ class Chunk:
 class DeviceSearch:
     """The index of every device's search text, and its upkeep (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tick: float = TICK) -> None:
+        self.tick = tick
+        """Seconds between upkeep steps (tests shorten it)."""
         self._chunks: list[Chunk | None] = [None] * CHUNKS
         self._turn = 0  # the next chunk to read again
         self._recent: dict[object, bytes] = {}  # recent rows as last read
@@ -214,11 +216,19 @@ class DeviceSearch:
     def __len__(self) -> int:
         return sum(len(c) for c in self._chunks if c is not None)
 
+    def _per_tick(self) -> int:
+        return max(1, min(PER_TICK, REREAD_ROWS * CHUNKS // max(1, len(self))))
+
+    @property
+    def reread_every(self) -> float:
+        """Seconds within which every device is read again (the bound on ID changes)."""
+        return math.ceil(CHUNKS / self._per_tick()) * self.tick
+
     def upkeep(self, conn: sqlite3.Connection) -> None:
         """One step, on a database thread (one job at a time): read the recent rows and
         the chunks whose turn it is (until complete: the missing ones) again."""
         if self.ready:
-            n = max(1, min(PER_TICK, REREAD_ROWS * CHUNKS // max(1, len(self))))
+            n = self._per_tick()
             due = [(self._turn + i) % CHUNKS for i in range(n)]
             self._turn = (self._turn + n) % CHUNKS
         else:
@@ -247,7 +257,7 @@ class DeviceSearch:
         self.ready = self.ready or all(c is not None for c in self._chunks)
 
     async def keep_fresh(self, db: SqliteDatabase) -> None:
-        """Run :meth:`upkeep` every TICK seconds (back to back until complete); forever."""
+        """Run :meth:`upkeep` every ``tick`` seconds (back to back until complete)."""
         started, failing = time.monotonic(), False
         while True:
             was_ready = self.ready
@@ -268,7 +278,7 @@ class DeviceSearch:
                     time.monotonic() - started,
                 )
             if self.ready or failing:
-                await asyncio.sleep(TICK)
+                await asyncio.sleep(self.tick)
 
 
 def _read(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> list[Row]:

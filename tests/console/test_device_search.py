@@ -1,0 +1,330 @@
+"""Searching the console's device list through the in-memory index, on a real SQLite file.
+
+What is found must be what SQLite's ``LIKE`` finds in the ID, host name or OS user name
+(the scan the index replaces), in every sort, both directions and through every page;
+a plain user finds only their devices; a device registered by another process (hbbs) is
+found after the next upkeep step, an ID change within the documented re-read bound; a
+stale index never shows a device that does not match.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyhbb.api import device_list as dl
+from pyhbb.api import device_search as ds
+from pyhbb.api.schema import MIGRATIONS
+from pyhbb.api.users import User
+from pyhbb.store.database import SqliteDatabase
+
+ADMIN = User(1000, b"", "admin", "", "", "", True, 1)
+OWNER = User(7, b"", "owner", "", "", "", False, 1)
+
+# (ID, host name, user name); None: the device never sent sysinfo (no api_device row).
+DEVICES = [
+    ("123456789", "DESKTOP-AB12CD", "Alice"),
+    ("987654321", "desktop-zz9", "bob"),
+    ("Office_PC-1", "Bücher-Mac", "ÄRZTIN"),
+    ("shop-till-2", "till2.local", "cashier"),
+    ("555000111", "50%-off", "under_score"),
+    ("555000222", "5000-off", "underXscore"),
+    ("back-slash", "c:\\temp", "svc"),
+    ("nul-host-1", "before\x00after", "x"),
+    ("field-sep", "a\x01b", "sep"),
+    ("no-sysinfo-42", None, None),
+    ("777000777", "", ""),
+]
+TERMS = [
+    "1234",  # part of a numeric ID
+    "AB12",  # part of a host name, another case
+    "desktop",  # two hosts, mixed case
+    "ALICE",  # a user name in capitals
+    "bücher",  # non-ASCII: ASCII letters fold, ü matches itself
+    "ärztin",  # Ä and ä do not fold, as in SQLite's LIKE: no match
+    "%",  # LIKE's wildcards are taken literally
+    "_score",
+    "\\",
+    "sysinfo-4",  # a device without sysinfo, by its ID
+    "after",  # text after a NUL in a host name
+    "a\x01b",  # the index's field separator inside a search
+    "q",  # nothing
+    "-",  # many
+]
+
+
+def lower_ascii(text: str) -> str:
+    return re.sub("[A-Z]", lambda m: m.group().lower(), text)
+
+
+def scanned(conn: sqlite3.Connection, term: str) -> set[str]:
+    """What the scan finds: LIKE on each of the three columns."""
+    pattern = dl.like_pattern(term)
+    rows = conn.execute(
+        "select p.id from peer p left join api_device d on d.guid = p.guid "
+        "where p.id like ?1 escape '\\' or d.hostname like ?1 escape '\\' "
+        "or d.username like ?1 escape '\\'",
+        (pattern,),
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def new_database(path: Path) -> None:
+    db = await SqliteDatabase.open(str(path), migrations=MIGRATIONS)
+    await db.close()
+
+
+def register(
+    conn: sqlite3.Connection,
+    peer_id: str,
+    host: str | None,
+    user: str | None,
+    owner: int | None = None,
+    created: str | None = None,
+) -> bytes:
+    """Insert a peer as hbbs does (created_at from the column default), and its sysinfo."""
+    guid = os.urandom(16)
+    conn.execute(
+        "insert into peer (guid, id, uuid, pk, info) values (?, ?, ?, ?, '{}')",
+        (guid, peer_id, os.urandom(16), b"k" * 32),
+    )
+    if created is not None:
+        conn.execute("update peer set created_at = ? where guid = ?", (created, guid))
+    if host is not None:
+        conn.execute(
+            "insert into api_device (guid, hostname, username, owner_id) values (?, ?, ?, ?)",
+            (guid, host, user, owner),
+        )
+    conn.commit()
+    return guid
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    import asyncio
+
+    path = tmp_path / "db_v2.sqlite3"
+    asyncio.run(new_database(path))
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "insert into api_user (id, guid, name, password, created_at) "
+        "values (7, ?, 'owner', 'x', 0)",
+        (os.urandom(16),),
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def loaded(conn: sqlite3.Connection) -> ds.DeviceSearch:
+    index = ds.DeviceSearch()
+    steps = 0
+    while not index.ready:
+        index.upkeep(conn)
+        steps += 1
+    assert steps == math.ceil(ds.CHUNKS / ds.FIRST_LOAD_BATCH)
+    return index
+
+
+def every_page(
+    conn: sqlite3.Connection, viewer: User, query: dl.DeviceQuery, found: dl.Candidates
+) -> list[str]:
+    """All pages forwards, checked against the same pages backwards; the IDs in order."""
+    pages: list[list[str]] = []
+    page = dl.rows(conn, viewer, query, found)
+    pages.append([d.device_id for d in page.devices])
+    while page.next is not None:
+        page = dl.rows(
+            conn, viewer, dl.DeviceQuery(**{**query.__dict__, "after": page.next}), found
+        )
+        pages.append([d.device_id for d in page.devices])
+    assert all(len(p) == query.limit for p in pages[:-1])
+    back = [pages[-1]]
+    while page.prev is not None:
+        before = dl.DeviceQuery(**{**query.__dict__, "before": page.prev})
+        page = dl.rows(conn, viewer, before, found)
+        back.insert(0, [d.device_id for d in page.devices])
+    if len(pages) > 1:
+        assert back == pages
+    return [i for p in pages for i in p]
+
+
+def test_search_finds_what_like_finds_in_every_sort_and_page(
+    conn: sqlite3.Connection,
+) -> None:
+    for i, (peer_id, host, user) in enumerate(DEVICES):
+        register(conn, peer_id, host, user, created=f"2026-01-01 00:00:{i % 3:02d}")
+    for i in range(60):  # enough rows for several pages of a common term
+        register(conn, f"fill-{i:03d}", f"HOST-{(i * 7) % 60:02d}", f"user{i % 4}")
+    index = loaded(conn)
+    assert len(index) == len(DEVICES) + 60
+
+    # The plain facts, by hand, before comparing with the scan.
+    def ids(term: str) -> set[str]:
+        found = dl.search(index, term)
+        query = dl.DeviceQuery(text=term, limit=500)
+        return {d.device_id for d in dl.rows(conn, ADMIN, query, found).devices}
+
+    assert ids("1234") == {"123456789"}
+    assert ids("ab12") == ids("AB12") == {"123456789"}
+    assert ids("deskTOP") == {"123456789", "987654321"}
+    assert ids("alice") == {"123456789"}
+    assert ids("bücher") == ids("BÜCHER".replace("Ü", "ü")) == {"Office_PC-1"}
+    assert ids("ärztin") == set()  # non-ASCII letters do not fold (SQLite's LIKE)
+    assert ids("%") == {"555000111"} and ids("_score") == {"555000111"}
+    assert ids("\\") == {"back-slash"}
+    assert ids("sysinfo-4") == {"no-sysinfo-42"}
+    assert ids("a\x01b") == {"field-sep"}  # its own text, not across two columns
+
+    for term in TERMS:
+        expected = scanned(conn, term)
+        found = dl.search(index, term)
+        assert found is not None
+        for sort in dl.SORTS:
+            for descending in (False, True):
+                query = dl.DeviceQuery(text=term, sort=sort, descending=descending, limit=4)
+                with_index = every_page(conn, ADMIN, query, found)
+                assert with_index == every_page(conn, ADMIN, query, None), (term, sort)
+                assert set(with_index) == expected and len(with_index) == len(expected)
+        count = dl.count(conn, ADMIN, dl.DeviceQuery(text=term), found)
+        assert count == (len(expected), False) == dl.count(conn, ADMIN, dl.DeviceQuery(text=term))
+
+
+def test_many_matches_walk_in_order_and_count_from_the_index(
+    conn: sqlite3.Connection,
+) -> None:
+    n = dl.MAX_LISTED + 150
+    for i in range(n):
+        register(conn, f"{400_000_000 + i * 13}", f"Desktop-{i * 7919 % n:05d}", "")
+    register(conn, "laptop-1", "laptop", "")
+    index = loaded(conn)
+    found = dl.search(index, "DESKTOP")
+    assert found is not None and found.total == n and len(found.guids) > dl.MAX_LISTED
+    assert dl.count(conn, ADMIN, dl.DeviceQuery(text="desktop"), found) == (n, False)
+    for sort in ("id", "hostname"):
+        query = dl.DeviceQuery(text="desktop", sort=sort, limit=200)
+        listed = every_page(conn, ADMIN, query, found)
+        assert len(listed) == n and "laptop-1" not in listed
+        if sort == "id":
+            assert listed == sorted(listed)
+
+
+def test_a_plain_user_finds_only_their_devices(conn: sqlite3.Connection) -> None:
+    mine = {register(conn, f"mine-{i}", f"desk-{i}", "", owner=7) for i in range(3)}
+    for i in range(5):
+        register(conn, f"other-{i}", f"desk-{i}", "")
+    assert len(mine) == 3
+    index = loaded(conn)
+    for term in ("desk", "DESK-1", "other", "mine-2"):
+        found = dl.search(index, term)
+        query = dl.DeviceQuery(text=term, limit=2)
+        seen = every_page(conn, OWNER, query, found)
+        assert all(i.startswith("mine-") for i in seen)
+        assert set(seen) == {i for i in scanned(conn, term) if i.startswith("mine-")}
+        assert dl.count(conn, OWNER, query, found) == (len(seen), False)
+    assert dl.one(conn, OWNER, "other-1") is None
+
+
+def test_new_registrations_and_id_changes_are_found_within_the_bound(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    for i in range(40):
+        register(conn, f"old-{i:02d}", f"old-host-{i}", "", created="2020-01-01 00:00:00")
+    index = loaded(conn)
+    # hbbs is another process: its own connection, its own commits.
+    hbbs = sqlite3.connect(tmp_path / "db_v2.sqlite3")
+
+    def ids(term: str) -> list[str]:
+        found = dl.search(index, term)
+        return [d.device_id for d in dl.rows(conn, ADMIN, dl.DeviceQuery(text=term), found).devices]
+
+    # Registered a moment ago: found after the next upkeep step (one tick).
+    guid = register(hbbs, "fresh-001", None, None)
+    index.upkeep(conn)
+    assert ids("fresh-0") == ["fresh-001"]
+    # Its first sysinfo comes seconds later: its host name too, at the next step.
+    conn.execute(
+        "insert into api_device (guid, hostname, username) values (?, 'Reception', 'Eve')",
+        (guid,),
+    )
+    conn.commit()
+    index.upkeep(conn)
+    assert ids("recep") == ids("EVE") == ["fresh-001"]
+
+    # An ID change (hbbs renames the row, nothing else moves): the old ID no longer
+    # matches at once (checked in SQL), the new one once the device's chunk is re-read.
+    hbbs.execute("update peer set id = 'renamed-07' where id = 'old-07'")
+    hbbs.commit()
+    assert ids("old-07") == []
+    assert ids("old-host-7") == ["renamed-07"]  # found by host name, shown as it is now
+    steps = 0
+    while ids("renamed-0") != ["renamed-07"]:
+        index.upkeep(conn)
+        steps += 1
+        assert steps <= index.reread_every / index.tick, "not re-read within the bound"
+    assert index.reread_every <= ds.CYCLE
+
+    # A deleted device is never shown, then leaves the index in turn.
+    hbbs.execute("delete from peer where id = 'old-08'")
+    hbbs.commit()
+    assert ids("old-08") == []
+    for _ in range(math.ceil(index.reread_every / index.tick)):
+        index.upkeep(conn)
+    assert index.find("old-08", 10) == [] and len(index) == 40
+    hbbs.close()
+
+
+def test_rows_another_writer_left_odd_are_indexed_in_their_range(
+    conn: sqlite3.Connection,
+) -> None:
+    # guids hbbs would not write: text, one byte, 0x00 and 0xff first bytes.
+    odd = [("text-guid", "guid as text"), (b"\x05", "one byte"), (b"\x00" * 16, "zeros")]
+    odd.append((b"\xff" * 16, "ones"))
+    for guid, name in odd:
+        conn.execute(
+            "insert into peer (guid, id, uuid, pk, info) values (?, ?, x'00', x'00', '{}')",
+            (guid, name.replace(" ", "-")),
+        )
+    conn.commit()
+    index = loaded(conn)
+    for guid, name in odd:
+        found = index.find(name.replace(" ", "-").upper(), 10)
+        assert found == [guid], name
+    for _ in range(math.ceil(ds.CHUNKS / ds.PER_TICK)):  # re-reads keep one copy each
+        index.upkeep(conn)
+    assert len(index) == len(odd)
+
+
+def test_before_loading_and_odd_searches(
+    conn: sqlite3.Connection,
+) -> None:
+    register(conn, "123", "h", "u")
+    index = ds.DeviceSearch()
+    assert index.find("123", 5) is None and index.count("123", 5) is None
+    assert dl.search(index, "123") is None  # the console then scans
+    index = loaded(conn)
+    assert index.find("", 5) == [] and index.find("\x00", 5) == []
+    assert index.count("1", 100) == 1 and index.find("1", 1) is not None
+
+
+def test_chunk_updates_and_counts() -> None:
+    chunk = ds.Chunk.of([(b"a", b"one\x01x"), (b"b", b"two\x01x"), (b"c", b"three\x01x")])
+    found: list[object] = []
+    chunk.find(b"e", found, 10)
+    assert found == [b"a", b"c"]  # once per device: "three" has two
+    assert chunk.count(re.compile(b"x[^\x00]*")) == 3
+    same = chunk.updated({b"a": b"one\x01x"})
+    assert same is chunk
+    moved = chunk.updated({b"a": b"uno\x01x", b"d": b"four\x01x"})
+    found = []
+    moved.find(b"o", found, 10)
+    assert set(found) == {b"a", b"b", b"d"} and len(moved) == 4
+    assert moved.text(0) == b"uno\x01x" and ds.Chunk.of([]).blob == b""
+    assert ds.search_text("ID-1", "Host\x00X", None) == b"id-1\x01host\x01x\x01"
