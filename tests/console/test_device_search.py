@@ -9,12 +9,15 @@ stale index never shows a device that does not match.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -23,6 +26,13 @@ from pyhbb.api import device_search as ds
 from pyhbb.api.schema import MIGRATIONS
 from pyhbb.api.users import User
 from pyhbb.store.database import SqliteDatabase
+from pyhbb.wire import rendezvous_pb2 as pb
+from tests.api.test_devices import SYSINFO
+from tests.console.stack import running_stack
+from tests.console.support import Browser
+from tests.console.test_console import signed_in
+from tests.integration.test_newer_clients import change_id
+from tests.support.rdclient import UdpPeer
 
 ADMIN = User(1000, b"", "admin", "", "", "", True, 1)
 OWNER = User(7, b"", "owner", "", "", "", False, 1)
@@ -107,8 +117,6 @@ def register(
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    import asyncio
-
     path = tmp_path / "db_v2.sqlite3"
     asyncio.run(new_database(path))
     connection = sqlite3.connect(path)
@@ -300,6 +308,29 @@ def test_rows_another_writer_left_odd_are_indexed_in_their_range(
     for _ in range(math.ceil(ds.CHUNKS / ds.PER_TICK)):  # re-reads keep one copy each
         index.upkeep(conn)
     assert len(index) == len(odd)
+    # A NUL in a host name (hbbs's clients cannot send one, a hostile sysinfo might) does
+    # not end the device's text early, nor shift its neighbours in the chunk.
+    nul = b"\x05" + os.urandom(15)
+    conn.execute(
+        "insert into peer (guid, id, uuid, pk, info) values (?, 'nul-dev', x'00', x'00', '{}')",
+        (nul,),
+    )
+    conn.execute(
+        "insert into api_device (guid, hostname, username) values (?, ?, 'Zed')",
+        (nul, "Yonder\x00Yonder"),
+    )
+    conn.commit()
+    index.upkeep(conn)  # a recent row: put into its chunk
+    assert index.find("ONE-BYTE", 10) == [b"\x05"] and index.find("zed", 10) == [nul]
+    assert index.find("NUL-DEV", 10, ids_only=True) == [nul] == index.find("yond", 10)
+    assert index.count("yond", 10) == 1
+    conn.execute("update api_device set username = 'Zed2' where guid = ?", (nul,))
+    conn.commit()
+    index.upkeep(conn)  # its text changed: the chunk is rebuilt from its parts
+    assert index.find("zed2", 10) == [nul] and index.find("ONE-BYTE", 10) == [b"\x05"]
+    for _ in range(math.ceil(ds.CHUNKS / ds.PER_TICK)):
+        index.upkeep(conn)
+    assert index.find("zed", 10) == [nul] and len(index) == len(odd) + 1
 
 
 def test_before_loading_and_odd_searches(
@@ -315,16 +346,71 @@ def test_before_loading_and_odd_searches(
 
 
 def test_chunk_updates_and_counts() -> None:
-    chunk = ds.Chunk.of([(b"a", b"one\x01x"), (b"b", b"two\x01x"), (b"c", b"three\x01x")])
+    rows = [(b"a", b"one\x01x", b"one"), (b"b", b"two\x01x", b"two")]
+    chunk = ds.Chunk.of([*rows, (b"c", b"three\x01x", b"three")])
     found: list[object] = []
-    chunk.find(b"e", found, 10)
+    chunk.find(b"e", found, 10, ids_only=False)
     assert found == [b"a", b"c"]  # once per device: "three" has two
-    assert chunk.count(re.compile(b"x[^\x00]*")) == 3
-    same = chunk.updated({b"a": b"one\x01x"})
-    assert same is chunk
-    moved = chunk.updated({b"a": b"uno\x01x", b"d": b"four\x01x"})
     found = []
-    moved.find(b"o", found, 10)
+    chunk.find(b"x", found, 10, ids_only=True)
+    assert found == [] and chunk.ids.split() == [b"one", b"two", b"three"]
+    assert chunk.texts.count(re.compile(b"x[^\x00]*")) == 3
+    assert chunk.updated([(b"a", b"one\x01x", b"one")]) is chunk
+    moved = chunk.updated([(b"a", b"uno\x01x", b"uno"), (b"d", b"four\x01x", b"four")])
+    found = []
+    moved.find(b"o", found, 10, ids_only=True)
     assert set(found) == {b"a", b"b", b"d"} and len(moved) == 4
-    assert moved.text(0) == b"uno\x01x" and ds.Chunk.of([]).blob == b""
-    assert ds.search_text("ID-1", "Host\x00X", None) == b"id-1\x01host\x01x\x01"
+    assert moved.texts[0] == b"uno\x01x" and moved.ids[3] == b"four"
+    empty = ds.Chunk.of([])
+    assert empty.texts.blob == b"" and len(empty) == 0 and empty.updated([]) is empty
+    assert empty.updated(rows).texts.split() == [b"one\x01x", b"two\x01x"]
+    assert list(chunk.texts.ends) == [5, 11, 19]
+
+
+async def test_console_search_over_http_with_hbbs(tmp_path: Path) -> None:
+    """A device registered over UDP is found in the console at once (its ID), then by
+    its host name once its sysinfo arrives; after an ID change over TCP, under the new
+    ID within the re-read bound; a plain user finds only what they own."""
+    async with running_stack(tmp_path) as s:
+        admin = await signed_in(s.api, "admin", admin=True)
+        bob = await signed_in(s.api, "bob")
+        index = s.api.ctx.device_search
+        assert await index.wait_ready(10)
+        index.tick = 0.02  # a whole re-read turn in about a second
+
+        async def listed(browser: Browser, term: str) -> list[str]:
+            resp = await browser.get("/devices?" + urlencode({"q": term}))
+            assert resp.status_code == 200, resp.text
+            return re.findall(r'<a href="/device\?id=([^"&]+)">', resp.text)
+
+        async def eventually(browser: Browser, term: str, expected: list[str]) -> float:
+            start = time.monotonic()
+            while (found := await listed(browser, term)) != expected:
+                assert time.monotonic() - start < 10, (term, found)
+                await asyncio.sleep(0.02)
+            return time.monotonic() - start
+
+        device = s.api.client("Kiosk-0042")
+        udp = await UdpPeer.open(s.hbbs.udp, "127.0.0.2")
+        await udp.register("Kiosk-0042", uuid=device.uuid)
+        await eventually(admin, "kiosk-00", ["Kiosk-0042"])
+        resp = await device.device_call("/api/sysinfo", {**SYSINFO, "hostname": "Lobby-Screen"})
+        assert resp.text == "SYSINFO_UPDATED"
+        await eventually(admin, "LOBBY", ["Kiosk-0042"])
+        assert await listed(bob, "lobby") == []  # not his
+
+        result = await change_id(s.hbbs, "Kiosk-0042", "Kiosk-0777", device.uuid)
+        assert result == pb.RegisterPkResponse.OK
+        assert await listed(admin, "0042") == []  # the old ID is checked in SQL at once
+        waited = await eventually(admin, "kiosk-0777", ["Kiosk-0777"])
+        assert waited <= index.reread_every + 2
+        assert await listed(admin, "lobby") == ["Kiosk-0777"]
+
+        await admin.get("/device?id=Kiosk-0777")
+        await admin.post(
+            "/device/edit", {"id": "Kiosk-0777", "note": "", "owner": "bob", "group": ""}
+        )
+        assert await listed(bob, "lobby") == ["Kiosk-0777"]
+        page = (await admin.get("/devices?q=%00")).status_code
+        assert page == 400
+        udp.close()

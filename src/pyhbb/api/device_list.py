@@ -212,6 +212,8 @@ class Found:
     """The matching devices' guids: all of them if at most MAX_LISTED."""
     total: int
     """How many match, counted up to about COUNT_CAP + 1."""
+    by_id: Sequence[object] | None = None
+    """When more than MAX_LISTED match: those whose ID does, if at most MAX_LISTED."""
 
 
 Candidates = Found | None
@@ -226,7 +228,10 @@ def search(index: DeviceSearch, text: str) -> Candidates:
     if len(guids) <= MAX_LISTED:
         return Found(guids, len(guids))
     total = index.count(text, COUNT_CAP + 1)
-    return None if total is None else Found(guids, total)
+    by_id = index.find(text, MAX_LISTED + 1, ids_only=True)
+    if total is None or by_id is None:
+        return None
+    return Found(guids, total, by_id if len(by_id) <= MAX_LISTED else None)
 
 
 def _text_on_peer(alias: str) -> str:
@@ -302,7 +307,7 @@ def _peer_filters(
 
 
 def _device_filters(
-    query: DeviceQuery, viewer: User, sources: _Sources
+    query: DeviceQuery, viewer: User, sources: _Sources, candidates: Candidates
 ) -> tuple[list[str], list[Any]]:
     """The same conditions on ``api_device d`` alone (peer through a guid set)."""
     where: list[str] = []
@@ -311,12 +316,17 @@ def _device_filters(
         where.append("d.owner_id = ?")
         args.append(viewer.id)
     if query.text and not sources.listed:
-        # These walks read all of api_device: one set of matching IDs is cheaper.
-        where.append(
-            f"(d.hostname {_LIKE} or d.username {_LIKE} "
-            f"or d.guid in (select guid from peer where id {_LIKE}))"
-        )
-        args += [like_pattern(query.text)] * 3
+        # These walks may read all of api_device: the devices whose ID matches are a set
+        # made once, from the index's few (checked) if it has them, else by a scan.
+        pattern = like_pattern(query.text)
+        by_id = None if candidates is None else candidates.by_id
+        if by_id is not None:
+            marks = ", ".join("?" for _ in by_id)
+            ids = f"select guid from peer where guid in ({marks}) and id {_LIKE}"
+        else:
+            ids = f"select guid from peer where id {_LIKE}"
+        where.append(f"(d.hostname {_LIKE} or d.username {_LIKE} or d.guid in ({ids}))")
+        args += [pattern, pattern, *(by_id or ()), pattern]
     for value, column, table in (
         (query.owner, "owner_id", "api_user"),
         (query.group, "group_id", "api_device_group"),
@@ -392,7 +402,7 @@ def _segments(query: DeviceQuery, viewer: User, candidates: Candidates) -> list[
     if query.sort == "created":
         return [on_peer(("p.created_at", "p.guid"))]
     column, has_value = f"d.{query.sort}", DEVICE_SORTS[query.sort]
-    dev_where, dev_args = _device_filters(query, viewer, sources)
+    dev_where, dev_args = _device_filters(query, viewer, sources, candidates)
     with_value = _Segment(
         sources.device, "d", (column, "d.guid"), (*dev_where, has_value), (*dev_args,), asc,
         True, sources.args,

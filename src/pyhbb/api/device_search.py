@@ -44,8 +44,9 @@ import sqlite3
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pyhbb.store.database import SqliteDatabase, StoreError
 
@@ -62,29 +63,19 @@ FIRST_LOAD_BATCH = 32  # chunks per read job until the index is complete
 ROW_END = b"\x00"  # after each device's text; never in a search (the console refuses NUL)
 FIELD_SEP = b"\x01"
 
+# A device's search text, made by SQLite: ID, host and user name lowered as LIKE compares
+# them (ASCII letters only), as UTF-8 bytes; and the ID alone.
 _ROWS = (
-    "select p.guid, p.id, d.hostname, d.username "
+    "select p.guid, cast(lower(p.id || char(1) || ifnull(d.hostname, '') || char(1) || "
+    "ifnull(d.username, '')) as blob), cast(lower(p.id) as blob) "
     "from peer p left join api_device d on d.guid = p.guid"
 )
 
-Row = tuple[object, bytes]  # guid as stored, search text
-
-
-def search_text(peer_id: object, hostname: object, username: object) -> bytes:
-    """The lowercased (ASCII, as SQLite's LIKE) text of one device: ID, host, user."""
-    parts = []
-    for value in (peer_id, hostname, username):
-        if value is None:
-            parts.append(b"")
-        elif isinstance(value, bytes):
-            parts.append(value)
-        else:
-            parts.append(str(value).encode("utf-8", "replace"))
-    return FIELD_SEP.join(parts).replace(ROW_END, FIELD_SEP).lower()
+Row = tuple[object, bytes, bytes]  # guid as stored, search text, ID alone
 
 
 def needle(text: str) -> bytes:
-    """What to look for: ``text`` folded like :func:`search_text`."""
+    """What to look for: ``text`` folded as the devices' texts are (ASCII letters)."""
     return text.encode("utf-8", "replace").lower()
 
 
@@ -104,56 +95,80 @@ def _range(k: int) -> tuple[str, tuple[bytes, ...]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk:
-    """The devices of one guid range: texts each followed by ROW_END, and their guids."""
+class Texts:
+    """Byte strings, each followed by ROW_END in one blob: searched at C speed."""
 
     blob: bytes
     ends: array[int]
-    """Offset of each device's ROW_END in ``blob``."""
-    guids: tuple[object, ...]
+    """Offset of each string's ROW_END in ``blob``."""
 
     @classmethod
-    def of(cls, rows: Iterable[Row]) -> Chunk:
-        guids, texts = [], []
-        for guid, text in rows:
-            guids.append(guid)
-            texts.append(text)
-        ends = array("q", itertools.accumulate(len(t) + 1 for t in texts))
-        for i in range(len(ends)):
-            ends[i] -= 1
-        return cls(ROW_END.join(texts) + ROW_END if texts else b"", ends, tuple(guids))
+    def of(cls, texts: Sequence[bytes]) -> Texts:
+        # Built-in functions only (no Python-level step per string): the sum of
+        # len + 1 up to and including each string, minus one.
+        sums = itertools.accumulate(map((1).__add__, map(len, texts)))
+        ends = array("q", map((-1).__add__, sums))
+        return cls(ROW_END.join(texts) + ROW_END if texts else b"", ends)
 
-    def find(self, what: bytes, found: list[object], limit: int) -> None:
-        """Append to ``found`` the guids of devices whose text holds ``what``."""
-        blob, ends, guids = self.blob, self.ends, self.guids
+    def holding(self, what: bytes) -> Iterator[int]:
+        """The index of each string that holds ``what``, once, in order."""
+        blob, ends = self.blob, self.ends
         at = blob.find(what)
-        while at >= 0 and len(found) < limit:
-            i = bisect_left(ends, at)  # the row whose end comes first after ``at``
-            found.append(guids[i])
+        while at >= 0:
+            i = bisect_left(ends, at)  # the string whose end comes first after ``at``
+            yield i
             at = blob.find(what, ends[i] + 1)
 
     def count(self, what: re.Pattern[bytes]) -> int:
-        """How many devices' texts match ``what`` (see :meth:`DeviceSearch.count`)."""
+        """How many strings match ``what`` (see :meth:`DeviceSearch.count`)."""
         return len(what.findall(self.blob))
 
-    def text(self, i: int) -> bytes:
+    def __getitem__(self, i: int) -> bytes:
         return self.blob[self.ends[i - 1] + 1 if i else 0 : self.ends[i]]
 
-    def updated(self, rows: dict[object, bytes]) -> Chunk:
+    def split(self) -> list[bytes]:
+        return self.blob.split(ROW_END)[:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The devices of one guid range: their guids, texts and IDs alone."""
+
+    guids: tuple[object, ...]
+    texts: Texts
+    ids: Texts
+
+    @classmethod
+    def of(cls, rows: Iterable[Row]) -> Chunk:
+        columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) or [(), (), ()]
+        guids, texts, ids = columns
+        return cls(guids, Texts.of(texts), Texts.of(ids))
+
+    def find(self, what: bytes, found: list[object], limit: int, ids_only: bool) -> None:
+        """Append to ``found`` the guids of devices whose text (or ID) holds ``what``."""
+        guids = self.guids
+        for i in (self.ids if ids_only else self.texts).holding(what):
+            if len(found) >= limit:
+                return
+            found.append(guids[i])
+
+    def updated(self, rows: list[Row]) -> Chunk:
         """This chunk with ``rows`` put in (new devices, changed texts)."""
         changed = {}
-        for guid, text in rows.items():
+        for guid, text, peer_id in rows:
             try:
-                if self.text(self.guids.index(guid)) == text:
+                if self.texts[self.guids.index(guid)] == text:
                     continue
             except ValueError:
                 pass
-            changed[guid] = text
+            changed[guid] = (text, peer_id)
         if not changed:
             return self
-        current = dict(zip(self.guids, self.blob.split(ROW_END), strict=False))
+        current = dict(
+            zip(self.guids, zip(self.texts.split(), self.ids.split(), strict=True), strict=True)
+        )
         current.update(changed)
-        return Chunk.of(current.items())
+        return Chunk.of((g, t, i) for g, (t, i) in current.items())
 
     def __len__(self) -> int:
         return len(self.guids)
@@ -179,9 +194,10 @@ class DeviceSearch:
                 await asyncio.wait_for(self._complete.wait(), timeout)
         return self.ready
 
-    def find(self, text: str, limit: int) -> list[object] | None:
-        """Guids of up to ``limit`` devices whose ID, host or user name contain ``text``
-        (in no order; to be checked in SQL), or None before the index is complete."""
+    def find(self, text: str, limit: int, *, ids_only: bool = False) -> list[object] | None:
+        """Guids of up to ``limit`` devices whose ID, host or user name (or ID alone)
+        contain ``text``, in no order, to be checked in SQL; None before the index is
+        complete."""
         if not self.ready:
             return None
         what = needle(text)
@@ -192,7 +208,7 @@ class DeviceSearch:
             if len(found) >= limit:
                 break
             if chunk is not None:
-                chunk.find(what, found, limit)
+                chunk.find(what, found, limit, ids_only)
         return found
 
     def count(self, text: str, limit: int) -> int | None:
@@ -210,7 +226,7 @@ class DeviceSearch:
             if n >= limit:
                 break
             if chunk is not None:
-                n += chunk.count(pattern)
+                n += chunk.texts.count(pattern)
         return n
 
     def __len__(self) -> int:
@@ -237,19 +253,16 @@ class DeviceSearch:
         for k in due:
             where, args = _range(k)
             self._chunks[k] = Chunk.of(_read(conn, f"{_ROWS} where {where}", args))
-        recent = dict(
-            _read(
-                conn,
-                f"{_ROWS} where p.created_at >= datetime('now', ?) "
-                "order by p.created_at desc limit ?",
-                (f"-{RECENT} seconds", MAX_RECENT),
-            )
+        recent = _read(
+            conn,
+            f"{_ROWS} where p.created_at >= datetime('now', ?) order by p.created_at desc limit ?",
+            (f"-{RECENT} seconds", MAX_RECENT),
         )
-        changed = {g: t for g, t in recent.items() if self._recent.get(g) != t}
-        self._recent = recent
-        by_chunk: dict[int, dict[object, bytes]] = {}
-        for guid, text in changed.items():
-            by_chunk.setdefault(chunk_of(guid), {})[guid] = text
+        seen, self._recent = self._recent, {row[0]: row[1] for row in recent}
+        by_chunk: dict[int, list[Row]] = {}
+        for row in recent:
+            if seen.get(row[0]) != row[1]:  # new, or its text changed since the last tick
+                by_chunk.setdefault(chunk_of(row[0]), []).append(row)
         for k, rows in by_chunk.items():
             chunk = self._chunks[k]
             if chunk is not None:  # else its first read, still to come, has these rows
@@ -282,4 +295,8 @@ class DeviceSearch:
 
 
 def _read(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> list[Row]:
-    return [(g, search_text(i, h, u)) for g, i, h, u in conn.execute(sql, args)]
+    # A NUL (SQLite's replace() cannot change it) would end a device's text early.
+    return [
+        (guid, text.replace(ROW_END, FIELD_SEP), peer_id.replace(ROW_END, FIELD_SEP))
+        for guid, text, peer_id in conn.execute(sql, args)
+    ]

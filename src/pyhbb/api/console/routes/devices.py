@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import logging
+import math
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -90,6 +91,12 @@ async def candidates(call: Call, query: dl.DeviceQuery) -> dl.Candidates:
     return await asyncio.to_thread(dl.search, index, query.text)
 
 
+def lag_text(seconds: float) -> str:
+    """``reread_every`` for people: "a minute", "4 minutes"."""
+    minutes = max(1, math.ceil(seconds / 60))
+    return "a minute" if minutes == 1 else f"{minutes} minutes"
+
+
 async def online_states(call: Call, ids: list[str]) -> dict[str, bool] | None:
     return await call.ctx.presence.online(ids) if ids else {}
 
@@ -126,6 +133,7 @@ def routes(console: Console) -> list[Route]:
             owners=owners,
             groups=groups,
             csv_link="/devices.csv" + link(query, after=None, before=None)[len("/devices") :],
+            search_lag=lag_text(call.ctx.device_search.reread_every),
         )
 
     async def online_json(call: Call) -> Response:
