@@ -197,6 +197,11 @@ async def main(n_devices: int, n_online: int, rounds: int) -> None:
             (f"search '{RARE}', its next page", admin, html.unescape(second.group(1))),
             (f"search '{RARE}', sorted by host", admin, f"/devices?q={RARE}&sort=hostname"),
             ("search 'host-01', sorted by host", admin, "/devices?q=host-01&sort=hostname"),
+            (
+                "search 'host-01', by last seen",
+                admin,
+                "/devices?q=host-01&sort=last_seen&order=desc",
+            ),
             ("plain user's devices", plain, "/devices"),
             ("plain user's search 'host'", plain, "/devices?q=host"),
             ("200 per page", admin, "/devices?size=200"),
