@@ -10,6 +10,7 @@ stale index never shows a device that does not match.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import re
@@ -414,3 +415,31 @@ async def test_console_search_over_http_with_hbbs(tmp_path: Path) -> None:
         page = (await admin.get("/devices?q=%00")).status_code
         assert page == 400
         udp.close()
+
+
+async def test_upkeep_waits_out_an_unreadable_database(tmp_path: Path) -> None:
+    """No api_device table yet (the API's migrations not run): the upkeep fails, says so
+    once, searches do not wait for it; once the table exists the index completes."""
+    path = str(tmp_path / "db_v2.sqlite3")
+    db = await SqliteDatabase.open(path)  # peer only
+    index = ds.DeviceSearch(tick=0.01)
+    upkeep = asyncio.create_task(index.keep_fresh(db))
+    try:
+        while not index.failing:
+            await asyncio.sleep(0.01)
+        start = time.monotonic()
+        assert await index.wait_ready(5) is False
+        assert time.monotonic() - start < 1 and index.find("x", 1) is None
+        conn = sqlite3.connect(path)
+        register(conn, "later-1", None, None, created="2020-01-01 00:00:00")
+        conn.close()
+        await new_database(Path(path))  # the API's migrations: api_device exists now
+        while index.failing:
+            await asyncio.sleep(0.01)
+        assert await index.wait_ready(5) is True
+        assert index.find("LATER", 5) is not None and len(index) == 1 and not index.failing
+    finally:
+        upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep
+        await db.close()

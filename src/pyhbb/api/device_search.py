@@ -186,10 +186,13 @@ class DeviceSearch:
         self._complete = asyncio.Event()
         self.ready = False
         """Every chunk was read at least once: :meth:`find` answers."""
+        self.failing = False
+        """The last upkeep step could not read the database."""
 
     async def wait_ready(self, timeout: float) -> bool:
-        """Wait until the index is complete (at most ``timeout`` seconds)."""
-        if not self.ready:
+        """Wait until the index is complete (at most ``timeout`` seconds; not at all
+        while the database cannot be read)."""
+        if not self.ready and not self.failing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._complete.wait(), timeout)
         return self.ready
@@ -271,18 +274,18 @@ class DeviceSearch:
 
     async def keep_fresh(self, db: SqliteDatabase) -> None:
         """Run :meth:`upkeep` every ``tick`` seconds (back to back until complete)."""
-        started, failing = time.monotonic(), False
+        started = time.monotonic()
         while True:
             was_ready = self.ready
             try:
                 await db.read(self.upkeep)
-                if failing:
+                if self.failing:
                     log.info("device search index: reading the database again")
-                failing = False
+                self.failing = False
             except StoreError as e:
-                if not failing:
+                if not self.failing:
                     log.warning("device search index not refreshed (will retry): %s", e)
-                failing = True
+                self.failing = True
             if self.ready and not was_ready:
                 self._complete.set()
                 log.info(
@@ -290,7 +293,7 @@ class DeviceSearch:
                     len(self),
                     time.monotonic() - started,
                 )
-            if self.ready or failing:
+            if self.ready or self.failing:
                 await asyncio.sleep(self.tick)
 
 
