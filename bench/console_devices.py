@@ -105,7 +105,7 @@ async def index_figures(path: Path, n_devices: int) -> None:
     chunks = [c for c in index._chunks if c is not None]
     size = sum(
         sum(sys.getsizeof(t.blob) + t.ends.itemsize * len(t.ends) for t in (c.texts, c.ids))
-        + sys.getsizeof(c.guids) + sum(sys.getsizeof(g) for g in c.guids)
+        + c.guids.size()
         for c in chunks
     )  # fmt: skip
     ticks = 20

@@ -209,13 +209,14 @@ def test_search_finds_what_like_finds_in_every_sort_and_page(
 def test_many_matches_walk_in_order_and_count_from_the_index(
     conn: sqlite3.Connection,
 ) -> None:
-    n = dl.MAX_LISTED + 150
+    n = dl.LISTED_MIN + 150
     for i in range(n):
         register(conn, f"{400_000_000 + i * 13}", f"Desktop-{i * 7919 % n:05d}", "")
     register(conn, "laptop-1", "laptop", "")
     index = loaded(conn)
     found = dl.search(index, "DESKTOP")
-    assert found is not None and found.total == n and len(found.guids) > dl.MAX_LISTED
+    assert found is not None and found.total == n and found.listed is None
+    assert found.by_id == []  # no ID matches: the sorted walks need no scan of peer
     assert dl.count(conn, ADMIN, dl.DeviceQuery(text="desktop"), found) == (n, False)
     for sort in ("id", "hostname"):
         query = dl.DeviceQuery(text="desktop", sort=sort, limit=200)
@@ -443,3 +444,17 @@ async def test_upkeep_waits_out_an_unreadable_database(tmp_path: Path) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await upkeep
         await db.close()
+
+
+def test_guids_packed_and_not() -> None:
+    a, b, c = b"\x01" * 8 + b"\x02" * 8, b"\x02" * 8 + b"\x03" * 8, b"\x02" * 16
+    packed = ds.Guids([a, b])
+    assert packed.size() < 2 * 16 + 64  # one bytes object, not two
+    assert (packed[0], packed[1], packed.index(b), len(packed)) == (a, b, 1, 2)
+    for absent in (c, b"short", "text"):  # c is there, across a and b: not a guid
+        with pytest.raises(ValueError):
+            packed.index(absent)
+    assert ds.Guids([a, b, c]).index(c) == 2 and ds.Guids([a, b, c]).all() == [a, b, c]
+    mixed = ds.Guids([a, "text", b"\x05", 7])
+    assert (mixed[1], mixed.index(7), mixed.all()) == ("text", 3, [a, "text", b"\x05", 7])
+    assert len(ds.Guids([])) == 0 and ds.Guids([]).all() == []

@@ -41,12 +41,13 @@ import logging
 import math
 import re
 import sqlite3
+import sys
 import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pyhbb.store.database import SqliteDatabase, StoreError
 
@@ -62,6 +63,7 @@ MAX_RECENT = 2000  # a burst of new devices beyond this waits for its chunks' tu
 FIRST_LOAD_BATCH = 32  # chunks per read job until the index is complete
 ROW_END = b"\x00"  # after each device's text; never in a search (the console refuses NUL)
 FIELD_SEP = b"\x01"
+GUID_SIZE = 16  # hbbs's guids: a UUID's bytes
 
 # A device's search text, made by SQLite: ID, host and user name lowered as LIKE compares
 # them (ASCII letters only), as UTF-8 bytes; and the ID alone.
@@ -107,7 +109,7 @@ class Texts:
         # Built-in functions only (no Python-level step per string): the sum of
         # len + 1 up to and including each string, minus one.
         sums = itertools.accumulate(map((1).__add__, map(len, texts)))
-        ends = array("q", map((-1).__add__, sums))
+        ends = array("I", map((-1).__add__, sums))
         return cls(ROW_END.join(texts) + ROW_END if texts else b"", ends)
 
     def holding(self, what: bytes) -> Iterator[int]:
@@ -130,11 +132,62 @@ class Texts:
         return self.blob.split(ROW_END)[:-1]
 
 
+class Guids:
+    """A chunk's guids in row order. hbbs's are 16-byte blobs: packed in one bytes object
+    (16 bytes each, not ~57 as objects of their own); any other kind in a tuple."""
+
+    __slots__ = ("_any", "_n", "_packed")
+
+    def __init__(self, guids: Sequence[object]) -> None:
+        self._n = len(guids)
+        self._packed: bytes | None = None
+        self._any: tuple[object, ...] = ()
+        blobs = cast("Sequence[bytes]", guids)  # join raises TypeError if they are not
+        try:
+            packed = b"".join(blobs)
+            if set(map(len, blobs)) <= {GUID_SIZE}:
+                self._packed = packed
+        except TypeError:
+            pass
+        if self._packed is None:
+            self._any = tuple(guids)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> object:
+        if self._packed is None:
+            return self._any[i]
+        return self._packed[i * GUID_SIZE : (i + 1) * GUID_SIZE]
+
+    def index(self, guid: object) -> int:
+        """The row of ``guid``; ValueError if it is not in the chunk."""
+        if self._packed is None:
+            return self._any.index(guid)
+        if not isinstance(guid, bytes) or len(guid) != GUID_SIZE:
+            raise ValueError(guid)
+        at = self._packed.find(guid)
+        while at >= 0 and at % GUID_SIZE:  # found across two guids: look further
+            at = self._packed.find(guid, at + 1)
+        if at < 0:
+            raise ValueError(guid)
+        return at // GUID_SIZE
+
+    def all(self) -> list[object]:
+        return [self[i] for i in range(self._n)] if self._packed is not None else [*self._any]
+
+    def size(self) -> int:
+        """Bytes held (for the benchmark's figures)."""
+        if self._packed is not None:
+            return sys.getsizeof(self._packed)
+        return sys.getsizeof(self._any) + sum(sys.getsizeof(g) for g in self._any)
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """The devices of one guid range: their guids, texts and IDs alone."""
 
-    guids: tuple[object, ...]
+    guids: Guids
     texts: Texts
     ids: Texts
 
@@ -142,7 +195,7 @@ class Chunk:
     def of(cls, rows: Iterable[Row]) -> Chunk:
         columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) or [(), (), ()]
         guids, texts, ids = columns
-        return cls(guids, Texts.of(texts), Texts.of(ids))
+        return cls(Guids(guids), Texts.of(texts), Texts.of(ids))
 
     def find(self, what: bytes, found: list[object], limit: int, ids_only: bool) -> None:
         """Append to ``found`` the guids of devices whose text (or ID) holds ``what``."""
@@ -165,7 +218,11 @@ class Chunk:
         if not changed:
             return self
         current = dict(
-            zip(self.guids, zip(self.texts.split(), self.ids.split(), strict=True), strict=True)
+            zip(
+                self.guids.all(),
+                zip(self.texts.split(), self.ids.split(), strict=True),
+                strict=True,
+            )
         )
         current.update(changed)
         return Chunk.of((g, t, i) for g, (t, i) in current.items())
