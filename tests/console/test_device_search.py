@@ -383,6 +383,7 @@ async def test_console_search_over_http_with_hbbs(tmp_path: Path) -> None:
         async def listed(browser: Browser, term: str) -> list[str]:
             resp = await browser.get("/devices?" + urlencode({"q": term}))
             assert resp.status_code == 200, resp.text
+            assert "a changed ID or host name within a minute" in resp.text
             return re.findall(r'<a href="/device\?id=([^"&]+)">', resp.text)
 
         async def eventually(browser: Browser, term: str, expected: list[str]) -> float:
