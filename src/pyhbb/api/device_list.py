@@ -326,13 +326,15 @@ def _device_filters(
         # made once, from the index's few (checked) if it has them, else by a scan.
         pattern = like_pattern(query.text)
         by_id = None if candidates is None else candidates.by_id
-        if by_id is not None:
+        if by_id is None:
+            ids = f" or d.guid in (select guid from peer where id {_LIKE})"
+        elif by_id:
             marks = ", ".join("?" for _ in by_id)
-            ids = f"select guid from peer where guid in ({marks}) and id {_LIKE}"
-        else:
-            ids = f"select guid from peer where id {_LIKE}"
-        where.append(f"(d.hostname {_LIKE} or d.username {_LIKE} or d.guid in ({ids}))")
-        args += [pattern, pattern, *(by_id or ()), pattern]
+            ids = f" or d.guid in (select guid from peer where guid in ({marks}) and id {_LIKE})"
+        else:  # (an empty list would not stop SQLite from scanning peer)
+            ids = ""
+        where.append(f"(d.hostname {_LIKE} or d.username {_LIKE}{ids})")
+        args += [pattern, pattern, *(by_id or ()), *([pattern] if ids else [])]
     for value, column, table in (
         (query.owner, "owner_id", "api_user"),
         (query.group, "group_id", "api_device_group"),
