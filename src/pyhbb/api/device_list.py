@@ -263,6 +263,7 @@ class _Sources:
     peer: str = "peer p"
     device: str = "api_device d"
     args: tuple[Any, ...] = ()
+    listed: bool = False
 
     @classmethod
     def of(cls, query: DeviceQuery, candidates: Candidates) -> _Sources:
@@ -277,15 +278,12 @@ class _Sources:
             f"({verified}) c cross join peer p on p.guid = c.guid",
             f"({verified}) c cross join api_device d on d.guid = c.guid",
             (*listed, pattern, pattern, pattern),
+            True,
         )
-
-    @property
-    def listed(self) -> bool:
-        return bool(self.args)
 
 
 def _peer_filters(
-    query: DeviceQuery, viewer: User, sources: _Sources
+    query: DeviceQuery, viewer: User, sources: _Sources, candidates: Candidates
 ) -> tuple[list[str], list[Any]]:
     """Conditions on ``peer p`` alone (api_device through guid sets)."""
     where: list[str] = []
@@ -294,8 +292,13 @@ def _peer_filters(
         where.append("p.guid in (select guid from api_device where owner_id = ?)")
         args.append(viewer.id)
     if query.text and not sources.listed:
-        # Many matches: the walk in sort order fills a page early (no index: it scans).
-        where.append(_text_on_peer("p"))
+        if candidates is None:  # no index: it scans, testing host and user names once
+            where.append(
+                f"(p.id {_LIKE} or p.guid in (select guid from api_device "
+                f"where hostname {_LIKE} or username {_LIKE}))"
+            )
+        else:  # many matches: the walk in sort order fills a page after a few rows each
+            where.append(_text_on_peer("p"))
         args += [like_pattern(query.text)] * 3
     for value, column, table in (
         (query.owner, "owner_id", "api_user"),
@@ -396,7 +399,7 @@ class _Segment:
 
 def _segments(query: DeviceQuery, viewer: User, candidates: Candidates) -> list[_Segment]:
     sources = _Sources.of(query, candidates)
-    where, args = _peer_filters(query, viewer, sources)
+    where, args = _peer_filters(query, viewer, sources, candidates)
     asc = not query.descending
 
     def on_peer(keys: tuple[str, ...], *more: str, ascending: bool = asc) -> _Segment:
@@ -455,7 +458,7 @@ def count(
     if query.text and unfiltered and candidates is not None and not sources.listed:
         # Too many to check one by one: the index's count (it may lag, see device_search).
         return min(candidates.total, COUNT_CAP), candidates.total > COUNT_CAP
-    where, args = _peer_filters(query, viewer, sources)
+    where, args = _peer_filters(query, viewer, sources, candidates)
     if not where and not sources.listed:  # exact: the count of a table is cheap
         (total,) = conn.execute("select count(*) from peer").fetchone()
         return int(total), False
