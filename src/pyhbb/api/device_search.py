@@ -1,14 +1,15 @@
 """The console's device search: each device's ID, host name and OS user name in memory.
 
 Why not SQL alone: a substring (``LIKE '%text%'``) cannot use a B-tree index, so every
-search scanned ``peer`` and ``api_device`` (~0.1-0.2 s at 100k devices). An FTS5 trigram
+search scanned ``peer`` and ``api_device`` (~0.2-0.3 s at 100k devices). An FTS5 trigram
 index was measured too: fast for rare terms, slower than the scan for common ones (every
 row matching "host"), blind to terms shorter than three characters, and it would need
 the API to write a copy of the IDs that hbbs changes from another process. Here the
 texts of all devices, lowercased and concatenated, are searched with ``bytes.find`` (C
-speed: ~3 ms for 100k devices); :mod:`pyhbb.api.device_list` then checks every
-candidate against the tables in SQL, so a stale index can miss a device for a bounded
-time but never shows one that does not match.
+speed: ~3 ms for 100k devices, ~30 ms for 1M; ~63 bytes a device);
+:mod:`pyhbb.api.device_list` then checks every candidate against the tables in SQL, so
+a stale index can miss a device for a bounded time but never shows one that does not
+match. bench/RESULTS.md has the figures.
 
 Matching is SQLite's ``LIKE``: UTF-8 text, case folded for ASCII letters only, so the
 index and the SQL check agree.
@@ -24,9 +25,10 @@ done by :meth:`DeviceSearch.keep_fresh` every :data:`TICK` seconds in one read j
   ``peer.created_at``) are read again: a new registration, and the host and user name
   its first sysinfo upload brings, are found within about a second;
 * a few chunks are read again whole (a range of the primary key), in turn, so that each
-  is re-read every :data:`CYCLE` seconds (~2,000 rows a tick; with more than ~130k
-  devices the turn takes longer: ~4 min at 1M): an ID change, a new host or user name of
-  an older device, a deletion, or a row another writer committed late, within that.
+  is re-read within about :data:`CYCLE` seconds (52 s: 5 chunks a tick; at most ~2,000
+  rows a tick, so beyond ~130k devices the turn is longer: 256 s at 1M): an ID change, a
+  new host or user name of an older device, a deletion, or a row another writer
+  committed late is found within that (:attr:`DeviceSearch.reread_every`).
 
 Until every chunk was read once (~1 s at 100k devices, ~10 s at 1M) :meth:`find`
 answers ``None``; the console waits for it (:meth:`wait_ready`), then scans in SQL.
