@@ -4,22 +4,31 @@ Measures, in one run on loopback:
 
 * server time per page of ``/devices`` (real uvicorn, real SQLite file, signed-in
   session, hbbs asked over P-1 for the page's online state): first page, a deep keyset
-  page, sorted by host name and by last seen, a search, a plain user's page; against a
-  baseline in the same run, the sign-in page (same stack, a trivial template);
+  page, sorted by host name and by last seen, a plain user's page; against baselines in
+  the same run: the sign-in page (same stack, a trivial template) and the plain first
+  page;
+* searches (part of an ID, host or user name) through the in-memory index: rare terms
+  (a few candidates checked in SQL), common ones (the walk in sort order), sorted, a
+  next page, a plain user's; and one by the LIKE scan the index replaced (what the
+  console does while the index loads); the index's load time, size and upkeep cost;
 * the live refresh: ``/devices/online.json`` for a page of IDs, end to end;
 * its cost on hbbs: the OnlineRequest decision in the rendezvous core for 50 and 200
   IDs, against the core's hot path in the same run (one RegisterPeer heartbeat).
 
 The 10k online devices are put in hbbs's table directly (the registrations are not
-what is measured). Usage: ``.venv/bin/python bench/console_devices.py [--devices N]``.
+what is measured). Usage: ``.venv/bin/python bench/console_devices.py [--devices N]``
+(``--devices 1000000`` takes ~10 min, most of it seeding).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import os
+import re
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -28,8 +37,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RARE = "host-0123"  # 100 host names of 100k (90 with sysinfo)
 sys.path.insert(0, str(ROOT))
 
+from pyhbb.api.device_list import search  # noqa: E402
+from pyhbb.api.device_search import TICK, DeviceSearch  # noqa: E402
 from pyhbb.api.schema import MIGRATIONS  # noqa: E402
 from pyhbb.rendezvous.peer_registry import PeerRecord  # noqa: E402
 from pyhbb.store.database import SqliteDatabase  # noqa: E402
@@ -48,8 +60,16 @@ def seed(path: Path, n: int) -> list[str]:
     now = time.time()
     for i, peer_id in enumerate(ids):
         guid = os.urandom(16)
+        registered = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now - 86400 * 365 + i))
         peers.append(
-            (guid, peer_id, os.urandom(16), os.urandom(32), json.dumps({"ip": "10.0.0.1"}))
+            (
+                guid,
+                peer_id,
+                os.urandom(16),
+                os.urandom(32),
+                json.dumps({"ip": "10.0.0.1"}),
+                registered,
+            )
         )
         if i % 10:  # 10% never called the API: no sysinfo row
             devices.append(
@@ -64,7 +84,9 @@ def seed(path: Path, n: int) -> list[str]:
                     "{}",
                 )
             )
-    conn.executemany("insert into peer (guid, id, uuid, pk, info) values (?, ?, ?, ?, ?)", peers)
+    conn.executemany(
+        "insert into peer (guid, id, uuid, pk, info, created_at) values (?, ?, ?, ?, ?, ?)", peers
+    )
     conn.executemany(
         "insert into api_device (guid, owner_id, hostname, os, username, version, last_seen, "
         "sysinfo) values (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -73,6 +95,40 @@ def seed(path: Path, n: int) -> list[str]:
     conn.commit()
     conn.close()
     return ids
+
+
+async def index_figures(path: Path, n_devices: int) -> None:
+    """Load a search index from scratch, as the API does at start; its size, one tick."""
+    conn = sqlite3.connect(path)
+    index = DeviceSearch()
+    t, cpu = time.perf_counter(), time.process_time()
+    while not index.ready:
+        index.upkeep(conn)
+    load, load_cpu = time.perf_counter() - t, time.process_time() - cpu
+    chunks = [c for c in index._chunks if c is not None]
+    size = sum(
+        sum(sys.getsizeof(t.blob) + t.ends.itemsize * len(t.ends) for t in (c.texts, c.ids))
+        + c.guids.size()
+        for c in chunks
+    )  # fmt: skip
+    ticks = 20
+    t, cpu = time.perf_counter(), time.process_time()
+    for _ in range(ticks):
+        index.upkeep(conn)
+    tick, tick_cpu = (time.perf_counter() - t) / ticks, (time.process_time() - cpu) / ticks
+    find = []
+    for term in (RARE, "host", "zzz"):
+        t = time.perf_counter()
+        for _ in range(10):
+            search(index, term)
+        find.append(f"'{term}' {(time.perf_counter() - t) / 10 * 1000:.1f} ms")
+    conn.close()
+    print(
+        f"search index: {len(index)} devices loaded in {load:.2f} s ({load_cpu:.2f} s CPU), "
+        f"{size / 1e6:.1f} MB; upkeep tick {tick * 1000:.1f} ms ({tick_cpu * 1000:.1f} ms "
+        f"CPU) every {TICK:.0f} s, every device re-read within {index.reread_every:.0f} s; "
+        f"index look-up {', '.join(find)}"
+    )
 
 
 def summary(samples: list[float]) -> tuple[float, float]:
@@ -92,6 +148,13 @@ async def timed(browser: Browser, path: str, rounds: int) -> list[float]:
 
 async def main(n_devices: int, n_online: int, rounds: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="pyhbb-console-bench-"))
+    try:
+        await measure(workdir, n_devices, n_online, rounds)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # 0.5 GB at 1M devices
+
+
+async def measure(workdir: Path, n_devices: int, n_online: int, rounds: int) -> None:
     db = await SqliteDatabase.open(str(workdir / "db_v2.sqlite3"), migrations=MIGRATIONS)
     await db.close()
     async with (
@@ -103,6 +166,13 @@ async def main(n_devices: int, n_online: int, rounds: int) -> None:
         t = time.perf_counter()
         ids = await asyncio.to_thread(seed, workdir / "db_v2.sqlite3", n_devices)
         print(f"seeded {n_devices} devices in {time.perf_counter() - t:.1f} s")
+        await index_figures(workdir / "db_v2.sqlite3", n_devices)
+        # The running API's index learns of the seeded rows in its upkeep; hurry it.
+        index = api.ctx.device_search
+        index.tick = 0.001
+        while len(index) < n_devices:
+            await asyncio.sleep(0.05)
+        index.tick = TICK
         core = hbbs.server.core
         now = hbbs.server.executor.clock()
         for i, peer_id in enumerate(ids[:: max(1, n_devices // n_online)][:n_online]):
@@ -116,15 +186,35 @@ async def main(n_devices: int, n_online: int, rounds: int) -> None:
         await plain.sign_in("plain")
         first = (await admin.http.get("/devices")).text
         assert 'class="dot on"' in first
+        searched = (await admin.http.get(f"/devices?q={RARE}")).text
+        if n_devices >= 100_000:  # host-012300 to host-012399 exist, 90 with sysinfo
+            assert "90 match" in searched, searched[:2000]
         deep = f"/devices?after={_cursor(ids[n_devices // 2])}"
+        second = re.search(r'href="(/devices\?[^"]*after=[^"]*)" rel="next"', searched)
+        next_page = html.unescape(second.group(1)) if second else f"/devices?q={RARE}"
+        some_id = ids[n_devices // 3][:7]
         cases = [
             ("baseline: sign-in page", visitor, "/login"),
             ("first page (50, by ID)", admin, "/devices"),
             ("page in the middle (keyset)", admin, deep),
             ("sorted by host name", admin, "/devices?sort=hostname"),
             ("sorted by last seen, newest", admin, "/devices?sort=last_seen&order=desc"),
-            ("search 'host-0123'", admin, "/devices?q=host-0123"),
+            (f"search '{RARE}' (host)", admin, f"/devices?q={RARE}"),
+            (f"search '{some_id}' (ID part)", admin, f"/devices?q={some_id}"),
+            ("search 'user123' (user)", admin, "/devices?q=user123"),
+            ("search 'host-01'", admin, "/devices?q=host-01"),
+            ("search 'host'", admin, "/devices?q=host"),
+            ("search 'zzz' (none)", admin, "/devices?q=zzz"),
+            (f"search '{RARE}', its next page", admin, next_page),
+            (f"search '{RARE}', sorted by host", admin, f"/devices?q={RARE}&sort=hostname"),
+            ("search 'host-01', sorted by host", admin, "/devices?q=host-01&sort=hostname"),
+            (
+                "search 'host-01', by last seen",
+                admin,
+                "/devices?q=host-01&sort=last_seen&order=desc",
+            ),
             ("plain user's devices", plain, "/devices"),
+            ("plain user's search 'host'", plain, "/devices?q=host"),
             ("200 per page", admin, "/devices?size=200"),
         ]
         page_ids = "&".join(f"id={i}" for i in ids[:50])
@@ -133,11 +223,20 @@ async def main(n_devices: int, n_online: int, rounds: int) -> None:
         for name, who, path in cases:
             await timed(who, path, 2)  # warm up
             results.append((name, *summary(await timed(who, path, rounds))))
-        base = results[0][1]
+        # The same search as the console does it while the index loads: the LIKE scan.
+        unloaded = DeviceSearch()
+        unloaded.failing = True  # as if it could not load: no wait for it
+        api.ctx.device_search = unloaded
+        scan = f"/devices?q={RARE}"
+        await timed(admin, scan, 1)
+        samples = await timed(admin, scan, max(3, rounds // 4))
+        results.append((f"search '{RARE}' by scan, no index", *summary(samples)))
+        api.ctx.device_search = index
+        base, plain_page = results[0][1], results[1][1]
         print(f"\n{n_devices} devices, {n_online} online; {rounds} requests each, ms")
-        print(f"{'page':34s} {'median':>8s} {'p95':>8s} {'x baseline':>10s}")
+        print(f"{'page':38s} {'median':>8s} {'p95':>8s} {'x baseline':>10s} {'x 1st page':>10s}")
         for name, med, p95 in results:
-            print(f"{name:34s} {med:8.1f} {p95:8.1f} {med / base:10.2f}")
+            print(f"{name:38s} {med:8.1f} {p95:8.1f} {med / base:10.2f} {med / plain_page:10.2f}")
 
         # Cost on hbbs of the live refresh: the OnlineRequest decision, in the core.
         heartbeat = pb.RendezvousMessage(register_peer=pb.RegisterPeer(id=ids[0], serial=0))

@@ -2,8 +2,9 @@
 
 The client's routes live under ``/api/``; everything else is the web console
 (docs/api.md #36, :mod:`pyhbb.api.console`), over the same repositories. At start the
-database is opened (migrations applied) and a flusher writes heartbeats in batches;
-at stop the last batch is written before the database closes.
+database is opened (migrations applied), a flusher writes heartbeats in batches and the
+console's device search index keeps up with the tables; at stop the last batch is
+written before the database closes.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def build_app(
         app.state.api = ctx
         app.state.flush_now = asyncio.Event()
         flusher = asyncio.create_task(_flusher(ctx, app.state.flush_now))
+        search_upkeep = asyncio.create_task(ctx.device_search.keep_fresh(db))
         log.info("API server database %s ready", db.path)
         if monitoring is not None:
             monitoring.add_loop_families(lambda: api_families(request_metrics, ctx))
@@ -154,9 +156,10 @@ def build_app(
         finally:
             if monitoring is not None:
                 await monitoring.stop()
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, search_upkeep):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await flush_heartbeats(ctx)
             await db.close()
             log.info("API server stopped")

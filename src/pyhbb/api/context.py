@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from pyhbb.api import jobs
 from pyhbb.api.auth import Accounts, Session
+from pyhbb.api.device_search import DeviceSearch
 from pyhbb.api.heartbeats import HeartbeatBuffer
 from pyhbb.api.http import answer_exception
 from pyhbb.api.options import ApiOptions
@@ -42,6 +43,7 @@ class ApiContext:
     clock: Callable[[], float]
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events for the metrics: (event, result) → count, from fixed sets of words."""
+    device_search: DeviceSearch = field(default_factory=DeviceSearch)
 
     async def read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         return await jobs.read(self.db, job)

@@ -3,13 +3,19 @@
 Searching, sorting and paging stay fast at 100k devices because
 
 * pages are read by *keyset*: a page starts after the sort key and tie-breaker of the
-  previous page's last row, so SQLite walks an index (ID, registration time) or keeps
-  only the best ``limit`` rows of one table scan (host name, user, OS, version, last
-  seen) instead of counting off an offset;
+  previous page's last row, so SQLite walks an index (ID, registration time, host name,
+  user, OS, version) or keeps only the best ``limit`` rows of one table scan (last seen,
+  which every heartbeat flush rewrites: no index) instead of counting off an offset;
 * the walk touches one table: filters on the other are ``guid in (subquery)`` sets that
   SQLite builds once, and the columns of the page's few rows are joined afterwards
   (joining 100k rows costs ~1 µs each: the whole budget);
-* totals are counted up to :data:`COUNT_CAP`.
+* totals are counted up to :data:`COUNT_CAP`;
+* a search (part of the ID, host name or OS user name) starts from the *candidates* that
+  :mod:`pyhbb.api.device_search` found in memory, as no index serves a substring: up to
+  :func:`max_listed` of them are checked against the tables (the index may lag behind
+  them, never add a device), sorted and paged here; more than that are common enough
+  that the walk in sort order, testing each row with ``LIKE``, fills a page early, and
+  their count is the index's. Without candidates (index still loading) the walk scans.
 
 Columns kept by the API (``api_device``) are missing for devices that never called it.
 Sorted by such a column, the devices that have a value come first (in the chosen
@@ -28,14 +34,17 @@ import base64
 import binascii
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pyhbb.api.device_search import DeviceSearch
 from pyhbb.api.http import ApiError
 from pyhbb.api.users import User
 from pyhbb.store.peers import as_bytes, ip_from_info
 
 COUNT_CAP = 10_000
+LISTED_MIN, LISTED_MAX = 1000, 5000  # see max_listed
 MAX_PAGE = 500
 MAX_NOTE = 300  # the width of peer.note
 MAX_SEARCH = 100
@@ -195,18 +204,101 @@ def like_pattern(text: str) -> str:
 _LIKE = "like ? escape '\\'"
 
 
-def _peer_filters(query: DeviceQuery, viewer: User) -> tuple[list[str], list[Any]]:
+def max_listed(devices: int) -> int:
+    """How many candidates are checked one by one (~8 µs each) rather than walked past in
+    sort order (~3 µs a row, more rows the rarer they are): about where the two cost the
+    same, measured at 100k and 1M devices."""
+    return min(LISTED_MAX, max(LISTED_MIN, devices // 200))
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the search index found for ``DeviceQuery.text`` (see :func:`search`)."""
+
+    listed: Sequence[object] | None
+    """Every matching device's guid, if few enough to check one by one."""
+    total: int
+    """How many match, counted up to about COUNT_CAP + 1."""
+    by_id: Sequence[object] | None = None
+    """When not listed: the devices whose ID matches, if that many are few."""
+
+
+Candidates = Found | None
+"""None: no index at hand (still loading), search the tables."""
+
+
+def search(index: DeviceSearch, text: str) -> Candidates:
+    """Ask the index for ``text`` (CPU work: call it off the event loop)."""
+    limit = max_listed(len(index))
+    guids = index.find(text, limit + 1)
+    if guids is None:
+        return None
+    if len(guids) <= limit:
+        return Found(guids, len(guids))
+    total = index.count(text, COUNT_CAP + 1)
+    by_id = index.find(text, limit + 1, ids_only=True)
+    if total is None or by_id is None:
+        return None
+    return Found(None, total, by_id if len(by_id) <= limit else None)
+
+
+def _text_on_peer(alias: str) -> str:
+    """``DeviceQuery.text`` in the ID of peer ``alias``, or its host or user name."""
+    return (
+        f"({alias}.id {_LIKE} or exists (select 1 from api_device x where x.guid = {alias}.guid "
+        f"and (x.hostname {_LIKE} or x.username {_LIKE})))"
+    )
+
+
+def _listed(query: DeviceQuery, candidates: Candidates) -> Sequence[object] | None:
+    """The candidates to check one by one, if the query searches and they are few."""
+    return candidates.listed if query.text and candidates is not None else None
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """What walks read: every ``peer p`` / ``api_device d``, or the verified candidates
+    first (CROSS JOIN keeps that order: a walk along an index would read them all)."""
+
+    peer: str = "peer p"
+    device: str = "api_device d"
+    args: tuple[Any, ...] = ()
+    listed: bool = False
+
+    @classmethod
+    def of(cls, query: DeviceQuery, candidates: Candidates) -> _Sources:
+        listed = _listed(query, candidates)
+        if listed is None:
+            return cls()
+        # The index may lag behind the tables: keep the candidates that match in them.
+        marks = ", ".join("?" for _ in listed)
+        verified = f"select v.guid from peer v where v.guid in ({marks}) and {_text_on_peer('v')}"
+        pattern = like_pattern(query.text)
+        return cls(
+            f"({verified}) c cross join peer p on p.guid = c.guid",
+            f"({verified}) c cross join api_device d on d.guid = c.guid",
+            (*listed, pattern, pattern, pattern),
+            True,
+        )
+
+
+def _peer_filters(
+    query: DeviceQuery, viewer: User, sources: _Sources, candidates: Candidates
+) -> tuple[list[str], list[Any]]:
     """Conditions on ``peer p`` alone (api_device through guid sets)."""
     where: list[str] = []
     args: list[Any] = []
     if not viewer.is_admin:
         where.append("p.guid in (select guid from api_device where owner_id = ?)")
         args.append(viewer.id)
-    if query.text:
-        where.append(
-            f"(p.id {_LIKE} or p.guid in (select guid from api_device "
-            f"where hostname {_LIKE} or username {_LIKE}))"
-        )
+    if query.text and not sources.listed:
+        if candidates is None:  # no index: it scans, testing host and user names once
+            where.append(
+                f"(p.id {_LIKE} or p.guid in (select guid from api_device "
+                f"where hostname {_LIKE} or username {_LIKE}))"
+            )
+        else:  # many matches: the walk in sort order fills a page after a few rows each
+            where.append(_text_on_peer("p"))
         args += [like_pattern(query.text)] * 3
     for value, column, table in (
         (query.owner, "owner_id", "api_user"),
@@ -223,19 +315,29 @@ def _peer_filters(query: DeviceQuery, viewer: User) -> tuple[list[str], list[Any
     return where, args
 
 
-def _device_filters(query: DeviceQuery, viewer: User) -> tuple[list[str], list[Any]]:
+def _device_filters(
+    query: DeviceQuery, viewer: User, sources: _Sources, candidates: Candidates
+) -> tuple[list[str], list[Any]]:
     """The same conditions on ``api_device d`` alone (peer through a guid set)."""
     where: list[str] = []
     args: list[Any] = []
     if not viewer.is_admin:
         where.append("d.owner_id = ?")
         args.append(viewer.id)
-    if query.text:
-        where.append(
-            f"(d.hostname {_LIKE} or d.username {_LIKE} "
-            f"or d.guid in (select guid from peer where id {_LIKE}))"
-        )
-        args += [like_pattern(query.text)] * 3
+    if query.text and not sources.listed:
+        # These walks may read all of api_device: the devices whose ID matches are a set
+        # made once, from the index's few (checked) if it has them, else by a scan.
+        pattern = like_pattern(query.text)
+        by_id = None if candidates is None else candidates.by_id
+        if by_id is None:
+            ids = f" or d.guid in (select guid from peer where id {_LIKE})"
+        elif by_id:
+            marks = ", ".join("?" for _ in by_id)
+            ids = f" or d.guid in (select guid from peer where guid in ({marks}) and id {_LIKE})"
+        else:  # (an empty list would not stop SQLite from scanning peer)
+            ids = ""
+        where.append(f"(d.hostname {_LIKE} or d.username {_LIKE}{ids})")
+        args += [pattern, pattern, *(by_id or ()), *([pattern] if ids else [])]
     for value, column, table in (
         (query.owner, "owner_id", "api_user"),
         (query.group, "group_id", "api_device_group"),
@@ -250,28 +352,30 @@ def _device_filters(query: DeviceQuery, viewer: User) -> tuple[list[str], list[A
 
 @dataclass(frozen=True)
 class _Segment:
-    """One ordered walk: ``select`` yields the order keys then the guid."""
+    """One ordered walk over ``source`` (``alias`` names the table whose guid ends rows):
+    ``select`` yields the order keys then the guid."""
 
-    table: str
+    source: str
+    alias: str
     keys: tuple[str, ...]
     where: tuple[str, ...]
     args: tuple[Any, ...]
     ascending: bool
     blob_last: bool  # the tie-breaker is a guid (sent in cursors as hex)
+    source_args: tuple[Any, ...] = ()
 
     def fetch(
         self, conn: sqlite3.Connection, start: tuple[Any, ...] | None, forward: bool, n: int
     ) -> list[tuple[Any, ...]]:
         """Up to ``n`` rows after ``start`` (``forward``) or before it, nearest first."""
         ascending = self.ascending == forward
-        where, args = list(self.where), list(self.args)
+        where, args = list(self.where), [*self.source_args, *self.args]
         if start is not None:
             row = ", ".join(self.keys)
             where.append(f"({row}) {'>' if ascending else '<'} ({', '.join('?' * len(start))})")
             args += start
         order = ", ".join(f"{k} {'asc' if ascending else 'desc'}" for k in self.keys)
-        guid = self.table.split()[-1] + ".guid"
-        sql = f"select {', '.join(self.keys)}, {guid} from {self.table}"
+        sql = f"select {', '.join(self.keys)}, {self.alias}.guid from {self.source}"
         sql += f" where {' and '.join(where)}" if where else ""
         return conn.execute(f"{sql} order by {order} limit ?", [*args, n]).fetchall()
 
@@ -293,28 +397,32 @@ class _Segment:
         return tuple(keys)
 
 
-def _segments(query: DeviceQuery, viewer: User) -> list[_Segment]:
-    peer_where, peer_args = _peer_filters(query, viewer)
+def _segments(query: DeviceQuery, viewer: User, candidates: Candidates) -> list[_Segment]:
+    sources = _Sources.of(query, candidates)
+    where, args = _peer_filters(query, viewer, sources, candidates)
     asc = not query.descending
+
+    def on_peer(keys: tuple[str, ...], *more: str, ascending: bool = asc) -> _Segment:
+        return _Segment(
+            sources.peer, "p", keys, (*where, *more), (*args,), ascending,
+            keys[-1] == "p.guid", sources.args,
+        )  # fmt: skip
+
     if query.sort == "id":
-        return [_Segment("peer p", ("p.id",), (*peer_where,), (*peer_args,), asc, False)]
+        return [on_peer(("p.id",))]
     if query.sort == "created":
-        keys = ("p.created_at", "p.guid")
-        return [_Segment("peer p", keys, (*peer_where,), (*peer_args,), asc, True)]
+        return [on_peer(("p.created_at", "p.guid"))]
     column, has_value = f"d.{query.sort}", DEVICE_SORTS[query.sort]
-    dev_where, dev_args = _device_filters(query, viewer)
+    dev_where, dev_args = _device_filters(query, viewer, sources, candidates)
     with_value = _Segment(
-        "api_device d", (column, "d.guid"), (*dev_where, has_value), (*dev_args,), asc, True
-    )
-    without = _Segment(
-        "peer p",
-        ("p.id",),
-        (*peer_where, f"p.guid not in (select guid from api_device d where {has_value})"),
-        (*peer_args,),
-        True,
-        False,
-    )
-    return [with_value, without]
+        sources.device, "d", (column, "d.guid"), (*dev_where, has_value), (*dev_args,), asc,
+        True, sources.args,
+    )  # fmt: skip
+    if sources.listed:  # a few rows: look each up
+        no_value = f"not exists (select 1 from api_device d where d.guid = p.guid and {has_value})"
+    else:  # a walk along all peers: one set
+        no_value = f"p.guid not in (select guid from api_device d where {has_value})"
+    return [with_value, on_peer(("p.id",), no_value, ascending=True)]
 
 
 def _walk(
@@ -341,24 +449,32 @@ def _walk(
     return found
 
 
-def count(conn: sqlite3.Connection, viewer: User, query: DeviceQuery) -> tuple[int, bool]:
+def count(
+    conn: sqlite3.Connection, viewer: User, query: DeviceQuery, candidates: Candidates = None
+) -> tuple[int, bool]:
     """Matching devices (counted up to COUNT_CAP when filtered) and whether there are more."""
-    where, args = _peer_filters(query, viewer)
-    if not where:  # exact: the count of a table is cheap
+    sources = _Sources.of(query, candidates)
+    unfiltered = viewer.is_admin and query.owner is None and query.group is None
+    if query.text and unfiltered and candidates is not None and not sources.listed:
+        # Too many to check one by one: the index's count (it may lag, see device_search).
+        return min(candidates.total, COUNT_CAP), candidates.total > COUNT_CAP
+    where, args = _peer_filters(query, viewer, sources, candidates)
+    if not where and not sources.listed:  # exact: the count of a table is cheap
         (total,) = conn.execute("select count(*) from peer").fetchone()
         return int(total), False
-    else:
-        (total,) = conn.execute(
-            f"select count(*) from (select 1 from peer p where {' and '.join(where)} "
-            f"limit {COUNT_CAP + 1})",
-            args,
-        ).fetchone()
+    condition = f" where {' and '.join(where)}" if where else ""
+    (total,) = conn.execute(
+        f"select count(*) from (select 1 from {sources.peer}{condition} limit {COUNT_CAP + 1})",
+        [*sources.args, *args],
+    ).fetchone()
     return min(int(total), COUNT_CAP), int(total) > COUNT_CAP
 
 
-def rows(conn: sqlite3.Connection, viewer: User, query: DeviceQuery) -> DevicePage:
+def rows(
+    conn: sqlite3.Connection, viewer: User, query: DeviceQuery, candidates: Candidates = None
+) -> DevicePage:
     """One page of devices ``viewer`` may see (``total`` left 0: see :func:`count`)."""
-    segments = _segments(query, viewer)
+    segments = _segments(query, viewer, candidates)
     backwards = query.before is not None
     cursor = query.before if backwards else query.after
     found = _walk(conn, segments, cursor, not backwards, query.limit + 1)
@@ -381,10 +497,13 @@ def rows(conn: sqlite3.Connection, viewer: User, query: DeviceQuery) -> DevicePa
     return DevicePage(devices, 0, False, last if has_next else None, first if has_prev else None)
 
 
-def page(conn: sqlite3.Connection, viewer: User, query: DeviceQuery) -> DevicePage:
+def page(
+    conn: sqlite3.Connection, viewer: User, query: DeviceQuery, candidates: Candidates = None
+) -> DevicePage:
     """A page with its total, in one job (the console runs the two on two readers)."""
-    total, capped = count(conn, viewer, query)
-    return replace(rows(conn, viewer, query), total=total, total_capped=capped)
+    total, capped = count(conn, viewer, query, candidates)
+    page = rows(conn, viewer, query, candidates)
+    return replace(page, total=total, total_capped=capped)
 
 
 def one(conn: sqlite3.Connection, viewer: User, device_id: str) -> Device | None:

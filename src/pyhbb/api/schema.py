@@ -192,7 +192,16 @@ V2_CONSOLE = (
     "create index api_login_log_user on api_login_log (user_id, id)",
 )
 
+# The console's device list sorts by these sysinfo columns: with an index, a sorted page
+# (searched or not) is a short walk instead of a scan of every device. Only a sysinfo
+# upload writes them. ``last_seen`` has none: every heartbeat flush rewrites it.
+V3_DEVICE_SORTS = tuple(
+    f"create index api_device_{column} on api_device ({column})"
+    for column in ("hostname", "username", "os", "version")
+)
+
 MIGRATIONS = (
     Migration(COMPONENT, 1, "accounts, address books, devices, audit", V1_TABLES),
     Migration(COMPONENT, 2, "web console sessions and log indexes", V2_CONSOLE),
+    Migration(COMPONENT, 3, "device list sort indexes", V3_DEVICE_SORTS),
 )

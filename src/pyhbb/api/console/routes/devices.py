@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
+import math
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +26,7 @@ log = logging.getLogger("pyhbb.api.console")
 PAGE_SIZES = (20, 50, 100, 200)
 MAX_ONLINE_IDS = 500
 EXPORT_BATCH = dl.MAX_PAGE
+SEARCH_INDEX_WAIT = 15.0  # just after start: loading it is quicker than a scan at 1M
 CSV_COLUMNS = (
     "id", "online", "hostname", "username", "os", "version", "owner", "group", "note",
     "disabled", "registered", "registration_ip", "last_seen", "last_ip",
@@ -78,6 +81,22 @@ def csv_cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+async def candidates(call: Call, query: dl.DeviceQuery) -> dl.Candidates:
+    """What the search index finds for the query's text (off the event loop: ~4 ms of
+    CPU at 100k devices); None without text, or if the index is not loaded in time."""
+    if not query.text:
+        return None
+    index = call.ctx.device_search
+    await index.wait_ready(SEARCH_INDEX_WAIT)
+    return await asyncio.to_thread(dl.search, index, query.text)
+
+
+def lag_text(seconds: float) -> str:
+    """``reread_every`` for people: "a minute", "4 minutes"."""
+    minutes = max(1, math.ceil(seconds / 60))
+    return "a minute" if minutes == 1 else f"{minutes} minutes"
+
+
 async def online_states(call: Call, ids: list[str]) -> dict[str, bool] | None:
     return await call.ctx.presence.online(ids) if ids else {}
 
@@ -86,12 +105,11 @@ def routes(console: Console) -> list[Route]:
     async def device_list(call: Call) -> Response:
         query = query_from(call)
         viewer = call.user
-        # Count and page on two reader threads at once: a search scans twice.
-        import asyncio
-
+        found = await candidates(call, query)
+        # Count and page on two reader threads at once.
         page, (total, capped) = await asyncio.gather(
-            call.ctx.read(lambda c: dl.rows(c, viewer, query)),
-            call.ctx.read(lambda c: dl.count(c, viewer, query)),
+            call.ctx.read(lambda c: dl.rows(c, viewer, query, found)),
+            call.ctx.read(lambda c: dl.count(c, viewer, query, found)),
         )
         online = await online_states(call, [d.device_id for d in page.devices])
 
@@ -115,6 +133,7 @@ def routes(console: Console) -> list[Route]:
             owners=owners,
             groups=groups,
             csv_link="/devices.csv" + link(query, after=None, before=None)[len("/devices") :],
+            search_lag=lag_text(call.ctx.device_search.reread_every),
         )
 
     async def online_json(call: Call) -> Response:
@@ -131,6 +150,7 @@ def routes(console: Console) -> list[Route]:
     async def export_csv(call: Call) -> Response:
         query = dl.DeviceQuery(**{**query_from(call).__dict__, "limit": EXPORT_BATCH})
         viewer = call.user
+        found = await candidates(call, query)
 
         async def body() -> AsyncIterator[bytes]:
             out = io.StringIO()
@@ -141,7 +161,7 @@ def routes(console: Console) -> list[Route]:
                 batch = dl.DeviceQuery(**{**query.__dict__, "after": cursor, "before": None})
 
                 def job(conn: sqlite3.Connection, q: dl.DeviceQuery = batch) -> dl.DevicePage:
-                    return dl.rows(conn, viewer, q)
+                    return dl.rows(conn, viewer, q, found)
 
                 page = await call.ctx.read(job)
                 online = await online_states(call, [d.device_id for d in page.devices])
