@@ -114,7 +114,8 @@ class Cluster:
             proc.stop()
 
 
-def start_nats(root: Path) -> tuple[list[Proc], list[int]]:
+def start_nats(root: Path, running: int = 3) -> tuple[list[Proc], list[int]]:
+    """Three routed servers; only the first ``running`` are started (the rest: ``start()``)."""
     ports = [free_base_port((0, 100, 200)) for _ in range(3)]
     members = [
         NatsMember(
@@ -132,9 +133,9 @@ def start_nats(root: Path) -> tuple[list[Proc], list[int]]:
                 [str(NATS_SERVER), "-c", str(conf)], root, dict(os.environ), root / f"{m.name}.log"
             )
         )
-    for proc in procs:
+    for proc in procs[:running]:
         proc.start()
-    for port in ports:
+    for port in ports[:running]:
         wait_tcp(port, 15)
     return procs, ports
 

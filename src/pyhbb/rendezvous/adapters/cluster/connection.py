@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import APIError, BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from pyhbb.cluster.messages import NODES_BUCKET, PEERS_BUCKET, RELAYS_BUCKET
@@ -21,6 +24,21 @@ JS_TIMEOUT = 2.0
 gets SERVER_ERROR and retries) rather than keeping it waiting."""
 PRESENCE_TTL = 10.0
 PING_INTERVAL = 2.0  # the client's own ping: a dead server is noticed within seconds
+JETSTREAM_READY_WAIT = 60.0
+"""How long a starting node waits for JetStream to form (servers started together elect
+their meta leader and learn each other's peers over several seconds)."""
+_NOT_READY_CODES = {10005, 10008}  # no suitable peers for placement; JetStream not ready
+
+
+class JetStreamNotReady(Exception):
+    """JetStream did not become usable within JETSTREAM_READY_WAIT."""
+
+
+def _not_ready(e: BaseException) -> bool:
+    """An error that means JetStream is still forming, not that the request is wrong."""
+    if isinstance(e, NoRespondersError | NatsTimeoutError | asyncio.TimeoutError):
+        return True
+    return isinstance(e, APIError) and (e.code == 503 or e.err_code in _NOT_READY_CODES)
 
 
 def replicas_for(urls: list[str]) -> int:
@@ -55,13 +73,46 @@ async def connect(
     )
 
 
-async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+async def _open_or_create(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
     try:
         return await js.key_value(config.bucket)
     except BucketNotFoundError:
         log.info("creating the %s bucket (replicas %d)", config.bucket, config.replicas)
         # Two nodes may create it at once: the same configuration is accepted twice.
         return await js.create_key_value(config)
+
+
+async def _bucket(
+    js: JetStreamContext, config: KeyValueConfig, wait: float = JETSTREAM_READY_WAIT
+) -> KeyValue:
+    """Open (or create) a bucket, waiting while JetStream forms: a node started together
+    with its NATS servers is then not turned away by a cluster that is seconds from ready."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.2
+    logged = False
+    while True:
+        try:
+            return await _open_or_create(js, config)
+        except Exception as e:
+            if not _not_ready(e):
+                raise
+            if loop.time() + delay > deadline:
+                raise JetStreamNotReady(
+                    f"the NATS servers' JetStream did not become ready within {wait:.0f} s "
+                    f"({e}): check that every server has jetstream enabled and that a "
+                    "majority of them are up and routed to each other"
+                ) from e
+            if not logged:
+                log.warning(
+                    "JetStream is not ready yet (%s): waiting up to %.0f s for the NATS "
+                    "cluster to form",
+                    e,
+                    wait,
+                )
+                logged = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def leader_reads(kv: KeyValue, js: JetStreamContext) -> KeyValue:

@@ -33,6 +33,7 @@ from pyhbb.rendezvous.adapters.bus_handler import CoreBusHandler
 from pyhbb.rendezvous.adapters.cluster.bus import NatsBus
 from pyhbb.rendezvous.adapters.cluster.connection import (
     JS_TIMEOUT,
+    JetStreamNotReady,
     connect,
     leader_reads,
     open_buckets,
@@ -97,7 +98,10 @@ class ClusterNode:
             ) from e
         try:
             js = nc.jetstream(timeout=JS_TIMEOUT)
-            peers, nodes, relays = await open_buckets(js, replicas_for(urls))
+            try:
+                peers, nodes, relays = await open_buckets(js, replicas_for(urls))
+            except JetStreamNotReady as e:
+                raise ConfigError(str(e)) from e
             directory = NatsDirectory(peers, node, leader_reads(peers, js))
             self = cls(nc, node, urls, directory, NatsBus(nc, node, _Unset()), nodes, relays)
             self.bus.other_nodes = lambda: len(self.live_nodes) - 1
