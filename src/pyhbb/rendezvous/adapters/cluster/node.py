@@ -34,7 +34,6 @@ from pyhbb.rendezvous.adapters.cluster.bus import NatsBus
 from pyhbb.rendezvous.adapters.cluster.connection import (
     JS_TIMEOUT,
     connect,
-    leader_reads,
     open_buckets,
     replicas_for,
 )
@@ -98,7 +97,7 @@ class ClusterNode:
         try:
             js = nc.jetstream(timeout=JS_TIMEOUT)
             peers, nodes, relays = await open_buckets(js, replicas_for(urls))
-            directory = NatsDirectory(peers, node, leader_reads(peers, js))
+            directory = NatsDirectory(peers, js, node)
             self = cls(nc, node, urls, directory, NatsBus(nc, node, _Unset()), nodes, relays)
             self.bus.other_nodes = lambda: len(self.live_nodes) - 1
             if await self.bus.name_in_use():
