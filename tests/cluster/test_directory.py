@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import nats
 import pytest
@@ -64,10 +65,8 @@ async def _directory(nc: Client, node: str) -> NatsDirectory:
             await asyncio.sleep(0.5)
 
 
-@asynccontextmanager
-async def two_nodes(servers: Servers) -> AsyncIterator[tuple[NatsDirectory, NatsDirectory, int]]:
-    """Directories of n1 and n2, both connected to the server leading PEERS (so the
-    loser's requests are not slowed by routes), and that leader's index."""
+async def stream_leader(servers: Servers) -> int:
+    """Index of the server leading the PEERS stream (creating the bucket if need be)."""
     probe = await _connect(servers.urls[0])
     try:
         await _directory(probe, "probe")
@@ -75,21 +74,45 @@ async def two_nodes(servers: Servers) -> AsyncIterator[tuple[NatsDirectory, Nats
     finally:
         await probe.close()
     assert info.cluster is not None and info.cluster.leader
-    leader = int(info.cluster.leader.removeprefix("s")) - 1  # members are s1..s3
-    ncs = [await _connect(servers.urls[leader]) for _ in range(2)]
+    return int(info.cluster.leader.removeprefix("s")) - 1  # members are s1..s3
+
+
+@asynccontextmanager
+async def two_nodes(servers: Servers) -> AsyncIterator[tuple[NatsDirectory, NatsDirectory]]:
+    """Directories of n1 and n2, both connected to the server leading PEERS (so their
+    requests are not slowed by routes)."""
+    url = servers.urls[await stream_leader(servers)]
+    ncs = [await _connect(url) for _ in range(2)]
     try:
-        yield await _directory(ncs[0], "n1"), await _directory(ncs[1], "n2"), leader
+        yield await _directory(ncs[0], "n1"), await _directory(ncs[1], "n2")
     finally:
         for nc in ncs:
             await nc.close()
 
 
+def _stopped(pid: int) -> bool:
+    """Every thread of ``pid`` stopped: on a loaded machine a SIGSTOP takes effect only
+    once each thread is scheduled again, and until then a follower may still answer."""
+    tasks = Path(f"/proc/{pid}/task")
+    for task in tasks.iterdir():
+        stat = (task / "stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            return False
+    return True
+
+
 @asynccontextmanager
-async def followers_paused(servers: Servers, leader: int) -> AsyncIterator[None]:
+async def followers_paused(servers: Servers) -> AsyncIterator[None]:
+    """Pause every PEERS replica but the leader, which then can commit nothing."""
+    leader = await stream_leader(servers)
     pids = [p.popen.pid for i, p in enumerate(servers.procs) if i != leader and p.popen]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
     try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while not all(_stopped(pid) for pid in pids):
+            assert time.monotonic() < deadline, "the followers did not stop"
+            await asyncio.sleep(0.005)
         yield
     finally:
         for pid in pids:
@@ -104,28 +127,28 @@ async def test_a_create_refused_while_the_winner_is_in_flight_waits_for_the_deci
     leader still finds no entry. The loser must not hear "taken" before the winner is
     stored: then it reads the winner's entry, never "absent" (which made the node create
     again until its attempts ran out: SERVER_ERROR instead of UUID_MISMATCH)."""
-    async with two_nodes(servers) as (d1, d2, leader):
+    async with two_nodes(servers) as (d1, d2):
         for i in range(3):
             peer_id = f"inflight{i:03d}"
-            async with followers_paused(servers, leader):
-                first = asyncio.ensure_future(
-                    d1.create(b"g1" * 8, peer_id, b"uuid-1", PK, "10.0.0.1")
-                )
-                await asyncio.sleep(0.1)  # reaches the leader, which cannot commit it yet
-                second = asyncio.ensure_future(
-                    d2.create(b"g2" * 8, peer_id, b"uuid-2", PK, "10.0.0.2")
-                )
-                await asyncio.sleep(0.3)
-                assert not second.done(), "told the race was lost before anything was stored"
-            results = await asyncio.gather(first, second, return_exceptions=True)
-            assert isinstance(results[0], int) and isinstance(results[1], IdTaken), results
-            entry = await d2.get(peer_id)  # what the loser decides again on
-            assert entry is not None and (entry.owner, entry.uuid) == ("n1", b"uuid-1")
-            assert entry.revision == results[0]
+            async with followers_paused(servers):
+                creates = [
+                    asyncio.ensure_future(d.create(bytes([n]) * 16, peer_id, uuid, PK, "10.0.0.1"))
+                    for d, n, uuid in ((d1, 1, b"uuid-1"), (d2, 2, b"uuid-2"))
+                ]
+                await asyncio.sleep(0.3)  # both reached the leader, which can commit nothing
+                decided = [repr(c.exception() or c.result()) for c in creates if c.done()]
+            assert decided == [], "decided while nothing was stored"
+            results = await asyncio.gather(*creates, return_exceptions=True)
+            won = [r for r in results if isinstance(r, int)]
+            lost = [j for j, r in enumerate(results) if isinstance(r, IdTaken)]
+            assert len(won) == 1 and len(lost) == 1, results
+            winner, loser = ("n2", d1) if lost == [0] else ("n1", d2)
+            entry = await loser.get(peer_id)  # what the loser decides again on
+            assert entry is not None and (entry.owner, entry.revision) == (winner, won[0])
 
 
 async def test_a_rename_whose_old_entry_changed_takes_the_new_one_back(servers: Servers) -> None:
-    async with two_nodes(servers) as (d1, d2, _):
+    async with two_nodes(servers) as (d1, d2):
         revision = await d1.create(b"r1" * 8, "renameold1", b"uuid-r", PK, "10.0.0.3")
         seen = await d2.get("renameold1")
         assert seen is not None
@@ -140,7 +163,7 @@ async def test_a_rename_whose_old_entry_changed_takes_the_new_one_back(servers: 
 
 async def test_an_id_renamed_away_can_be_created_again(servers: Servers) -> None:
     """A rename leaves a deletion marker under the old id: a create writes over it."""
-    async with two_nodes(servers) as (d1, d2, _):
+    async with two_nodes(servers) as (d1, d2):
         revision = await d1.create(b"m1" * 8, "markerold1", b"uuid-m", PK, "10.0.0.4")
         await d1.rename(b"m1" * 8, "markerold1", "markernew1", revision)
         with pytest.raises(KeyNotFoundError):
