@@ -144,6 +144,29 @@ def test_a_lost_race_is_decided_again_on_a_fresh_read() -> None:
     assert core.state.stats["directory_races"] == 1
 
 
+def test_a_lost_race_is_decided_on_a_read_begun_after_it() -> None:
+    """A read already in flight when the create is refused (here for the client's repeated
+    RegisterPk) began before the other machine's entry landed and still says "absent":
+    the lost race waits for a read of its own, which finds that entry (UUID_MISMATCH),
+    instead of creating again on the stale answer."""
+    core, d = node(), Directory()
+    (load,) = core.on_udp(register_pk(), B_ADDR, T0)
+    assert isinstance(load, LoadPeer)
+    (persist,) = core.peer_loaded(B_ID, None, T0)
+    assert isinstance(persist, Persist) and isinstance(persist.write, InsertPeer)
+    (earlier_read,) = core.on_udp(register_pk(), B_ADDR, T0 + 0.1)  # the repeat: a read
+    assert isinstance(earlier_read, LoadPeer)
+    d.put(B_ID, "n2", uuid=b"another-machine")  # the other machine's create lands first
+    assert core.write_failed(persist, StoreFailure("exists", id_taken=True), T0 + 0.2) == []
+    stale = core.peer_loaded(B_ID, None, T0 + 0.3)  # the read begun before the refusal
+    # only the repeat decides on it; the lost race asks for its own read
+    assert [type(a) for a in stale] == [Persist, LoadPeer]
+    assert drive(core, d, stale, T0 + 0.4) == [SendUdp(REG_UUID_MISMATCH, B_ADDR)] * 2
+    assert d.rows[B_ID].uuid == b"another-machine" and d.rows[B_ID].owner == "n2"
+    assert core.state.stats["directory_races"] == 2  # one per registration, no stale retry
+    assert core.state.pending_loads == 0
+
+
 def test_three_lost_races_end_in_server_error() -> None:
     core, d = node(), Directory()
     d.put(B_ID, "n2")

@@ -303,7 +303,9 @@ class Registration:
                 )
             return self._apply(record, peer_id, uuid, pk, src, reply, answer, now, session)
 
-        return s.with_peer(peer_id, now, decide, need_details=True)
+        # A lost race is decided again on a read begun after the refusal: one already in
+        # flight may predate the winning write.
+        return s.with_peer(peer_id, now, decide, need_details=True, fresh=attempt > 1)
 
     def _budget_refused(self, budget: str, limit: str, peer_id: str, src: Addr) -> None:
         """Count a refusal by a fair budget and say (throttled) what is happening."""

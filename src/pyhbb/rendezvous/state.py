@@ -118,6 +118,11 @@ class CoreState:
         """Registration sessions (§7.4): link → the peer id registered on it."""
         self._session_ips: Counter[str] = Counter()
         self._waiting: dict[str, list[PeerCont]] = {}
+        """Continuations waiting for the look-up in flight, by id."""
+        self._after: dict[str, list[PeerCont]] = {}
+        """``fresh`` continuations for an id with a look-up in flight: they wait for the
+        next one, since the answer of a read begun before them may predate what they
+        must see (a lost race's winner, another node's claim)."""
         self.set_config(settings.serial, settings.rendezvous_servers)
         # Cluster mode only; they stay empty on a single server.
         self.remote: BoundedTable[str, tuple[PeerRecord, float]] = BoundedTable(MAX_REMOTE_PEERS)
@@ -151,7 +156,8 @@ class CoreState:
         """Run ``cont`` with the record of ``peer_id`` from memory, or after loading it
         from the store (memory-then-database look-up, §6.1). ``need_details`` also loads
         the details a record may have dropped (uuid, guid, info.ip); ``fresh`` always
-        reads the store (cluster mode: is this peer still ours?)."""
+        reads the store, with a read begun after this call (cluster mode: is this peer
+        still ours? who won the race we lost?)."""
         if not fresh:
             record = self.peers.get(peer_id)
             if record is not None and (record.details is not None or not need_details):
@@ -162,10 +168,11 @@ class CoreState:
                     return cont(cached[0], now, True)
         waiting = self._waiting.get(peer_id)
         if waiting is not None:
-            if len(waiting) >= MAX_WAITERS_PER_ID:
+            queue = self._after.setdefault(peer_id, []) if fresh else waiting
+            if len(queue) >= MAX_WAITERS_PER_ID:
                 self.stats["dropped_load_waiters"] += 1
                 return []
-            waiting.append(cont)
+            queue.append(cont)
             return []
         if len(self._waiting) >= MAX_PENDING_LOADS:
             self.stats["dropped_loads"] += 1
@@ -175,7 +182,7 @@ class CoreState:
 
     def peer_loaded(self, peer_id: str, row: StoredPeer | None, now: float) -> list[Action]:
         if self.settings.node_name:
-            return self._directory_entry_loaded(peer_id, row, now)
+            return [*self._directory_entry_loaded(peer_id, row, now), *self._load_again(peer_id)]
         actions: list[Action] = []
         for cont in self._waiting.pop(peer_id, ()):
             # Look up afresh for each waiter: an earlier one may have created the record.
@@ -193,7 +200,19 @@ class CoreState:
         record = self.peers.get(peer_id)
         if record is not None:
             record.details = None
-        return actions
+        return actions + self._load_again(peer_id)
+
+    def _load_again(self, peer_id: str) -> list[Action]:
+        """The look-up for the ``fresh`` waiters that arrived while one was in flight."""
+        after = self._after.pop(peer_id, None)
+        if not after:
+            return []
+        waiting = self._waiting.get(peer_id)
+        if waiting is not None:  # a waiter just began another read: it is fresh enough
+            waiting += after
+            return []
+        self._waiting[peer_id] = after
+        return [LoadPeer(peer_id)]
 
     def owner_elsewhere(self, record: PeerRecord) -> str | None:
         """The node holding ``record``'s peer when it is not this one ("" when none holds
@@ -273,7 +292,7 @@ class CoreState:
         actions: list[Action] = []
         for cont in self._waiting.pop(peer_id, ()):
             actions += cont(self.peers.get(peer_id), now, False)
-        return actions
+        return actions + self._load_again(peer_id)
 
     @property
     def pending_loads(self) -> int:

@@ -115,6 +115,11 @@ async def _bucket(
         delay = min(delay * 2, 2.0)
 
 
+def key_subject(kv: KeyValue, key: str) -> str:
+    """The subject a write to ``key`` of ``kv`` is published on (a KV key is a subject)."""
+    return f"{kv._pre}{key}"
+
+
 def leader_reads(kv: KeyValue, js: JetStreamContext) -> KeyValue:
     """The same bucket read through its stream leader: up to date after a lost race,
     where a replica's direct read may not have the winning write yet."""

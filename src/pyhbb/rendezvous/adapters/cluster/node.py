@@ -35,7 +35,6 @@ from pyhbb.rendezvous.adapters.cluster.connection import (
     JS_TIMEOUT,
     JetStreamNotReady,
     connect,
-    leader_reads,
     open_buckets,
     replicas_for,
 )
@@ -102,7 +101,7 @@ class ClusterNode:
                 peers, nodes, relays = await open_buckets(js, replicas_for(urls))
             except JetStreamNotReady as e:
                 raise ConfigError(str(e)) from e
-            directory = NatsDirectory(peers, node, leader_reads(peers, js))
+            directory = NatsDirectory(peers, js, node)
             self = cls(nc, node, urls, directory, NatsBus(nc, node, _Unset()), nodes, relays)
             self.bus.other_nodes = lambda: len(self.live_nodes) - 1
             if await self.bus.name_in_use():
