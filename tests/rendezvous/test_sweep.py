@@ -4,28 +4,59 @@ from __future__ import annotations
 
 from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerRecord, PeerRegistry
 from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker
-from pyhbb.rendezvous.sweep import Sweeper
+from pyhbb.rendezvous.sweep import KeyRing
 
 
-def test_sweeper_visits_every_key_once_per_pass_in_slices() -> None:
+def _step(ring: KeyRing[int], table: dict[int, int], budget: int, stale: object) -> int:
+    """What a table owner does with its ring: drop the stale keys, keep the others."""
+    assert callable(stale)
+    removed = 0
+    for key in ring.take(budget):
+        if stale(table[key]):
+            del table[key]
+            removed += 1
+        else:
+            ring.keep(key)
+    return removed
+
+
+def test_key_ring_visits_every_key_once_per_pass_in_slices() -> None:
     table = {i: i for i in range(10)}
-    sweeper = Sweeper(table)
-    assert sweeper.step(4, lambda v: v % 2 == 0) == 2  # keys 0..3
+    ring = KeyRing[int]()
+    for key in table:
+        ring.added(key)
+    assert _step(ring, table, 4, lambda v: v % 2 == 0) == 2  # keys 0..3
     table[100] = 100  # added during a pass: seen in the next pass
-    assert sweeper.step(4, lambda v: v % 2 == 0) == 2  # keys 4..7
-    assert sweeper.step(4, lambda v: v % 2 == 0) == 1  # keys 8..9
+    ring.added(100)
+    assert _step(ring, table, 4, lambda v: v % 2 == 0) == 2  # keys 4..7
+    assert not ring.pass_done()
+    assert _step(ring, table, 4, lambda v: v % 2 == 0) == 1  # keys 8..9
+    assert ring.pass_done() and not ring.pass_done()  # reported once
     assert sorted(table) == [1, 3, 5, 7, 9, 100]
-    assert sweeper.step(100, lambda v: v == 100) == 1
+    assert _step(ring, table, 100, lambda v: v == 100) == 1
     assert sorted(table) == [1, 3, 5, 7, 9]
+    assert len(ring) == 5  # exactly the keys left: no snapshot, no leftovers
 
 
-def test_sweeper_tolerates_keys_deleted_meanwhile() -> None:
+def test_key_ring_skips_keys_removed_meanwhile_and_keeps_readded_ones() -> None:
     table = {"a": 1, "b": 2}
-    sweeper = Sweeper(table)
-    sweeper.step(1, lambda v: False)
+    ring = KeyRing[str]()
+    for key in table:
+        ring.added(key)
+    assert list(ring.take(1)) == ["a"]
+    ring.keep("a")
     del table["b"]
-    assert sweeper.step(5, lambda v: True) == 0  # "b" is gone: skipped, no KeyError
-    assert table == {"a": 1}
+    ring.removed("b")
+    assert list(ring.take(5)) == []  # "b" is gone: skipped, no KeyError; the pass ends
+    assert ring.pass_done()
+    assert list(ring.take(5)) == ["a"]
+    ring.keep("a")
+    # removed, then added again before the ring reached its old entry: visited once
+    table["a"] = 3
+    ring.removed("a")
+    ring.added("a")
+    assert list(ring.take(5)) == ["a"]
+    assert len(ring) == 0
 
 
 def test_registry_evicts_only_long_offline_records() -> None:

@@ -33,7 +33,7 @@ from pyhbb.rendezvous.peer_registry import (
     EXPIRED,
     IP_CHANGED,
     PeerRecord,
-    pack_addr,
+    addr_key,
 )
 from pyhbb.rendezvous.rate_limits import TokenBucket, reg_pk_allowed
 from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
@@ -106,11 +106,10 @@ class Registration:
             return []
         if session is not None:
             return self._register_peer_on_session(msg, session, now)
-        record = self.s.peers.get(peer_id)
-        if record is None:
-            return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
         ip = src[0]
-        result = record.udp_heartbeat(pack_addr(src), now, is_loopback(ip))
+        result = self.s.peers.heartbeat(peer_id, addr_key(src), now, is_loopback(ip))
+        if result is None:
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
         if result != ACCEPTED:
             if (
                 result == IP_CHANGED
@@ -120,7 +119,7 @@ class Registration:
                 log.info(
                     "IP change of %s from %s to %s (%d this minute)",
                     peer_id,
-                    record.registered_ip,
+                    self.s.peers.registered_ip(peer_id),
                     ip,
                     n,
                 )

@@ -161,6 +161,8 @@ class CoreState:
         record = self.peers.get(peer_id)
         if record is not None:
             record.details = None
+            del record
+            self.peers.compact(peer_id)
         return actions
 
     def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
