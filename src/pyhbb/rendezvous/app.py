@@ -75,7 +75,9 @@ class HbbsServer:
         self.core = RendezvousCore(core_settings(opts, key))
         loop = asyncio.get_running_loop()
         self.http_proxy = HttpProxy(opts.api_server, opts.max_frame - 4096)
-        self.executor = Executor(self.core, store, loop.time, self.http_proxy.handle)
+        self.executor = Executor(
+            self.core, store, loop.time, self.http_proxy.handle, readers=opts.db_readers
+        )
         self.limiter = ConnectionLimiter(opts.max_connections_per_ip, opts.max_connections, "hbbs")
         console = Console(self.core.admin, resolves, self._extra_stats)
         self.ctx = AdapterContext(

@@ -35,6 +35,7 @@ PeerCont = Callable[[PeerRecord | None, float, bool], list[Action]]
 
 MAX_ID_BYTES = 100  # the DB column is varchar(100); no real client ID comes close
 MAX_PENDING_LOADS = 10_000
+MAX_TAKE_BACK_LOADS = 7_500  # heartbeats leave room for RegisterPk and punch look-ups
 MAX_WAITERS_PER_ID = 64
 MAX_REG_PK_COUNTS = 100_000  # ids with a RegisterPk accepted in the last 7 s
 
@@ -68,6 +69,11 @@ class CoreSettings:
     register_lookups_per_second: float = 2000.0
     """RegisterPk decisions per second that read the database, shared the same way: a
     flood of forged registrations must not keep the event loop busy with reads."""
+    take_back_reads_per_second: float = 50_000.0
+    """Heartbeats per second of peers not in memory that read the database (the take-back
+    after a restart), shared the same way: what batched reads sustain with room to spare
+    (bench/RESULTS.md), so a restart of a million peers is over in one heartbeat period
+    while forged heartbeats cannot turn into unbounded reads."""
     max_sessions: int = 100_000
     max_sessions_per_ip: int = 1000
     udp_punch: bool = False
