@@ -1,0 +1,140 @@
+"""Run hbbs with bench probes: event-loop stalls and garbage-collection pauses, written to a
+file once a second. Used by ``hbbs_restart.py`` in place of ``.venv/bin/hbbs``; the server
+code is unchanged, only observed (and a few intervals shortened, see below).
+
+Usage: ``python bench/hbbs_probe.py STATS_FILE [hbbs options ...]``
+
+Every second one JSON line goes to STATS_FILE::
+
+    {"t": monotonic time, "lag_max": worst timer lateness in ms over the second,
+     "lag_n": timer ticks, "over10": ticks more than 10 ms late,
+     "busy_max", "busy_over10": the same counting only the time the loop's thread was
+     on a CPU (a stall of the server's own, not a wait for a core on a busy machine),
+     "gc": [[generation, ms], ...] collections that ended in that second,
+     "rss": VmRSS bytes, "peers": records in memory, "objects": records held as objects}
+
+The lag probe is a timer every ``LAG_TICK`` s: its lateness is how long the loop was busy
+with something else when it was due (a stall). Environment knobs for the benchmark:
+``PROBE_SUMMARY_INTERVAL`` (seconds between hbbs's summary log lines, default 600) and
+``PROBE_EVICT_AFTER`` (seconds offline before a record is evicted, default a day).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+LAG_TICK = 0.002
+
+
+def rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Probe:
+    def __init__(self, path: Path) -> None:
+        self.out = path.open("a", buffering=1)
+        self.gc_started = 0.0
+        self.gc_done: list[list[float]] = []
+        self.lag_max = 0.0
+        self.lag_n = 0
+        self.over10 = 0
+        self.busy_max = 0.0
+        self.busy_over10 = 0
+        self.server: Any = None
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.gc_started = time.perf_counter()
+        else:
+            ms = (time.perf_counter() - self.gc_started) * 1000
+            self.gc_done.append([info["generation"], round(ms, 3)])
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + LAG_TICK
+        next_report = loop.time() + 1.0
+        cpu = time.thread_time()
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            now = loop.time()
+            late = (now - due) * 1000
+            # the loop thread's CPU time since the last tick: lateness the loop spent
+            # working (a stall of ours), as opposed to waiting for a core (a busy machine)
+            thread_cpu = time.thread_time()
+            spent, cpu = (thread_cpu - cpu) * 1000, thread_cpu
+            self.lag_n += 1
+            self.lag_max = max(self.lag_max, late)
+            self.busy_max = max(self.busy_max, min(late, spent))
+            if late > 10:
+                self.over10 += 1
+                if spent > 10:
+                    self.busy_over10 += 1
+            due = max(due + LAG_TICK, now)
+            if now >= next_report:
+                next_report = now + 1.0
+                self.report(now)
+
+    def report(self, now: float) -> None:
+        peers = objects = -1
+        if self.server is not None:
+            registry = self.server.core.state.peers
+            peers, objects = len(registry), getattr(registry, "objects", -1)
+        line = {
+            "t": round(time.monotonic(), 3),
+            "lag_max": round(self.lag_max, 3),
+            "lag_n": self.lag_n,
+            "over10": self.over10,
+            "busy_max": round(self.busy_max, 3),
+            "busy_over10": self.busy_over10,
+            "gc": self.gc_done,
+            "rss": rss_bytes(),
+            "peers": peers,
+            "objects": objects,
+        }
+        self.out.write(json.dumps(line) + "\n")
+        self.lag_max, self.lag_n, self.over10, self.gc_done = 0.0, 0, 0, []
+        self.busy_max, self.busy_over10 = 0.0, 0
+
+
+def main() -> int:
+    stats = Path(sys.argv[1])
+    argv = sys.argv[2:]
+    from pyhbb.rendezvous import app, cli
+
+    if "PROBE_SUMMARY_INTERVAL" in os.environ:
+        app.SUMMARY_INTERVAL = int(os.environ["PROBE_SUMMARY_INTERVAL"])  # type: ignore[misc]
+    evict_after = os.environ.get("PROBE_EVICT_AFTER")
+    probe = Probe(stats)
+    real_settings = app.core_settings
+    real_start = app.HbbsServer.start
+
+    def core_settings(*args: Any, **kwargs: Any) -> Any:
+        settings = real_settings(*args, **kwargs)
+        if evict_after is not None:
+            settings.evict_after = float(evict_after)
+        return settings
+
+    async def start(self: Any) -> None:
+        await real_start(self)
+        probe.server = self
+        self._spawn(probe.run())
+
+    app.core_settings = core_settings  # type: ignore[assignment]
+    app.HbbsServer.start = start  # type: ignore[method-assign]
+    return cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
