@@ -159,9 +159,9 @@ def info_json(ip: str, previous: object = None) -> str:
 def ip_from_info(info: object) -> str:
     """``info.ip``, or "" when the text is not a JSON object with a string ``ip``."""
     if isinstance(info, str) and info.startswith('{"ip":"') and info.endswith('"}'):
-        ip = info[7:-2]
-        if '"' not in ip and "\\" not in ip:  # the compact form we and upstream write
-            return ip
+        text = info[7:-2]
+        if '"' not in text and "\\" not in text:  # the compact form we and upstream write
+            return text
     ip = (_parse_object(info) or {}).get("ip")
     return ip if isinstance(ip, str) else ""
 
