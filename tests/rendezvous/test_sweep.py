@@ -177,3 +177,46 @@ def test_online_count_comes_from_the_sweep_in_large_tables() -> None:
         assert reg.online_count(101.0) == 4
     finally:
         peer_registry.EXACT_COUNT_LIMIT = old
+
+
+def test_key_ring_keeps_order_across_chunks_and_out_of_the_gcs_sight() -> None:
+    import gc
+
+    from pyhbb.rendezvous.sweep import CHUNK
+
+    n = CHUNK * 3 + 17
+    table = {f"k{i}": i for i in range(n)}
+    ring = KeyRing[str]()
+    for key in table:
+        ring.added(key)
+    visited: list[str] = []
+    while not ring.pass_done():
+        for key in ring.take(500):
+            visited.append(key)
+            if table[key] % 3:
+                ring.keep(key)
+            else:
+                del table[key]
+    assert visited == [f"k{i}" for i in range(n)]  # once each, in insertion order
+    assert len(ring) == len(table)
+    second = [key for key in ring.take(n) for _ in [ring.keep(key)]]
+    assert second == [f"k{i}" for i in range(n) if i % 3]
+    gc.collect()
+    # full chunks are tuples of strings, which the collector stops tracking
+    assert ring._chunks and not any(gc.is_tracked(chunk) for chunk in ring._chunks)
+
+
+def test_bounded_table_gives_room_back_once_mostly_empty() -> None:
+    import sys
+
+    from pyhbb.rendezvous.bounded_table import BoundedTable
+
+    table: BoundedTable[str, int] = BoundedTable(100_000)
+    for i in range(50_000):
+        table[f"ip{i}"] = i
+    grown = sys.getsizeof(table._map)
+    assert table.sweep(50_000, lambda v: v >= 100) == 49_900  # the burst is over
+    assert sys.getsizeof(table._map) < grown / 50  # the dict was rebuilt at its new size
+    assert len(table) == 100 and table.get("ip7") == 7 and table["ip99"] == 99
+    table["new"] = 1  # still a working table
+    assert table.get("new") == 1 and table.sweep(1000, lambda v: False) == 0
