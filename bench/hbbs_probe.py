@@ -10,8 +10,9 @@ Every second one JSON line goes to STATS_FILE::
      "lag_n": timer ticks, "over10": ticks more than 10 ms late,
      "busy_max", "busy_over10": the same counting only the time the loop's thread was
      on a CPU (a stall of the server's own, not a wait for a core on a busy machine),
-     "gc": [[generation, ms], ...] collections that ended in that second,
-     "rss": VmRSS bytes, "peers": records in memory, "objects": records held as objects}
+     "gc": [[generation, ms of CPU], ...] collections that ended in that second,
+     "rss": VmRSS bytes, "peers": records in memory, "objects": records held as objects,
+     "counters": the core's heartbeat counters, pending loads, read jobs and ids read}
 
 The lag probe is a timer every ``LAG_TICK`` s: its lateness is how long the loop was busy
 with something else when it was due (a stall). Environment knobs for the benchmark:
@@ -22,9 +23,11 @@ with something else when it was due (a stall). Environment knobs for the benchma
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -55,10 +58,11 @@ class Probe:
         gc.callbacks.append(self._gc)
 
     def _gc(self, phase: str, info: dict[str, int]) -> None:
+        # CPU time of the collecting thread: a wait for a core is not the collector's
         if phase == "start":
-            self.gc_started = time.perf_counter()
+            self.gc_started = time.thread_time()
         else:
-            ms = (time.perf_counter() - self.gc_started) * 1000
+            ms = (time.thread_time() - self.gc_started) * 1000
             self.gc_done.append([info["generation"], round(ms, 3)])
 
     async def run(self) -> None:
@@ -88,9 +92,16 @@ class Probe:
 
     def report(self, now: float) -> None:
         peers = objects = -1
+        counters: dict[str, int] = {}
         if self.server is not None:
-            registry = self.server.core.state.peers
+            state = self.server.core.state
+            registry = state.peers
             peers, objects = len(registry), getattr(registry, "objects", -1)
+            counters = {k: v for k, v in state.stats.items() if k.startswith("heartbeat")}
+            counters["pending_loads"] = state.pending_loads
+            loads = getattr(self.server.executor, "loads", None)
+            if loads is not None:
+                counters["load_jobs"], counters["loads"] = loads.jobs, loads.loads
         line = {
             "t": round(time.monotonic(), 3),
             "lag_max": round(self.lag_max, 3),
@@ -102,6 +113,7 @@ class Probe:
             "rss": rss_bytes(),
             "peers": peers,
             "objects": objects,
+            "counters": counters,
         }
         self.out.write(json.dumps(line) + "\n")
         self.lag_max, self.lag_n, self.over10, self.gc_done = 0.0, 0, 0, []
@@ -131,6 +143,22 @@ def main() -> int:
         probe.server = self
         self._spawn(probe.run())
 
+    def dump_tracked(*_: object) -> None:
+        """SIGUSR2: the types of the objects the cyclic GC tracks (not frozen), to a file."""
+        counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+        with stats.with_suffix(".tracked").open("a") as f:
+            f.write(
+                json.dumps(
+                    {
+                        "t": time.monotonic(),
+                        "frozen": gc.get_freeze_count(),
+                        "top": counts.most_common(20),
+                    }
+                )
+                + "\n"
+            )
+
+    signal.signal(signal.SIGUSR2, dump_tracked)
     app.core_settings = core_settings  # type: ignore[assignment]
     app.HbbsServer.start = start  # type: ignore[method-assign]
     return cli.main(argv)

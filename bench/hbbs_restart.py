@@ -45,7 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hbbs_procs import Child, cpu_seconds, free_port_block, rss_bytes, start_child, wait_udp_answer
+from hbbs_procs import (
+    Child,
+    cpu_seconds,
+    free_port_block,
+    rss_bytes,
+    start_child,
+    udp_drops,
+    wait_udp_answer,
+)
 from hbbs_spread import SpreadLayout, SpreadPool
 
 from pyhbb.wire import rendezvous_pb2 as pb
@@ -247,6 +255,7 @@ class Bench:
         hbbs = self.start_hbbs(run, workdir, port, stats, fast_register=False)
         t_ready = time.monotonic()
         pool.call("reset")
+        drops0 = udp_drops(port)
         c0 = cpu_seconds(hbbs.pid)
         total = run.peers
         online = 0
@@ -276,6 +285,7 @@ class Bench:
             "percentiles": {q: pct(offsets, q) for q in (50, 90, 99, 100)},
             "counts": counts,
             "server_cores": cores,
+            "kernel_drops": udp_drops(port) - drops0,
             "curve": seen[::4],
         }
         print(

@@ -189,3 +189,28 @@ def test_a_full_table_still_answers_but_keeps_nothing() -> None:
     core.on_udp(register_peer(), B_ADDR, T0)
     assert core.peer_loaded(B_ID, stored(), T0) == [SendUdp(REQUEST_PK, B_ADDR)]
     assert B_ID not in core.state.peers and len(core.state.peers) == 1
+
+
+def test_preloaded_rows_answer_heartbeats_from_memory_and_leave_if_unclaimed() -> None:
+    from pyhbb.rendezvous.state import PRELOAD_GRACE
+
+    core = make_core()
+    rows = [stored(peer_id=f"peer{i:03d}", ip=f"192.0.2.{i}") for i in range(1, 51)]
+    assert core.state.preload(rows, T0, limit=40) == 40  # the limit keeps room for new peers
+    peers = core.state.peers
+    assert len(peers) == 40 and not peers.online("peer001", T0)
+    src = ("192.0.2.1", 41000)
+    assert core.on_udp(register_peer("peer001"), src, T0 + 1) == [SendUdp(NO_REQUEST_PK, src)]
+    stranger = ("198.51.100.1", 41000)  # the IP on record still counts
+    assert core.on_udp(register_peer("peer002"), stranger, T0 + 1) == [
+        SendUdp(REQUEST_PK, stranger)
+    ]
+    # a record in memory is never replaced by a preloaded row
+    assert core.state.preload([stored(peer_id="peer001", ip="203.0.113.9")], T0 + 2, 100) == 0
+    assert peers.registered_ip("peer001") == "192.0.2.1"
+    # unclaimed rows are evicted after the grace; the claimed one stays
+    for second in range(int(PRELOAD_GRACE) + 62):
+        core.on_timer(T0 + 2 + second)
+        if second % 15 == 0:
+            core.on_udp(register_peer("peer001"), src, T0 + 2 + second)
+    assert "peer001" in peers and len(peers) == 1

@@ -41,6 +41,20 @@ async def test_get_many_returns_present_rows_by_id_in_one_read(store: SqlitePeer
     assert await store.get_many(["absent"]) == {}
 
 
+async def test_scan_reads_every_row_once_page_by_page(store: SqlitePeerStore) -> None:
+    ids = {f"peer{i:04d}" for i in range(1234)}
+    for peer_id in ids:
+        await store.insert(new_guid(), peer_id, b"u", PK, "10.0.0.1")
+    seen: list[str] = []
+    after = b""
+    while rows := await store.scan(after, 100):
+        assert len(rows) <= 100 and all(r.guid > after for r in rows)
+        seen += [r.id for r in rows]
+        after = rows[-1].guid
+    assert len(seen) == len(ids) and set(seen) == ids
+    assert (await store.scan(b"", 1))[0].ip == "10.0.0.1"
+
+
 async def test_update_changes_id_pk_ip_and_keeps_uuid(
     store: SqlitePeerStore, db_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from pyhbb.rendezvous.adapters.http_proxy import HttpProxy
 from pyhbb.rendezvous.adapters.nat_port import NatPortLink
 from pyhbb.rendezvous.adapters.tcp import TcpLink
 from pyhbb.rendezvous.adapters.udp import UdpEndpoint
+from pyhbb.rendezvous.adapters.warm_start import warm_start
 from pyhbb.rendezvous.adapters.ws import WsLink
 from pyhbb.rendezvous.console import Console
 from pyhbb.rendezvous.core import RendezvousCore
@@ -39,6 +40,7 @@ from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
 log = logging.getLogger("pyhbb.rendezvous")
 
 HOUSEKEEPING_INTERVAL = 1.0
+PRELOAD_SHARE = 0.9  # the warm start fills the peer table up to this share of its limit
 SUMMARY_INTERVAL = 600  # seconds between the summary log lines
 
 
@@ -143,6 +145,9 @@ class HbbsServer:
         self.fd_watch = FdWatch("hbbs", soft_limit, open_fds())
         self._watch_accept_errors(loop)
         self._spawn(self._housekeeping())
+        limit = int(opts.max_peers * PRELOAD_SHARE)
+        if limit > 0:
+            self._spawn(warm_start(self.core, self.store, self.executor.clock, limit))
         self._spawn(relay_health.check_forever(self.core.admin))
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
@@ -284,7 +289,7 @@ async def serve(
         await db.close()
         raise
     log.info(
-        "database %s: %d peers (opened in %.0f ms; peers load on demand)",
+        "database %s: %d peers (opened in %.0f ms; read into memory in the background)",
         db_url,
         count,
         (time.monotonic() - started) * 1000,

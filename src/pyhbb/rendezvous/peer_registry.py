@@ -66,10 +66,23 @@ def addr_from_key(key: bytes) -> Addr:
 def canonical_ip(ip: str) -> str | None:
     """``ip`` as the socket layer writes it (IPv4-mapped as IPv4), or ``None`` when it is
     no IP address: for text from the database, which any writer may have filled."""
+    ip = try_into_v4(ip)
     try:
-        return ip_from_bytes(ip_to_bytes(try_into_v4(ip)))
+        raw = ip_to_bytes(ip)
     except ValueError:
         return None
+    # dotted IPv4 that parses is canonical already (ip_to_bytes takes canonical octets only)
+    return ip if len(raw) == 4 and ":" not in ip else ip_from_bytes(raw)
+
+
+def stored_blob(row: StoredPeer, last_reg: float = EXPIRED) -> bytes:
+    """The compact record of a database row: its key, offline (§6.1), and ``info.ip`` as
+    an IP-only address (port 0) for the IP-change test; a key no client could have sent
+    or an unparsable IP is left out, so that the next heartbeat asks for the key."""
+    pk = row.pk if len(row.pk) <= MAX_PK_BYTES else b""
+    ip = canonical_ip(row.ip) if row.ip else None
+    time = _EXPIRED_TIME if last_reg == EXPIRED else _pack_time(last_reg)
+    return bytes((len(pk),)) + pk + time + (addr_key((ip, 0)) if ip else b"")
 
 
 def heartbeat(blob: bytes, key: bytes, now: float, from_loopback: bool) -> bytes | int:
@@ -125,8 +138,9 @@ class PeerRecord:
 
     @classmethod
     def from_stored(cls, row: StoredPeer) -> PeerRecord:
-        pk = row.pk if len(row.pk) <= MAX_PK_BYTES else b""  # no such key: asked again
-        return cls(row.guid, row.uuid, pk, try_into_v4(row.ip))
+        record = cls.wrap(stored_blob(row))
+        record.details = PeerDetails.from_stored(row)
+        return record
 
     @classmethod
     def wrap(cls, blob: bytes) -> PeerRecord:
@@ -325,6 +339,13 @@ class PeerRegistry:
             return True
         self.evict_step(now, ROOM_SEARCH_BUDGET, offline_for=0.0)
         return len(self._peers) < self.max_peers
+
+    def add_stored(self, peer_id: str, row: StoredPeer, last_reg: float = EXPIRED) -> None:
+        """Enter the database row of an id not in memory, as a compact record (offline:
+        ``last_reg`` at least :data:`REG_TIMEOUT` in the past)."""
+        assert peer_id not in self._peers
+        self._ring.added(peer_id)
+        self._peers[peer_id] = stored_blob(row, last_reg)
 
     def put(self, peer_id: str, record: PeerRecord) -> None:
         peers = self._peers

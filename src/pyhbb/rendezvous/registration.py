@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from functools import partial
 
 from pyhbb.net.hostport import format_addr, is_loopback
 from pyhbb.observability.throttle import worth_logging
@@ -173,21 +174,28 @@ class Registration:
             self._budget_refused("take_back", refused, peer_id, src)
             return []
         s.stats["heartbeat_lookups"] += 1
+        # a partial, not a closure: thousands wait at once after a restart, and each
+        # closure cell would be one more object for the cyclic GC to walk
+        return s.with_peer_in_memory(
+            peer_id, now, partial(self._taken_back, peer_id, serial, src, key)
+        )
 
-        def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
-            if not ok:  # the database failed: as before take-back, the client re-registers
-                return [SendUdp(REGISTER_PEER_SEND_PK, src)]
-            if record is None:
-                self.absent_ids.mark(peer_id)
-                return [SendUdp(REGISTER_PEER_SEND_PK, src)]
-            result = s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
-            if result is None:  # read while the table was full: not kept in memory
-                return [SendUdp(REGISTER_PEER_SEND_PK, src)]
-            if result == ACCEPTED:
-                s.stats["heartbeat_taken_back"] += 1
-            return self._heartbeat_answer(result, peer_id, serial, src, now)
-
-        return s.with_peer(peer_id, now, decide)
+    def _taken_back(
+        self, peer_id: str, serial: int, src: Addr, key: bytes, found: bool, now: float, ok: bool
+    ) -> list[Action]:
+        """The heartbeat of :meth:`_take_back`, decided once the record was read."""
+        if not ok:  # the database failed: as before take-back, the client re-registers
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        if not found:
+            self.absent_ids.mark(peer_id)
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        s = self.s
+        result = s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
+        if result is None:  # read while the table was full: not kept in memory
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        if result == ACCEPTED:
+            s.stats["heartbeat_taken_back"] += 1
+        return self._heartbeat_answer(result, peer_id, serial, src, now)
 
     def _legacy_updates(self, peer_id: str, serial: int, src: Addr, now: float) -> list[Action]:
         """ConfigUpdate and SoftwareUpdate for a peer whose heartbeat was just accepted

@@ -52,6 +52,10 @@ class PeerStore(Protocol):
         """The rows with these ids, by id; ids without a row are left out."""
         ...
 
+    async def scan(self, after_guid: bytes, limit: int) -> list[StoredPeer]:
+        """Up to ``limit`` rows in guid order, after ``after_guid`` (``b""``: the first)."""
+        ...
+
     async def insert(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> None:
         """Insert a new row; raises :class:`IdTaken` if the id exists."""
         ...

@@ -46,6 +46,13 @@ class SqlitePeerStore:
         self._check_open()
         return await self._db.read(partial(_get_many, tuple(peer_ids)))
 
+    async def scan(self, after_guid: bytes, limit: int) -> list[StoredPeer]:
+        """Up to ``limit`` rows in guid order, from the first guid after ``after_guid``
+        (``b""``: from the start): a whole table read page by page, each page one read job
+        that walks the table in its own order (a fraction of a look-up by id per row)."""
+        self._check_open()
+        return await self._db.read(partial(_scan, after_guid, limit))
+
     async def insert(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> None:
         """Insert a new row; raises :class:`~pyhbb.store.base.IdTaken` if the id exists."""
         self._check_open()
@@ -104,6 +111,11 @@ def _get_many(peer_ids: tuple[str, ...], conn: sqlite3.Connection) -> dict[str, 
             peer = _stored(*row)
             found[peer.id] = peer
     return found
+
+
+def _scan(after_guid: bytes, limit: int, conn: sqlite3.Connection) -> list[StoredPeer]:
+    rows = conn.execute(f"{_COLUMNS} where guid > ? order by guid limit ?", (after_guid, limit))
+    return [_stored(*row) for row in rows]
 
 
 def _stored(guid: object, stored_id: object, uuid: object, pk: object, info: object) -> StoredPeer:
