@@ -142,8 +142,9 @@ class Bench:
             "RUST_LOG": "warn",
             "RMEM": str(self.o.rmem),
             "PROBE_SUMMARY_INTERVAL": "60",
-            "PROBE_EVICT_AFTER": str(self.o.evict_after),
         }
+        if self.o.evict_after > 0:
+            env["PROBE_EVICT_AFTER"] = str(self.o.evict_after)
         if fast_register:
             env["NEW_PEERS_PER_SECOND"] = str(1 << 30)  # ~500/s would take an hour
         if run.code != "pyhbb" and self.o.baseline_src is not None:
