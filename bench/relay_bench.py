@@ -4,17 +4,26 @@ What it measures (loopback only, bounded in time and data):
 
 1. Throughput of one relayed session, one direction and both directions at once, and the
    relay process's CPU seconds per GiB moved (user + system, from /proc/PID/stat).
-2. Concurrent sessions (1, 100, 1000) at a fixed per-session rate: the relay's CPU use
+2. The same for one TCP<->WebSocket session through pyhbb's message bridge, each way
+   (no C counterpart: its CPU-s per GiB is compared with the C splice relay's).
+3. Concurrent sessions (1, 100, 1000) at a fixed per-session rate: the relay's CPU use
    (fraction of one core) and resident memory.
 
 The baseline is ``bench/relay_splice_baseline.c``, compiled here with gcc: a minimal
 single-threaded epoll + splice relay (what pyhbb's raw mode does, minus Python).
 Load generators are the same for both relays: ``sendfile`` from a page-cached file and
 ``splice`` into /dev/null for throughput, a uvloop client for the concurrent sessions.
+The WebSocket client is a few lines of raw socket code (a zero masking key, so masking
+costs the client nothing) so that the relay, not the client, is what is measured.
 
-Usage: .venv/bin/python bench/relay_bench.py [--quick] [--no-write]
+Usage: .venv/bin/python bench/relay_bench.py [--quick] [--no-write] [--compare LABEL=SRC]
 Figures are printed and, unless --no-write, written as ratios to the
 "## Relay (hbbr)" section of bench/RESULTS.md (other sections are left untouched).
+
+``--compare before=/tmp/old/src`` also runs the hbbr of another source tree (for example
+``git archive <commit> src | tar -x -C /tmp/old``), interleaved with this one in the same
+invocation, and adds a table of this tree's figures relative to that one: on a shared
+machine, the only fair way to tell a change's effect from the machine's mood.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from pyhbb.wire.rendezvous_pb2 import RendezvousMessage, RequestRelay  # noqa: E
 OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Relay (hbbr)"
+NOTES = "### Notes"
 GIB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -138,18 +148,27 @@ def build_baseline() -> Path:
     return exe
 
 
-def start_relay(kind: str, baseline: Path, workdir: Path) -> Relay:
+C_KIND = "C splice"
+PYHBB = "pyhbb"
+
+
+def start_relay(kind: str, baseline: Path, workdir: Path, sources: dict[str, Path]) -> Relay:
+    """``kind``: the C baseline, this tree's hbbr, or a label of ``sources``."""
     port = free_port_pair()
-    if kind == "C splice":
+    if kind == C_KIND:
         return Relay(kind, [str(baseline), str(port)], port, port, workdir)
-    hbbr = Path(sys.executable).with_name("hbbr")
     env = {
         "RUST_LOG": "warn",
         # Limits far above loopback speed: the limiter still runs, it never throttles.
         "TOTAL_BANDWIDTH": "100000000",
         "SINGLE_BANDWIDTH": "100000000",
     }
-    return Relay(kind, [str(hbbr), "-p", str(port)], port, port + 2, workdir, env)
+    if kind in sources:  # the same interpreter and packages, another pyhbb
+        env["PYTHONPATH"] = str(sources[kind])
+        cmd = [sys.executable, "-m", "pyhbb.relay.cli"]
+    else:
+        cmd = [str(Path(sys.executable).with_name("hbbr"))]
+    return Relay(kind, [*cmd, "-p", str(port)], port, port + 2, workdir, env)
 
 
 # -- clients ---------------------------------------------------------------------------
@@ -236,6 +255,89 @@ def run_throughput(relay: Relay, src_fd: int, nbytes: int, both: bool, uuid: str
     return Throughput(moved * 8 / elapsed / 1e9, cpu / (moved / GIB))
 
 
+# -- one TCP <-> WebSocket session through the message bridge -----------------------------
+
+WS_PAYLOAD = 60_000  # < 64 KiB: a 4-byte WebSocket header and a 3-byte TCP frame header
+WS_BLOCK_MESSAGES = 16
+
+
+def ws_connect(port: int, uuid: str) -> socket.socket:
+    """A WebSocket client on ws://127.0.0.1:port/ that has sent its RequestRelay."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(
+        b"GET /ws/relay HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = s.recv(4096)
+        if not data:
+            raise RuntimeError("WebSocket handshake refused")
+        head += data
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"WebSocket handshake refused: {head[:40]!r}")
+    msg = RendezvousMessage(request_relay=RequestRelay(uuid=uuid)).SerializeToString()
+    s.sendall(ws_client_frame(msg))
+    return s
+
+
+def ws_client_frame(payload: bytes) -> bytes:
+    """A masked binary frame (client to server) with an all-zero masking key."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x82, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x82, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x82, 0x80 | 127]) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def block_sender(sock: socket.socket, block: bytes, repeats: int) -> None:
+    for _ in range(repeats):
+        sock.sendall(block)
+
+
+def run_ws_bridge(relay: Relay, nbytes: int, to_ws: bool, uuid: str) -> Throughput:
+    """One TCP client and one WebSocket client paired; ``nbytes`` of payload one way."""
+    tcp = socket.create_connection(("127.0.0.1", relay.port))
+    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tcp.sendall(request_frame(uuid))
+    time.sleep(0.05)
+    ws = ws_connect(relay.port + 2, uuid)
+    time.sleep(0.1)
+    payload = os.urandom(WS_PAYLOAD)
+    repeats = max(1, nbytes // (WS_PAYLOAD * WS_BLOCK_MESSAGES))
+    messages = repeats * WS_BLOCK_MESSAGES
+    if to_ws:
+        src, dst = tcp, ws
+        block = encode_frame(payload) * WS_BLOCK_MESSAGES
+        arriving = messages * (4 + WS_PAYLOAD)  # server-to-client frames are not masked
+    else:
+        src, dst = ws, tcp
+        block = ws_client_frame(payload) * WS_BLOCK_MESSAGES
+        arriving = messages * len(encode_frame(payload))
+    done: list[float] = []
+    threads = [
+        threading.Thread(target=receiver, args=(dst, arriving, done)),
+        threading.Thread(target=block_sender, args=(src, block, repeats)),
+    ]
+    cpu0 = relay.cpu()
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    elapsed = done[0] - t0 if done else float("nan")
+    cpu = relay.cpu() - cpu0
+    tcp.close()
+    ws.close()
+    moved = messages * WS_PAYLOAD
+    return Throughput(moved * 8 / elapsed / 1e9, cpu / (moved / GIB))
+
+
 # -- concurrent sessions at a fixed rate -----------------------------------------------
 
 
@@ -305,7 +407,8 @@ async def run_scaling(relay: Relay, sessions: int, rate_bps: int, seconds: float
 
 
 def replace_section(text: str, body: str) -> str:
-    """Replace (or append) our section, leaving every other section as it is."""
+    """Replace (or append) our section, leaving every other section as it is; a
+    ``### Notes`` block at the end of our section (hand-written) is kept."""
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
     new = SECTION + "\n\n" + body.rstrip() + "\n"
@@ -313,15 +416,79 @@ def replace_section(text: str, body: str) -> str:
         sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
         return text + sep + new
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    notes = next((i for i in range(start + 1, end) if lines[i].rstrip() == NOTES), None)
+    if notes is not None:
+        new += "\n" + "".join(lines[notes:end]).rstrip() + "\n"
     tail = lines[end:]
     return "".join(lines[:start]) + new + ("\n" if tail else "") + "".join(tail)
+
+
+def compare_table(
+    label: str,
+    med: Callable[[str, bool], Throughput],
+    median: Callable[[list[Throughput]], Throughput],
+    ws_tput: dict[tuple[str, bool], list[Throughput]],
+    scaling: dict[str, list[Scaling]],
+) -> list[str]:
+    """This tree's figures next to ``label``'s, measured interleaved in the same run."""
+    rows: list[tuple[str, float, float, str]] = []
+    for both in (False, True):
+        name = "splice, " + ("both directions" if both else "one direction")
+        old, new = med(label, both), med(PYHBB, both)
+        rows.append((f"{name}: throughput (Gb/s)", old.gbit_s, new.gbit_s, "higher"))
+        rows.append((f"{name}: CPU-s per GiB", old.cpu_per_gib, new.cpu_per_gib, "lower"))
+    for to_ws in (True, False):
+        name = "WebSocket bridge, " + ("TCP → WS" if to_ws else "WS → TCP")
+        old, new = median(ws_tput[(label, to_ws)]), median(ws_tput[(PYHBB, to_ws)])
+        rows.append((f"{name}: throughput (Gb/s)", old.gbit_s, new.gbit_s, "higher"))
+        rows.append((f"{name}: CPU-s per GiB", old.cpu_per_gib, new.cpu_per_gib, "lower"))
+    for o, n in zip(scaling[label], scaling[PYHBB], strict=True):
+        name = f"{n.sessions} sessions"
+        rows.append((f"{name}: CPU (% of a core)", 100 * o.cpu_share, 100 * n.cpu_share, "lower"))
+        rows.append((f"{name}: RSS (MiB)", o.rss_mib, n.rss_mib, "lower"))
+        rows.append(
+            (f"{name}: delivered (%)", 100 * o.received_ratio, 100 * n.received_ratio, "higher")
+        )
+    out = [
+        f"This tree (`{git_commit()}`) against `{label}`, interleaved in the same run "
+        "(medians as above):",
+        "",
+        f"| figure | {label} | this tree | this / {label} | better is |",
+        "|---|---|---|---|---|",
+    ]
+    for name, old, new, better in rows:
+        ratio = f"{new / old:.2f}" if old else "–"
+        out.append(f"| {name} | {old:.3g} | {new:.3g} | **{ratio}** | {better} |")
+    return out
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=ROOT).returncode
+    return out.stdout.strip() + (" + uncommitted changes" if dirty else "")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="less data, shorter windows")
     ap.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    ap.add_argument(
+        "--compare",
+        metavar="LABEL=SRC",
+        help="also run the pyhbb in SRC (a directory holding the pyhbb package) as LABEL",
+    )
     args = ap.parse_args()
+    sources: dict[str, Path] = {}
+    if args.compare:
+        label, _, path = args.compare.partition("=")
+        if not label or not (Path(path) / "pyhbb" / "relay" / "cli.py").is_file():
+            raise SystemExit("--compare wants LABEL=SRC, SRC holding pyhbb/relay/cli.py")
+        sources[label] = Path(path).resolve()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
@@ -332,21 +499,23 @@ def main() -> None:
         new_loop = asyncio.new_event_loop
 
     per_flow = (256 << 20) if args.quick else (2 * GIB)
+    ws_bytes = (64 << 20) if args.quick else (512 << 20)
     reps = 1 if args.quick else 5
     window = 3.0 if args.quick else 8.0
     counts = (1, 100, 1000)
     rate = 128 * 1024  # bytes/s per session, one way: 1 Mb/s, a typical desktop stream
 
     baseline = build_baseline()
-    kinds = ("C splice", "pyhbb")
+    kinds = (C_KIND, PYHBB, *sources)
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile(dir=tmp) as src:
         workdir = Path(tmp)
         src.write(os.urandom(1 << 20) * (SOURCE_FILE_SIZE >> 20))
         src.flush()
         tput: dict[tuple[str, bool], list[Throughput]] = {}
+        ws_tput: dict[tuple[str, bool], list[Throughput]] = {}
         for rep in range(reps):
             for kind in kinds:  # alternate, so drift hits both relays alike
-                relay = start_relay(kind, baseline, workdir)
+                relay = start_relay(kind, baseline, workdir, sources)
                 try:
                     for both in (False, True):
                         r = run_throughput(relay, src.fileno(), per_flow, both, f"t-{rep}-{both}")
@@ -356,12 +525,21 @@ def main() -> None:
                             f"{r.gbit_s:6.2f} Gb/s, {r.cpu_per_gib:.3f} CPU-s/GiB",
                             flush=True,
                         )
+                    if kind != C_KIND:
+                        for to_ws in (True, False):
+                            r = run_ws_bridge(relay, ws_bytes, to_ws, f"w-{rep}-{to_ws}")
+                            ws_tput.setdefault((kind, to_ws), []).append(r)
+                            print(
+                                f"  {kind:9s} {'tcp->ws' if to_ws else 'ws->tcp'} run "
+                                f"{rep + 1}: {r.gbit_s:6.2f} Gb/s, {r.cpu_per_gib:.3f} CPU-s/GiB",
+                                flush=True,
+                            )
                 finally:
                     relay.stop()
         scaling: dict[str, list[Scaling]] = {}
         for kind in kinds:
             for n in counts:
-                relay = start_relay(kind, baseline, workdir)
+                relay = start_relay(kind, baseline, workdir, sources)
                 try:
                     loop = new_loop()
                     try:
@@ -378,18 +556,21 @@ def main() -> None:
                     flush=True,
                 )
 
-    def med(kind: str, both: bool) -> Throughput:
-        runs = tput[(kind, both)]
+    def median(runs: list[Throughput]) -> Throughput:
         return Throughput(
             statistics.median(r.gbit_s for r in runs),
             statistics.median(r.cpu_per_gib for r in runs),
         )
+
+    def med(kind: str, both: bool) -> Throughput:
+        return median(tput[(kind, both)])
 
     lines = [
         f"Measured by `bench/relay_bench.py`{' --quick' if args.quick else ''} on "
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, loopback. Baseline: `bench/relay_splice_baseline.c` "
         "(single-threaded epoll + splice, built by the benchmark). pyhbb: `.venv/bin/hbbr` "
+        f"at `{git_commit()}` "
         "(uvloop, splice pump, limiter active with caps far above loopback speed). "
         f"Median of {reps} run(s); {per_flow >> 20} MiB per direction per run. "
         "Single runs spread by about ±15 % on this 2-core machine (the load generator "
@@ -399,7 +580,7 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for both in (False, True):
-        c, p = med("C splice", both), med("pyhbb", both)
+        c, p = med(C_KIND, both), med(PYHBB, both)
         label = "both directions" if both else "one direction"
         lines.append(
             f"| {label}: throughput | {c.gbit_s:.2f} Gb/s | {p.gbit_s:.2f} Gb/s | "
@@ -408,6 +589,23 @@ def main() -> None:
         lines.append(
             f"| {label}: CPU-s per GiB | {c.cpu_per_gib:.3f} | {p.cpu_per_gib:.3f} | "
             f"**{p.cpu_per_gib / c.cpu_per_gib:.2f}** (goal ≤ 1.2) |"
+        )
+    c_cpu = med(C_KIND, False).cpu_per_gib
+    lines += [
+        "",
+        f"One TCP<->WebSocket session through the message bridge, {ws_bytes >> 20} MiB of "
+        f"payload one way in {WS_PAYLOAD:,}-byte messages (median of {reps}); no C "
+        "counterpart, so its CPU per GiB is compared with the C splice relay's (one direction):",
+        "",
+        "| WebSocket bridge | pyhbb throughput | pyhbb CPU-s per GiB | CPU × C splice |",
+        "|---|---|---|---|",
+    ]
+    for to_ws in (True, False):
+        w = median(ws_tput[(PYHBB, to_ws)])
+        label = "TCP → WebSocket" if to_ws else "WebSocket → TCP"
+        lines.append(
+            f"| {label} | {w.gbit_s:.2f} Gb/s | {w.cpu_per_gib:.3f} | "
+            f"**{w.cpu_per_gib / c_cpu:.1f}** |"
         )
     lines += [
         "",
@@ -418,13 +616,15 @@ def main() -> None:
         "| delivered (C / pyhbb) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for c, p in zip(scaling["C splice"], scaling["pyhbb"], strict=True):
+    for c, p in zip(scaling[C_KIND], scaling[PYHBB], strict=True):
         per = (p.rss_mib - p.rss_idle_mib) * 1024 / p.sessions
         lines.append(
             f"| {p.sessions} | {100 * c.cpu_share:.1f} % | {c.rss_mib:.1f} | "
             f"{100 * p.cpu_share:.1f} % | {p.rss_mib:.1f} | {per:.1f} KiB | "
             f"{100 * c.received_ratio:.0f} % / {100 * p.received_ratio:.0f} % |"
         )
+    for label in sources:
+        lines += ["", *compare_table(label, med, median, ws_tput, scaling)]
     body = "\n".join(lines)
     print()
     print(body)

@@ -25,10 +25,13 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Cores that decide without doing I/O. Each must exist, except those in PURE_ROOTS_TO_COME
-# (being written on another branch), which are checked as soon as they exist.
-PURE_ROOTS = ["pyhbb.rendezvous.core", "pyhbb.relay.pairing", "pyhbb.relay.bandwidth"]
-PURE_ROOTS_TO_COME = ["pyhbb.relay.core"]
+# Cores that decide without doing I/O (each must exist).
+PURE_ROOTS = [
+    "pyhbb.rendezvous.core",
+    "pyhbb.relay.core",
+    "pyhbb.relay.pairing",
+    "pyhbb.relay.bandwidth",
+]
 
 # Modules a pure core must not import (a module counts with its submodules).
 IO_MODULES = frozenset(
@@ -273,11 +276,6 @@ def test_no_import_cycles(pyhbb: dict[str, Module]) -> None:
 def test_core_imports_no_io_module(pyhbb: dict[str, Module], root: str) -> None:
     assert root in pyhbb, f"{root} is listed as a pure core but does not exist"
     problems = io_imports(pyhbb, root)
-    assert not problems, "\n".join(problems)
-
-
-def test_cores_to_come_are_checked_once_they_exist(pyhbb: dict[str, Module]) -> None:
-    problems = [p for root in PURE_ROOTS_TO_COME if root in pyhbb for p in io_imports(pyhbb, root)]
     assert not problems, "\n".join(problems)
 
 

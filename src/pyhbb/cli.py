@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from pyhbb.config import hbbr, hbbs
-from pyhbb.config.options import flag_values, host_port, parse_argument
-from pyhbb.config.sources import ConfigError
+from pyhbb.config.options import flag_values, host_port, parse_argument, parse_command
+from pyhbb.config.sources import ConfigError, Source
+from pyhbb.net.hostport import format_addr
 from pyhbb.observability.logs import setup_logging
 from pyhbb.wire.keys import KeyError_, load_or_generate
 
@@ -26,7 +27,12 @@ Environment variables, .env and the -c file apply to all. hbbr listens on P+1 an
 (P = the hbbs port, 21116 by default) and enforces the same key as hbbs (-k -), so only
 clients configured with your key can relay. The API server listens on P-2 (21114), where
 clients look for it, and hbbs tunnels API calls to it. When one service exits, the
-others are stopped too."""
+others are stopped too.
+Monitoring (Prometheus /metrics and /healthz) is on by default, on loopback only:
+hbbs at 127.0.0.1:9116, hbbr at 127.0.0.1:9117, the API server at 127.0.0.1:9114. Give
+hbbs --metrics HOST:PORT to move them all (hbbr takes PORT+1, the API PORT-2), or
+--metrics off to turn them off."""
+DEFAULT_METRICS = ("127.0.0.1", 9116)  # hbbs; hbbr takes the port plus 1, the API minus 2
 
 
 def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
@@ -43,15 +49,36 @@ def _hbbr_args(hbbs_args: list[str], hbbr_args: list[str]) -> list[str]:
         derived += ["-b", opts.bind]
     if config is not None and "config" not in given:
         derived += ["-c", config]
+    if "METRICS" not in given:  # a METRICS variable is hbbs's: hbbr takes port + 1 anyway
+        derived += ["--metrics", _derived_metrics(_metrics_args(hbbs_args)[1], 1)]
     args = derived + hbbr_args
     hbbr.parse_options(args, os.environ, Path.cwd())
     return args
 
 
+def _metrics_args(hbbs_args: list[str]) -> tuple[list[str], tuple[str, int] | None]:
+    """hbbs's metrics address under ``pyhbb run``: as the admin set it (flag, -c file,
+    .env or environment), else :data:`DEFAULT_METRICS`. Returns the extra hbbs arguments
+    and the address the other services derive theirs from (None: monitoring off)."""
+    values = parse_command(hbbs.SPEC, hbbs_args, os.environ, Path.cwd())
+    if values.source(hbbs.METRICS) is not Source.DEFAULT:
+        return [], values[hbbs.METRICS]
+    host, port = DEFAULT_METRICS
+    return ["--metrics", f"{host}:{port}"], DEFAULT_METRICS
+
+
+def _derived_metrics(base: tuple[str, int] | None, offset: int) -> str:
+    """Another service's metrics address beside hbbs's (``off`` when hbbs has none)."""
+    if base is None:
+        return "off"
+    host, port = base
+    return format_addr((host, port + offset)) if 0 < port + offset < 65536 else "off"
+
+
 def _api_args(hbbs_args: list[str], api_args: list[str]) -> tuple[list[str], list[str]]:
     """The API follows hbbs: port P-2, hbbs's bind address and -c file, asking hbbs on P-1
-    which devices are online; hbbs's tunnel goes to it unless API_SERVER was set.
-    Returns the API's arguments and the extra ones for hbbs."""
+    which devices are online (and hbbr on P+1, for the console); hbbs's tunnel goes to it
+    unless API_SERVER was set. Returns the API's arguments and the extra ones for hbbs."""
     from pyhbb.api import options as api
 
     opts = hbbs.parse_hbbs_options(hbbs_args)
@@ -62,12 +89,17 @@ def _api_args(hbbs_args: list[str], api_args: list[str]) -> tuple[list[str], lis
     derived = []
     if "API_HBBS" not in given:
         derived += ["--hbbs", f"{url_host}:{opts.nat_port}"]
+    if "API_HBBR" not in given:  # the web console talks to hbbr's console on P+1
+        derived += ["--hbbr", f"{url_host}:{opts.port + 1}"]
     if "API_PORT" not in given:
         derived += ["-p", str(opts.port - 2)]
     if opts.bind and "BIND" not in given:
         derived += ["-b", opts.bind]
     if config is not None and "config" not in given:
         derived += ["-c", config]
+    values = parse_command(api.SPEC, api_args, os.environ, Path.cwd())
+    if values.source(api.API_METRICS) is Source.DEFAULT:  # not set by the admin
+        derived += ["--metrics", _derived_metrics(_metrics_args(hbbs_args)[1], -2)]
     args = derived + api_args
     api_opts = api.parse_api_options(args, os.environ, Path.cwd())
     hbbs_extra: list[str] = []
@@ -82,6 +114,7 @@ def _run(hbbs_args: list[str], hbbr_args: list[str], api_args: list[str] | None)
         if api_args is not None:
             api_args, hbbs_extra = _api_args(hbbs_args, api_args)
             hbbs_args = hbbs_args + hbbs_extra
+        hbbs_args = hbbs_args + _metrics_args(hbbs_args)[0]
         setup_logging(os.environ.get("RUST_LOG"))
         # Create the key pair once, before either child could race to generate it.
         load_or_generate(Path.cwd())
@@ -165,12 +198,24 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument(
         "--relay", metavar="HOST[:PORT]", help="relay server (default: the ID server, port P+1)"
     )
+    check.add_argument(
+        "--health",
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="HOST:PORT|URL",
+        help="also ask a service's health endpoint (its --metrics address, or the full "
+        "/healthz URL), repeatable: with pyhbb run's defaults, on the server: "
+        "--health 127.0.0.1:9116 --health 127.0.0.1:9117 --health 127.0.0.1:9114",
+    )
     sub.add_parser("hbbs", help="run hbbs only (same as the hbbs command)", add_help=False)
     sub.add_parser("hbbr", help="run hbbr only (same as the hbbr command)", add_help=False)
     sub.add_parser("api", help="run the API server only (pyhbb api --help)", add_help=False)
     from pyhbb.api.admin import build_parsers
+    from pyhbb.cluster.cli import build_parser as build_cluster_parser
 
     build_parsers(sub)
+    build_cluster_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "hbbs":
         from pyhbb.rendezvous.cli import main as hbbs_main
@@ -196,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             print(f"pyhbb check: {e}", file=sys.stderr)
             return 2
-        return check_main(args.server, args.key, args.relay)
+        return check_main(args.server, args.key, args.relay, args.health)
+    if args.command == "cluster":
+        from pyhbb.cluster.cli import main as cluster_main
+
+        return cluster_main(args)
     if args.command in ("user", "ab", "group"):
         from pyhbb.api.admin import main as admin_main
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
+import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -74,11 +78,19 @@ class _Udp(asyncio.DatagramProtocol):
 class Doctor:
     """Runs the checks against ``host`` (ID server port ``port``, relay ``relay``)."""
 
-    def __init__(self, host: str, port: int, relay: tuple[str, int], key: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        relay: tuple[str, int],
+        key: str,
+        health_urls: tuple[str, ...] = (),
+    ) -> None:
         self.host = host
         self.port = port
         self.relay = relay
         self.key = key
+        self.health_urls = health_urls
 
     async def udp(self) -> Finding:
         name = f"UDP {self.port}: registration"
@@ -232,8 +244,33 @@ class Doctor:
             )
         return Finding(name, got == b"pyhbb-check", "two clients paired and exchanged messages")
 
+    async def health(self, url: str) -> Finding:
+        """A service's /healthz (its --metrics endpoint): which of its checks fail."""
+        name = f"health {url}"
+        try:
+            status, body = await asyncio.to_thread(_fetch, url)
+            report = json.loads(body)
+            checks = report["checks"]
+            verdict = report["status"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return Finding(
+                name,
+                False,
+                str(e) or type(e).__name__,
+                "is the service running with --metrics at this address? (pyhbb run: "
+                "127.0.0.1:9116 for hbbs, :9117 for hbbr, :9114 for the API server, on the "
+                "server itself)",
+            )
+        failed = [f"{n}: {c.get('detail', '')}" for n, c in checks.items() if not c.get("ok")]
+        detail = f"{report.get('service', '?')} {verdict}" + (
+            f" ({'; '.join(failed)})" if failed else ""
+        )
+        ok = status == 200 and verdict == "ok"
+        advice = "the service's log says more" if not ok else ""
+        return Finding(name, ok, detail, advice)
+
     def checks(self) -> list[Callable[[], Awaitable[Finding]]]:
-        return [
+        found: list[Callable[[], Awaitable[Finding]]] = [
             self.udp,
             self.tcp,
             self.nat_test,
@@ -241,9 +278,31 @@ class Doctor:
             self.relay_tcp,
             self.relay_websocket,
         ]
+        found += [functools.partial(self.health, url) for url in self.health_urls]
+        return found
 
     async def run(self) -> list[Finding]:
         return list(await asyncio.gather(*(check() for check in self.checks())))
+
+
+def health_url(value: str) -> str:
+    """``HOST:PORT`` (a --metrics address) or an http(s) URL → the /healthz URL."""
+    if value.startswith(("http://", "https://")):
+        return value
+    host, port = parse_host_port(value, 0)
+    if port == 0:
+        raise ValueError(f"{value!r} has no port")
+    return f"http://{format_addr((host, port))}/healthz"
+
+
+def _fetch(url: str) -> tuple[int, bytes]:
+    # no proxy from the environment: the endpoint is usually on loopback
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=TIMEOUT) as answer:
+            return int(answer.status), bytes(answer.read(1 << 20))
+    except urllib.error.HTTPError as e:  # 503: the body still says why
+        return e.code, e.read(1 << 20)
 
 
 def report(findings: list[Finding]) -> str:
@@ -255,13 +314,18 @@ def report(findings: list[Finding]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(server: str, key: str, relay: str | None) -> int:
+def main(server: str, key: str, relay: str | None, health: list[str] | None = None) -> int:
     try:
         host, port = parse_host_port(server, 21116)
         relay_addr = parse_host_port(relay, 21117) if relay else (host, port + 1)
     except ValueError as e:
         sys.stderr.write(f"pyhbb check: {e}; give HOST or HOST:PORT ([IPv6]:PORT)\n")
         return 2
-    findings = asyncio.run(Doctor(host, port, relay_addr, key.strip()).run())
+    try:
+        urls = tuple(health_url(value) for value in health or ())
+    except ValueError as e:
+        sys.stderr.write(f"pyhbb check: --health {e}: give HOST:PORT or an http:// URL\n")
+        return 2
+    findings = asyncio.run(Doctor(host, port, relay_addr, key.strip(), urls).run())
     sys.stdout.write(report(findings))
     return 0 if all(f.ok for f in findings) else 1

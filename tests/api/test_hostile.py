@@ -71,8 +71,11 @@ async def test_unknown_routes_and_methods(api: RunningApi) -> None:
         assert_error(await c.request(method, path), 404)
     assert_error(await c.request("GET", "/api/login"), 405)
     assert_error(await c.request("DELETE", "/api/heartbeat"), 405)
+    # The root is the web console: signed out, it sends the browser to its sign-in page.
     root = await c.request("GET", "/")
-    assert root.status_code == 200 and "pyhbb" in root.text
+    assert root.status_code == 303 and root.headers["location"].startswith("/login")
+    login = await c.request("GET", root.headers["location"])
+    assert login.status_code == 200 and "pyhbb" in login.text
     spec = (await c.request("GET", "/api/openapi.json")).json()
     assert spec["openapi"].startswith("3.") and "/api/login" in spec["paths"]
 

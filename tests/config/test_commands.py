@@ -352,10 +352,21 @@ def test_run_derives_hbbr_args_from_hbbs_args(workdir: Path) -> None:
     (workdir / "a.conf").write_text("")
     (workdir / "b.conf").write_text("")
     derived = pyhbb_cli._hbbr_args(["-p", "30000", "-b", "127.0.0.1", "-c", "a.conf"], [])
-    assert derived == ["-k", "-", "-p", "30001", "-b", "127.0.0.1", "-c", "a.conf"]
+    assert derived == [
+        "-k",
+        "-",
+        "-p",
+        "30001",
+        "-b",
+        "127.0.0.1",
+        "-c",
+        "a.conf",
+        "--metrics",  # pyhbb run's default monitoring: hbbs's address, port + 1
+        "127.0.0.1:9117",
+    ]
     explicit = ["--port=40000", "--bi", "::1", "-cb.conf"]
     derived = pyhbb_cli._hbbr_args(["-p", "30000", "-b", "127.0.0.1", "-c", "a.conf"], explicit)
-    assert derived == ["-k", "-", *explicit]
+    assert derived == ["-k", "-", "--metrics", "127.0.0.1:9117", *explicit]
     assert hbbr.parse_options(derived, {}, workdir).port == 40000
 
 

@@ -17,7 +17,7 @@ def check(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_check_passes_against_pyhbb_run_and_explains_failures(tmp_path: Path) -> None:
     port = free_base_port(offsets=(-2, -1, 0, 1, 2, 3))  # the API server on P-2 too
-    proc = start("pyhbb", ["run", "--", "-p", str(port)], tmp_path)
+    proc = start("pyhbb", ["run", "--", "-p", str(port), "--metrics", "off"], tmp_path)
     try:
         for p in (port - 1, port, port + 1, port + 2, port + 3):
             wait_tcp(p)

@@ -25,9 +25,9 @@ async def _relay_pair(relay_port: int, key: str) -> bytes:
 
 def test_run_starts_hbbs_and_hbbr_with_one_key(tmp_path: Path) -> None:
     port = free_base_port(offsets=(-2, -1, 0, 1, 2, 3))  # the API server on P-2 too
-    proc = start("pyhbb", ["run", "--", "-p", str(port)], tmp_path)
+    proc = start("pyhbb", ["run", "--", "-p", str(port), "--metrics", "off"], tmp_path)
     try:
-        for p in (port - 1, port, port + 1, port + 2, port + 3):
+        for p in (port - 2, port - 1, port, port + 1, port + 2, port + 3):
             wait_tcp(p)
         key = (tmp_path / "id_ed25519.pub").read_text()
 

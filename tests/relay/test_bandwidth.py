@@ -1,4 +1,4 @@
-"""Limiters and the downgrade rule of docs/protocol.md §8.4, with injected time."""
+"""Limiters and the downgrade rule of §8.4, with injected time."""
 
 from __future__ import annotations
 

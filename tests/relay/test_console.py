@@ -1,4 +1,4 @@
-"""Every hbbr console command and alias with the official output (docs/protocol.md §9.2)."""
+"""Every hbbr console command and alias with the official output (§9.2)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class Target:
     def blocklist(self) -> IpList:
         return self._blocklist
 
-    def set_total_bandwidth(self, mbps: float) -> None:
+    def set_total_bandwidth(self, mbps: float, now: float) -> None:
+        assert now == NOW
         self.total_calls.append(mbps)
         self._settings.total_bandwidth = mbps
 
@@ -37,8 +38,11 @@ class Target:
         return self.lines
 
 
+NOW = 123.0
+
+
 def run(t: Target, line: str) -> str:
-    return execute(line.split(" "), t)
+    return execute(line.split(" "), t, NOW)
 
 
 def test_help() -> None:
@@ -140,7 +144,7 @@ def test_unknown_and_empty() -> None:
     t = Target()
     assert run(t, "nonsense") == ""
     assert run(t, "") == ""
-    assert execute([], t) == ""
+    assert execute([], t, NOW) == ""
     assert run(t, "blacklist-frobnicate 1.1.1.1") == ""
 
 

@@ -1,21 +1,22 @@
-"""blacklist.txt / blocklist.txt parsing and matching (docs/protocol.md §8.5, §13)."""
+"""blacklist.txt / blocklist.txt parsing and matching (§8.5, §13)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pyhbb.relay.list_files import read_ip_list
 from pyhbb.relay.lists import IpList, normalize_ip
 
 
 def test_file_format(tmp_path: Path) -> None:
     path = tmp_path / "blocklist.txt"
     path.write_text("1.2.3.4\n  5.6.7.8 comment here\n\n::ffff:9.9.9.9\n2001:DB8::1 x\n")
-    lst = IpList.from_file(path)
+    lst = read_ip_list(path)
     assert list(lst) == ["1.2.3.4", "5.6.7.8", "9.9.9.9", "2001:db8::1"]
 
 
 def test_missing_file_is_empty(tmp_path: Path) -> None:
-    assert len(IpList.from_file(tmp_path / "nope.txt")) == 0
+    assert len(read_ip_list(tmp_path / "nope.txt")) == 0
 
 
 def test_mapped_addresses_match_ipv4_entries() -> None:

@@ -1,8 +1,8 @@
-"""Pairing rules of docs/protocol.md §8.1-8.2, without sockets (time is passed in)."""
+"""Pairing rules of §8.1-8.2, without sockets (time is passed in)."""
 
 from __future__ import annotations
 
-from pyhbb.relay.pairing import Paired, Pairing, Rejected, Waiting
+from pyhbb.relay.pairing import Paired, Pairing, Refusal, Rejected, Waiting
 
 
 def make(key: str = "", timeout: float = 30.0, total: int = 100, per_ip: int = 10) -> Pairing[str]:
@@ -26,8 +26,8 @@ def test_different_uuids_do_not_pair() -> None:
 
 def test_licence_key_checked_only_when_set() -> None:
     p = make(key="K")
-    assert p.request("A", "1.1.1.1", "u", "wrong", 0.0) == Rejected("licence key mismatch")
-    assert p.request("A", "1.1.1.1", "u", "", 0.0) == Rejected("licence key mismatch")
+    assert p.request("A", "1.1.1.1", "u", "wrong", 0.0) == Rejected(Refusal.LICENCE_KEY)
+    assert p.request("A", "1.1.1.1", "u", "", 0.0) == Rejected(Refusal.LICENCE_KEY)
     assert isinstance(p.request("B", "2.2.2.2", "u", "K", 0.0), Waiting)
     # A mismatching request never pairs with (nor removes) the waiter.
     assert isinstance(p.request("C", "3.3.3.3", "u", "bad", 1.0), Rejected)
@@ -38,7 +38,7 @@ def test_licence_key_checked_only_when_set() -> None:
 
 
 def test_empty_uuid_rejected() -> None:
-    assert isinstance(make().request("A", "1.1.1.1", "", "", 0.0), Rejected)
+    assert make().request("A", "1.1.1.1", "", "", 0.0) == Rejected(Refusal.EMPTY_UUID)
 
 
 def test_expire_removes_only_own_entry() -> None:
@@ -69,9 +69,9 @@ def test_global_and_per_ip_bounds() -> None:
     assert isinstance(p.request("a1", "1.1.1.1", "u1", "", 0.0), Waiting)
     assert isinstance(p.request("a2", "1.1.1.1", "u2", "", 0.0), Waiting)
     refused = p.request("a3", "1.1.1.1", "u3", "", 0.0)
-    assert isinstance(refused, Rejected) and "1.1.1.1" in refused.reason
+    assert refused == Rejected(Refusal.WAITING_PER_IP)
     assert isinstance(p.request("b1", "2.2.2.2", "u4", "", 0.0), Waiting)
-    assert isinstance(p.request("c1", "3.3.3.3", "u5", "", 0.0), Rejected)  # global cap
+    assert p.request("c1", "3.3.3.3", "u5", "", 0.0) == Rejected(Refusal.WAITING_FULL)
     # Pairing with a waiter is always allowed, even when the table is full.
     assert p.request("x", "1.1.1.1", "u1", "", 0.0) == Paired("a1", "1.1.1.1")
     assert isinstance(p.request("a3", "1.1.1.1", "u3", "", 0.0), Waiting)

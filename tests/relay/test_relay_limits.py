@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pyhbb.wire.framing import encode_frame
 from tests.relay.clients import (
     closed_by_server,
     read_exactly,
@@ -124,6 +125,23 @@ async def test_single_bandwidth_cap(start_relay: StartRelay) -> None:
     assert 2.0 <= elapsed < 40
     w1.close()
     w2.close()
+
+
+async def test_single_bandwidth_cap_on_a_websocket_bridge(start_relay: StartRelay) -> None:
+    # 2 Mb/s = 256 KiB/s: 1 MiB of frames to the WebSocket side needs about 4 s.
+    relay = await start_relay(single_bandwidth=2.0)
+    r, w = await tcp_relay_client(relay.opts.port, "uuid-wscap", "127.0.0.3")
+    ws = await ws_relay_client(relay.opts.ws_port, "uuid-wscap", src="127.0.0.2")
+    await ws.send(b"go")
+    await read_exactly(r, 3)
+    start = time.monotonic()
+    for _ in range(16):
+        w.write(encode_frame(b"c" * 65_536))
+    for _ in range(16):
+        assert await asyncio.wait_for(ws.recv(), 60) == b"c" * 65_536
+    assert 2.0 <= time.monotonic() - start < 40
+    await ws.close()
+    w.close()
 
 
 async def test_cap_is_shared_by_both_directions(start_relay: StartRelay) -> None:

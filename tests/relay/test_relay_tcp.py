@@ -1,4 +1,4 @@
-"""Two RustDesk-like TCP clients through a real hbbr on loopback (docs/protocol.md §8)."""
+"""Two RustDesk-like TCP clients through a real hbbr on loopback (§8)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from pyhbb.relay.splice_pump import SplicePump
 from pyhbb.wire.framing import encode_frame
 from tests.relay.clients import (
     closed_by_server,
@@ -69,8 +70,9 @@ async def test_pair_and_move_64_mib_each_way(start_relay: StartRelay) -> None:
     await pump_both_ways(r1, w1, r2, w2, 64 << 20)
     assert len(relay.sessions) == 1
     (session,) = relay.sessions
-    assert session.pump is not None  # both plain TCP: raw splice mode
-    assert session.pump.bytes_a_to_b == session.pump.bytes_b_to_a == 64 << 20
+    pump = session.mover
+    assert isinstance(pump, SplicePump)  # both plain TCP: raw splice mode
+    assert pump.bytes_a_to_b == pump.bytes_b_to_a == 64 << 20
     w1.close()
     assert await closed_by_server(r2)
     w2.close()

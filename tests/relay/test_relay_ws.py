@@ -1,4 +1,4 @@
-"""WebSocket relaying: TCP<->WS and WS<->WS bridging (docs/protocol.md §2.4, §8.3, §1.5)."""
+"""WebSocket relaying: TCP<->WS and WS<->WS bridging (§2.4, §8.3, §1.5)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import asyncio
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from pyhbb.relay.adapters.base import WRITE_HIGH
+from pyhbb.relay.adapters.ws import WsClient
+from pyhbb.relay.ws_bridge import Bridge
 from pyhbb.wire.framing import FrameDecoder, encode_frame
 from tests.relay.clients import closed_by_server, read_exactly, tcp_relay_client, ws_relay_client
 from tests.relay.conftest import StartRelay
@@ -55,7 +58,7 @@ async def test_tcp_ws_bridge(start_relay: StartRelay, ws_first: bool) -> None:
         await w.drain()
     assert await asyncio.wait_for(ws.recv(), 20) == b"split" * 10_000
     (session,) = relay.sessions
-    assert session.kind in ("ws-tcp", "tcp-ws") and session.pump is None
+    assert session.kind in ("ws-tcp", "tcp-ws") and isinstance(session.mover, Bridge)
     await ws.close()
     assert await closed_by_server(r)
     w.close()
@@ -164,4 +167,34 @@ async def test_tcp_side_data_for_ws_after_pairing(start_relay: StartRelay) -> No
     await ws.send(b"hi")
     assert await read_exactly(r, 3) == encode_frame(b"hi")
     await ws.close()
+    w.close()
+
+
+async def test_bridge_back_pressure_bounds_what_the_relay_holds(start_relay: StartRelay) -> None:
+    relay = await start_relay()
+    r, w = await tcp_relay_client(relay.opts.port, "uuid-bp", "127.0.0.3")
+    ws = await ws_relay_client(relay.opts.ws_port, "uuid-bp", src="127.0.0.2")
+    await ws.send(b"paired?")
+    assert await read_frames(r, 1) == [b"paired?"]
+    (session,) = relay.sessions
+    ws_end = session.second
+    assert isinstance(ws_end, WsClient)
+    block = encode_frame(b"m" * 60_000) * 16
+    sent = 0
+    # The WebSocket client does not read: past the kernel's buffers and the relay's
+    # high-water mark, the TCP sender must stall instead of the relay buffering it all.
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(5):
+            while sent < 1 << 30:
+                w.write(block)
+                sent += 16
+                await w.drain()
+    assert sent * 60_000 < 64 << 20
+    assert ws_end.unsent <= WRITE_HIGH + 512 * 1024  # plus at most one read's worth
+    for _ in range(sent):  # everything arrives, in order, once the client reads again
+        assert await asyncio.wait_for(ws.recv(), 20) == b"m" * 60_000
+    w.write(encode_frame(b"end"))
+    assert await asyncio.wait_for(ws.recv(), 20) == b"end"
+    await ws.close()
+    assert await closed_by_server(r)
     w.close()

@@ -72,7 +72,10 @@ async def test_help_has_the_official_lines_first() -> None:
     assert out == HELP
     assert out.startswith(SPEC_HELP)
     # pyhbb's one addition is documented on its own line.
-    assert out[len(SPEC_HELP) :] == "stats: pyhbb counters and table sizes\n"
+    assert out[len(SPEC_HELP) :] == (
+        "stats: pyhbb counters and table sizes\n"
+        "forget-peer <id>: pyhbb: drop the record of an ID deleted from the database\n"
+    )
 
 
 async def test_unknown_and_unimplemented_commands_print_nothing() -> None:

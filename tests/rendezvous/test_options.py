@@ -148,6 +148,8 @@ VARIABLES = [
     ("ID_CHANGE", "0", "id_change", False),
     ("MAX_SESSIONS_PER_IP", "2", "max_sessions_per_ip", 2),
     ("NEW_PEERS_PER_SECOND", "7", "new_peers_per_second", 7),
+    ("NODE_NAME", "site-2", "node_name", "site-2"),
+    ("METRICS", "127.0.0.1:9116", "metrics", ("127.0.0.1", 9116)),
 ]
 
 
@@ -176,8 +178,9 @@ def test_rust_log_comes_from_the_inherited_environment_only(tmp_path: Path) -> N
 
 
 def test_every_option_is_covered_by_these_tests() -> None:
-    # RUST_LOG has its own test above: it is read from the environment only.
-    names = {re.sub("-", "_", v[0]) for v in VARIABLES} | {"RUST_LOG"}
+    # RUST_LOG has its own test above: it is read from the environment only. CLUSTER
+    # needs -r as well: tests/cluster/test_options.py covers it from every source.
+    names = {re.sub("-", "_", v[0]) for v in VARIABLES} | {"RUST_LOG", "CLUSTER"}
     assert {opt.name for opt in ALL_OPTIONS} <= names
 
 

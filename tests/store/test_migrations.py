@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,13 +34,15 @@ API = [
 ]
 
 
+# contextlib.closing: "with connect()" only ends a transaction; the connection itself
+# would stay open (keeping the -wal file) until the cyclic GC happens to collect it.
 def recorded(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return dict(conn.execute("select component, version from pyhbb_schema"))
 
 
 def tables(path: Path) -> set[str]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return {name for (name,) in conn.execute("select name from sqlite_schema")}
 
 

@@ -1,7 +1,7 @@
 """Assembly of the API service: routes, conventions, and what runs beside the requests.
 
-The client's routes live under ``/api/``; the root path is left to the web console
-(docs/api.md #36), which for now is a short page saying where things are. At start the
+The client's routes live under ``/api/``; everything else is the web console
+(docs/api.md #36, :mod:`pyhbb.api.console`), over the same repositories. At start the
 database is opened (migrations applied) and a flusher writes heartbeats in batches;
 at stop the last batch is written before the database closes.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,6 +25,8 @@ from starlette.types import ASGIApp
 
 from pyhbb.api import devices, jobs
 from pyhbb.api.auth import Accounts
+from pyhbb.api.console.app import console_routes
+from pyhbb.api.console.security import SECURITY_HEADERS
 from pyhbb.api.context import ApiContext
 from pyhbb.api.heartbeats import HeartbeatBuffer
 from pyhbb.api.http import BodyCap, error
@@ -35,24 +38,15 @@ from pyhbb.api.routes import account, addressbook, audit
 from pyhbb.api.routes import devices as device_routes
 from pyhbb.api.schema import MIGRATIONS
 from pyhbb.api.tokens import TokenPolicy
+from pyhbb.observability.api import RequestMetrics, api_families, hbbs_probe
+from pyhbb.observability.health import Probe
+from pyhbb.observability.metrics import Monitoring
 from pyhbb.store.database import SqliteDatabase, StoreError
 
 log = logging.getLogger("pyhbb.api")
 
 FLUSH_INTERVAL = 5.0
 OPENAPI = Path(__file__).with_name("openapi.json")
-
-ROOT_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>pyhbb</title></head>
-<body><h1>pyhbb API server</h1>
-<p>RustDesk clients use this address as their <em>API server</em>. The web console is
-not available yet; manage accounts with <code>pyhbb user</code> on the server.</p>
-<p>API description: <a href="/api/openapi.json">/api/openapi.json</a></p></body></html>
-"""
-
-
-async def _root(request: Request) -> Response:
-    return HTMLResponse(ROOT_PAGE)
 
 
 def _openapi(spec: bytes) -> Callable[[Request], Awaitable[Response]]:
@@ -66,6 +60,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     status = exc.status_code if 400 <= exc.status_code < 500 else 400
     messages = {404: "not found", 405: "method not allowed"}
+    browser = "text/html" in request.headers.get("accept", "")
+    if browser and not request.url.path.startswith("/api/"):  # someone in the console
+        message = {404: "There is no such page.", 405: "This address does not take that."}
+        return HTMLResponse(
+            f"<!doctype html><title>{status}</title><p>{message.get(status, 'Bad request.')} "
+            '<a href="/devices">Devices</a></p>',
+            status_code=status,
+            headers=SECURITY_HEADERS,
+        )
     return error(messages.get(status, exc.detail), status)
 
 
@@ -78,8 +81,10 @@ async def flush_heartbeats(ctx: ApiContext) -> None:
         wanted = await jobs.write(ctx.db, lambda c: devices.flush_heartbeats(c, beats))
     except StoreError as e:
         log.warning("could not store %d heartbeats (will retry): %s", len(beats), e)
+        ctx.counts["heartbeat_flush", "failed"] += 1
         ctx.heartbeats.restore(beats)
         return
+    ctx.counts["heartbeat_flush", "ok"] += 1
     ctx.heartbeats.want_sysinfo(wanted)
 
 
@@ -96,16 +101,30 @@ def build_app(
     *,
     passwords: Passwords | None = None,
     clock: Callable[[], float] = time.time,
+    metrics_socket: socket.socket | None = None,
 ) -> ASGIApp:
-    """The ASGI application; the database opens in its lifespan (uvicorn runs it)."""
+    """The ASGI application; the database opens in its lifespan (uvicorn runs it).
+
+    /metrics and /healthz are served on ``metrics_socket`` when given (``pyhbb api``
+    binds it at start, like the API's port), else at ``options.metrics`` if set."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = await SqliteDatabase.open(
-            database_path(options.db_url, options.workdir),
-            readers=options.db_readers,
-            migrations=MIGRATIONS,
-        )
+        monitoring: Monitoring | None = None
+        if metrics_socket is not None:
+            monitoring = Monitoring("api", metrics_socket)
+        elif options.metrics is not None:
+            monitoring = Monitoring.bind("api", options.metrics)
+        try:
+            db = await SqliteDatabase.open(
+                database_path(options.db_url, options.workdir),
+                readers=options.db_readers,
+                migrations=MIGRATIONS,
+            )
+        except BaseException:
+            if monitoring is not None:
+                await monitoring.stop()
+            raise
         limiter = LoginLimiter(
             per_ip=Bucket(options.login_burst_per_ip, 1 / 3),
             per_user=Bucket(options.login_failures_per_user, 1 / 30),
@@ -123,9 +142,18 @@ def build_app(
         app.state.flush_now = asyncio.Event()
         flusher = asyncio.create_task(_flusher(ctx, app.state.flush_now))
         log.info("API server database %s ready", db.path)
+        if monitoring is not None:
+            monitoring.add_loop_families(lambda: api_families(request_metrics, ctx))
+            monitoring.watch_database(db)
+            # not critical: the API still serves all but the online column without hbbs
+            probe = Probe(hbbs_probe(ctx), interval=10.0, timeout=5.0)
+            monitoring.add_probe("hbbs", probe, critical=False)
+            monitoring.start()
         try:
             yield
         finally:
+            if monitoring is not None:
+                await monitoring.stop()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -141,12 +169,13 @@ def build_app(
         *account.routes,
         *addressbook.routes,
         *device_routes.routes,
-        Route("/", _root, methods=["GET"]),
         Route("/api/openapi.json", _openapi(OPENAPI.read_bytes()), methods=["GET"]),
+        *console_routes(options),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},
     )
-    return BodyCap(app, options.max_body)
+    request_metrics = RequestMetrics(BodyCap(app, options.max_body), routes)
+    return request_metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,22 +55,12 @@ class Accounts:
         self.limiter = limiter
         self.policy = policy
         self.clock = clock
+        self.login_results: Counter[str] = Counter()
+        """ok, failed, rate_limited (client logins and console sign-ins): for the metrics."""
 
     async def login(self, attempt: Login, ip: str) -> tuple[str, User]:
         now = self.clock()
-        wait = self.limiter.admit(ip, attempt.name, now)
-        if wait > 0:
-            log.warning("login of %r from %s refused: too many attempts", attempt.name, ip)
-            raise ApiError(f"Too many login attempts; try again in {int(wait) + 1} s", 429)
-        found = await jobs.read(self.db, lambda c: users.credentials(c, attempt.name))
-        stored = found[1] if found is not None else None
-        ok = await self.passwords.verify(stored, attempt.password)
-        user = found[0] if found is not None else None
-        if not ok or user is None or user.status != users.ENABLED:
-            self.limiter.failed(attempt.name, self.clock())
-            await jobs.write(self.db, lambda c: _log_login(c, attempt, None, ip, now, False))
-            log.info("login of %r from %s failed", attempt.name, ip)
-            raise ApiError(BAD_CREDENTIALS, 401)
+        user, stored = await self._check(attempt, ip, now)
         token = tokens.new_token()
         digest = tokens.token_hash(token)
         expires = self.policy.expires_at(now)
@@ -94,8 +85,59 @@ class Accounts:
                 users.set_password(conn, user.id, rehash)
 
         await jobs.write(self.db, job)
+        self.login_results["ok"] += 1
         log.info("user %r logged in from %s (device %s)", user.name, ip, attempt.device.device_id)
         return token, user
+
+    async def _check(self, attempt: Login, ip: str, now: float) -> tuple[User, str | None]:
+        """The user whose password this is, after the rate limits; else 429 / 401 (the
+        failure is logged and charged to the user name)."""
+        wait = self.limiter.admit(ip, attempt.name, now)
+        if wait > 0:
+            self.login_results["rate_limited"] += 1
+            log.warning("login of %r from %s refused: too many attempts", attempt.name, ip)
+            raise ApiError(f"Too many login attempts; try again in {int(wait) + 1} s", 429)
+        found = await jobs.read(self.db, lambda c: users.credentials(c, attempt.name))
+        stored = found[1] if found is not None else None
+        ok = await self.passwords.verify(stored, attempt.password)
+        user = found[0] if found is not None else None
+        if not ok or user is None or user.status != users.ENABLED:
+            self.limiter.failed(attempt.name, self.clock())
+            self.login_results["failed"] += 1
+            await jobs.write(self.db, lambda c: _log_login(c, attempt, None, ip, now, False))
+            log.info("login of %r from %s failed", attempt.name, ip)
+            raise ApiError(BAD_CREDENTIALS, 401)
+        return user, stored
+
+    async def sign_in(self, name: str, password: str, ip: str, where: str) -> User:
+        """A web console sign-in: the same limits, checks and login log as the client's
+        login (``where`` stands for the device: ``web console``), but no token."""
+        attempt = Login(name, password, devices.DeviceProof("", "", None), where)
+        now = self.clock()
+        user, stored = await self._check(attempt, ip, now)
+        rehash = None
+        if stored is not None and self.passwords.needs_rehash(stored):
+            rehash = await self.passwords.hash(password)
+
+        def job(conn: sqlite3.Connection) -> None:
+            _log_login(conn, attempt, user.id, ip, now, True)
+            if rehash is not None:
+                users.set_password(conn, user.id, rehash)
+
+        await jobs.write(self.db, job)
+        self.login_results["ok"] += 1
+        log.info("user %r signed in to the web console from %s", user.name, ip)
+        return user
+
+    async def change_password(self, user: User, current: str, new: str, ip: str) -> None:
+        """The user's own change: the current password is checked like a login."""
+        check_password(new)
+        await self._check(
+            Login(user.name, current, devices.DeviceProof("", "", None), ""), ip, self.clock()
+        )
+        hashed = await self.passwords.hash(new)
+        await jobs.write(self.db, lambda c: users.set_password(c, user.id, hashed))
+        log.info("user %r changed their password", user.name)
 
     async def authenticate(self, authorization: str | None) -> Session:
         """The session of a ``Bearer`` token, sliding its expiry; 401 otherwise."""

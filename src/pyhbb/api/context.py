@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import TypeVar
 
@@ -39,6 +40,8 @@ class ApiContext:
     heartbeats: HeartbeatBuffer
     presence: HbbsPresence
     clock: Callable[[], float]
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Events for the metrics: (event, result) → count, from fixed sets of words."""
 
     async def read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         return await jobs.read(self.db, job)
@@ -62,6 +65,10 @@ class ApiContext:
         if not forwarded:
             return ip
         return client_addr((ip, peer.port), forwarded, self.options.trusted_proxies)[0]
+
+    def is_trusted(self, ip: str) -> bool:
+        """Whether ``ip`` is one of ``--trusted-proxies`` (whose proxy headers count)."""
+        return bool(self._trusted(try_into_v4(ip)))
 
     def __post_init__(self) -> None:
         # Parsing the address for every request costs more than the rest of a heartbeat;

@@ -25,9 +25,11 @@ class HeartbeatBuffer:
     pending: dict[str, tuple[str, float, str]] = field(default_factory=dict)
     wanted: set[str] = field(default_factory=set)
     dropped: int = 0
+    received: int = 0
 
     def beat(self, device_id: str, uuid_text: str, ip: str, now: float) -> bool:
         """Note a heartbeat; True when the answer should ask for a sysinfo upload."""
+        self.received += 1
         if len(self.pending) < self.max_pending or device_id in self.pending:
             self.pending[device_id] = (uuid_text, now, ip)
         else:

@@ -20,6 +20,7 @@ from pyhbb.config.options import (
     PYHBB,
     CommandSpec,
     Option,
+    address,
     host_port,
     parse_command,
     port_number,
@@ -31,6 +32,7 @@ from pyhbb.store.schema import db_path_from_url
 
 DEFAULT_PORT = 21114  # hbbs's port minus 2, where clients look when not told otherwise
 HBBS_NAT_PORT = 21115
+HBBR_PORT = 21117
 
 API_PORT = Option(
     "API_PORT",
@@ -47,6 +49,24 @@ API_HBBS = Option(
     "hbbs's TCP port P-1 (host:port), asked which devices are online",
     flags=("--hbbs",),
     metavar="HOST:PORT",
+)
+API_HBBR = Option(
+    "API_HBBR",
+    host_port(HBBR_PORT),
+    f"127.0.0.1:{HBBR_PORT}",
+    "hbbr's TCP port (host:port); the web console reads its counters and changes its "
+    "block list through hbbr's loopback console there",
+    flags=("--hbbr",),
+    metavar="HOST:PORT",
+)
+API_PUBLIC_HOST = Option(
+    "API_PUBLIC_HOST",
+    address(),
+    "",
+    "host name (or IP) RustDesk clients use to reach this server, shown on the web "
+    "console's server page (default: the host the page was opened with)",
+    flags=("--public-host",),
+    metavar="HOST",
 )
 MAX_DATABASE_CONNECTIONS = Option(
     "MAX_DATABASE_CONNECTIONS", whole_number(1, 64), "2", "database reader threads", group=OFFICIAL
@@ -95,6 +115,10 @@ API_LOGIN_FAILURES_PER_USER = Option(
     flags=("--login-failures-per-user",),
     metavar="NUMBER",
 )
+API_METRICS = shared.METRICS.but(
+    name="API_METRICS",
+    help=shared.METRICS.help + ". pyhbb run uses 127.0.0.1:9114",
+)
 
 DESCRIPTION = """\
 The RustDesk API server (port 21114): logins, address books, the device list, device
@@ -109,6 +133,8 @@ SPEC = CommandSpec(
         API_PORT,
         shared.BIND,
         API_HBBS,
+        API_HBBR,
+        API_PUBLIC_HOST,
         shared.DB_URL,
         MAX_DATABASE_CONNECTIONS,
         TRUSTED_PROXIES,
@@ -117,6 +143,7 @@ SPEC = CommandSpec(
         API_TOKEN_DAYS,
         API_LOGIN_BURST_PER_IP,
         API_LOGIN_FAILURES_PER_USER,
+        API_METRICS,
         shared.RUST_LOG,
     ),
     titles={OFFICIAL: "options shared with hbbs", PYHBB: "API server options"},
@@ -129,6 +156,9 @@ class ApiOptions:
     bind: str | None = None
     hbbs_host: str = "127.0.0.1"
     hbbs_port: int = HBBS_NAT_PORT
+    hbbr_host: str = "127.0.0.1"
+    hbbr_port: int = HBBR_PORT
+    public_host: str = ""
     db_url: str = "./db_v2.sqlite3"
     db_readers: int = 2
     trusted_proxies: list[Network] = field(default_factory=lambda: parse_networks(DEFAULT_TRUSTED))
@@ -137,6 +167,8 @@ class ApiOptions:
     token_days: float = 7.0
     login_burst_per_ip: int = 20
     login_failures_per_user: int = 10
+    metrics: tuple[str, int] | None = None
+    """Where to serve /metrics and /healthz (None: nowhere)."""
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -155,11 +187,15 @@ def parse_api_options(
     workdir = workdir or Path.cwd()
     v = parse_command(SPEC, argv, os.environ if environ is None else environ, workdir)
     hbbs_host, hbbs_port = split_host_port(v[API_HBBS], HBBS_NAT_PORT)
+    hbbr_host, hbbr_port = split_host_port(v[API_HBBR], HBBR_PORT)
     return ApiOptions(
         port=v[API_PORT],
         bind=v[shared.BIND],
         hbbs_host=hbbs_host,
         hbbs_port=hbbs_port,
+        hbbr_host=hbbr_host,
+        hbbr_port=hbbr_port,
+        public_host=v[API_PUBLIC_HOST] or "",
         db_url=v[shared.DB_URL],
         db_readers=v[MAX_DATABASE_CONNECTIONS],
         trusted_proxies=v[TRUSTED_PROXIES],
@@ -168,5 +204,6 @@ def parse_api_options(
         token_days=float(v[API_TOKEN_DAYS]),
         login_burst_per_ip=v[API_LOGIN_BURST_PER_IP],
         login_failures_per_user=v[API_LOGIN_FAILURES_PER_USER],
+        metrics=v[API_METRICS],
         workdir=workdir,
     )

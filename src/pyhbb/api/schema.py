@@ -173,4 +173,26 @@ V1_TABLES = (
     "where nonce is not null",
 )
 
-MIGRATIONS = (Migration(COMPONENT, 1, "accounts, address books, devices, audit", V1_TABLES),)
+# The web console: server-side browser sessions (only the SHA-256 of the cookie is
+# stored, as for API tokens), and indexes for its filtered, paged views.
+V2_CONSOLE = (
+    """create table api_console_session (
+        hash blob primary key,
+        user_id integer not null references api_user (id) on delete cascade,
+        created_at real not null,
+        used_at real not null,
+        expires_at real not null,
+        ip text not null default '',
+        agent text not null default ''
+    ) without rowid""",
+    "create index api_console_session_user on api_console_session (user_id)",
+    "create index api_audit_conn_ref on api_audit_conn (conn_ref)",
+    "create index api_audit_file_device on api_audit_file (device_id, id)",
+    "create index api_audit_alarm_device on api_audit_alarm (device_id, id)",
+    "create index api_login_log_user on api_login_log (user_id, id)",
+)
+
+MIGRATIONS = (
+    Migration(COMPONENT, 1, "accounts, address books, devices, audit", V1_TABLES),
+    Migration(COMPONENT, 2, "web console sessions and log indexes", V2_CONSOLE),
+)

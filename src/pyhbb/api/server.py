@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from types import FrameType
 
@@ -19,6 +20,7 @@ from pyhbb.api.app import build_app
 from pyhbb.api.options import ApiOptions
 from pyhbb.api.passwords import Passwords
 from pyhbb.net.sockets import tcp_listener
+from pyhbb.observability.endpoint import metrics_socket
 
 log = logging.getLogger("pyhbb.api")
 
@@ -47,7 +49,11 @@ class ApiServer(uvicorn.Server):
         self._captured_signals.clear()  # stopped on purpose: nothing to re-raise
 
 
-def uvicorn_config(options: ApiOptions, passwords: Passwords | None = None) -> uvicorn.Config:
+def uvicorn_config(
+    options: ApiOptions,
+    passwords: Passwords | None = None,
+    metrics_socket: socket.socket | None = None,
+) -> uvicorn.Config:
     try:
         import uvloop  # noqa: F401
 
@@ -61,7 +67,7 @@ def uvicorn_config(options: ApiOptions, passwords: Passwords | None = None) -> u
     except ImportError:  # pragma: no cover
         http = "h11"
     return uvicorn.Config(
-        build_app(options, passwords=passwords),
+        build_app(options, passwords=passwords, metrics_socket=metrics_socket),
         loop=loop,
         http=http,
         lifespan="on",
@@ -75,9 +81,14 @@ def uvicorn_config(options: ApiOptions, passwords: Passwords | None = None) -> u
 
 def run(options: ApiOptions) -> int:
     sock = tcp_listener(options.bind, options.port)
+    try:
+        metrics = metrics_socket(options.metrics) if options.metrics is not None else None
+    except OSError:
+        sock.close()
+        raise
     where = sock.getsockname()
     log.info("API server listening on TCP %s port %d", where[0], where[1])
-    server = ApiServer(uvicorn_config(options))
+    server = ApiServer(uvicorn_config(options, metrics_socket=metrics))
     loop_factory = None
     try:
         import uvloop

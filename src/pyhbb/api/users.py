@@ -103,6 +103,7 @@ def set_status(conn: sqlite3.Connection, name: str, status: int) -> User | None:
     user = by_name(conn, name)
     if user is not None and status != ENABLED:
         conn.execute("delete from api_token where user_id = ?", (user.id,))
+        conn.execute("delete from api_console_session where user_id = ?", (user.id,))
     return user
 
 
@@ -121,3 +122,21 @@ def page(
         (limit, offset),
     ).fetchall()
     return int(total), [_user(r) for r in rows]
+
+
+def summaries(conn: sqlite3.Connection) -> list[tuple[User, int, float | None]]:
+    """Every user with the number of devices they own and their last successful login
+    (client or console), for the console's user list."""
+    rows = conn.execute(
+        f"select {', '.join('u.' + c.strip() for c in USER_COLUMNS.split(','))}, "
+        "(select count(*) from api_device d where d.owner_id = u.id), "
+        "(select max(at) from api_login_log l where l.user_id = u.id and l.ok = 1) "
+        "from api_user u order by u.name limit 10000"
+    ).fetchall()
+    return [(_user(r[:8]), int(r[8]), None if r[9] is None else float(r[9])) for r in rows]
+
+
+def names(conn: sqlite3.Connection, limit: int = 1000) -> list[str]:
+    return [
+        str(r[0]) for r in conn.execute("select name from api_user order by name limit ?", (limit,))
+    ]

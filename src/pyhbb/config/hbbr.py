@@ -138,6 +138,12 @@ MAX_HANDSHAKES_PER_IP = Option(
     metavar="NUMBER",
 )
 
+METRICS = shared.METRICS.but(
+    help=shared.METRICS.help + ". Like PORT, --metrics is used as given, but the METRICS "
+    "variable names hbbs' address, so the relay takes its port + 1 (one METRICS shared "
+    "with hbbs in a .env gives hbbs 9116 and hbbr 9117); pyhbb run uses 127.0.0.1:9117",
+)
+
 ALL_OPTIONS: tuple[Option[Any], ...] = (
     PORT,
     KEY,
@@ -153,6 +159,7 @@ ALL_OPTIONS: tuple[Option[Any], ...] = (
     MAX_WAITING_PER_IP,
     MAX_HANDSHAKES,
     MAX_HANDSHAKES_PER_IP,
+    METRICS,
 )
 
 
@@ -180,6 +187,8 @@ class HbbrOptions:
     first_message_timeout: float = FIRST_MESSAGE_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
     rust_log: str = ""  # RUST_LOG from the inherited environment
+    metrics: tuple[str, int] | None = None
+    """Where to serve /metrics and /healthz (None: nowhere)."""
 
     @property
     def ws_port(self) -> int:
@@ -223,6 +232,15 @@ def parse_options(
                 "is too high for the relay, which listens on PORT+1 and PORT+3",
                 f"a port number from 1 to {MAX_PORT - 1}",
             )
+    metrics: tuple[str, int] | None = v[METRICS]
+    if metrics is not None and v.source(METRICS) not in (Source.DEFAULT, Source.FLAG):
+        if metrics[1] >= 65535:
+            raise v.refuse(
+                METRICS,
+                "leaves no port for the relay, which takes its port + 1",
+                "HOST:PORT with a port below 65535",
+            )
+        metrics = (metrics[0], metrics[1] + 1)  # the variable names hbbs' address
     return HbbrOptions(
         port=port,
         bind=v[shared.BIND],
@@ -239,4 +257,5 @@ def parse_options(
         max_handshakes_per_ip=v[MAX_HANDSHAKES_PER_IP],
         workdir=workdir,
         rust_log=v[shared.RUST_LOG],
+        metrics=metrics,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyhbb.cluster.options import CLUSTER, NODE_NAME
 from pyhbb.config import shared
 from pyhbb.config.options import (
     OFFICIAL,
@@ -267,6 +268,9 @@ MAX_PEERS_IN_MEMORY = Option(
     flags=("--max-peers-in-memory",),
     metavar="NUMBER",
 )
+METRICS = shared.METRICS.but(
+    help=shared.METRICS.help + ". pyhbb run uses 127.0.0.1:9116",
+)
 
 ALL_OPTIONS: tuple[Option[Any], ...] = (
     # the official flags, in upstream's order
@@ -301,6 +305,10 @@ ALL_OPTIONS: tuple[Option[Any], ...] = (
     MAX_SESSIONS_PER_IP,
     NEW_PEERS_PER_SECOND,
     MAX_PEERS_IN_MEMORY,
+    METRICS,
+    # cluster mode (docs/cluster.md)
+    CLUSTER,
+    NODE_NAME,
 )
 
 
@@ -336,8 +344,14 @@ class HbbsOptions:
     udp_punch: bool = False
     id_change: bool = True
     max_sessions_per_ip: int = 1000
+    metrics: tuple[str, int] | None = None
+    """Where to serve /metrics and /healthz (None: nowhere)."""
     workdir: Path = field(default_factory=Path.cwd)
     rust_log: str = ""  # RUST_LOG from the inherited environment
+    cluster: list[str] = field(default_factory=list)
+    """NATS server URLs; empty: a single server."""
+    node_name: str = ""
+    """This node's name in the cluster (used only with ``cluster``)."""
 
     @property
     def nat_port(self) -> int:
@@ -368,6 +382,14 @@ def parse_hbbs_options(
     """Parse flags and every configuration source; raises ConfigError with advice."""
     workdir = workdir or Path.cwd()
     v = parse_command(SPEC, argv, os.environ if environ is None else environ, workdir)
+    if v[CLUSTER] and not v[RELAY_SERVERS]:
+        # Without -r a client relays through the host name it resolved, which may lead
+        # the two sides of a pair to two different nodes (docs/cluster.md §0).
+        raise v.refuse(
+            CLUSTER,
+            "needs -r/RELAY_SERVERS",
+            "-r naming this node's hbbr by an address only it answers on, with --cluster",
+        )
     return HbbsOptions(
         port=v[PORT],
         key=v[KEY],
@@ -397,6 +419,9 @@ def parse_hbbs_options(
         udp_punch=v[UDP_PUNCH],
         id_change=v[ID_CHANGE],
         max_sessions_per_ip=v[MAX_SESSIONS_PER_IP],
+        metrics=v[METRICS],
         workdir=workdir,
         rust_log=v[shared.RUST_LOG],
+        cluster=v[CLUSTER],
+        node_name=v[NODE_NAME],
     )

@@ -10,10 +10,13 @@ from __future__ import annotations
 from pyhbb.config.options import (
     OFFICIAL,
     PYHBB,
+    BadValue,
     Option,
+    ValueParser,
     address,
     networks,
     path,
+    split_host_port,
     text,
 )
 from pyhbb.net.forwarded import DEFAULT_TRUSTED
@@ -65,3 +68,29 @@ RUST_LOG = Option(
     group=OFFICIAL,
     environment_only=True,
 )
+
+
+def _metrics_address(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[IPv6]:PORT``) to serve metrics on; empty or ``off``: none."""
+    value = value.strip()
+    if value.lower() in ("", "off", "no", "none"):
+        return None
+    host, port = split_host_port(value, 0)
+    if port == 0:
+        raise BadValue("has no port")
+    return host.strip("[]"), port
+
+
+METRICS = Option(
+    "METRICS",
+    ValueParser("HOST:PORT such as 127.0.0.1:9116, or empty or 'off'", _metrics_address),
+    "",
+    "serve Prometheus metrics at http://HOST:PORT/metrics and the health check at "
+    "/healthz (200 healthy, 503 not); empty or 'off': neither. No authentication: keep it "
+    "on loopback or a private network",
+    flags=("--metrics",),
+    metavar="HOST:PORT",
+    group=PYHBB,
+)
+"""Each service declares it with its own default and help (``pyhbb run`` gives each a
+loopback address: docs in README "Monitoring")."""

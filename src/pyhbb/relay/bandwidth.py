@@ -1,4 +1,4 @@
-"""Bandwidth control for relayed sessions (docs/protocol.md §8.4), with time passed in.
+"""Bandwidth control for relayed sessions (§8.4), with time passed in.
 
 Rates are "Mb/s" in the official sense, mebibits per second; traffic is counted in bits
 and both directions of a session draw from one per-session budget. Every chunk is charged
@@ -67,7 +67,7 @@ class TokenBucket:
 
 @dataclass
 class RelaySettings:
-    """Run-time tunables; the console changes them (docs/protocol.md §9.2).
+    """Run-time tunables; the console changes them (§9.2).
 
     Which take effect when: ``total_bandwidth`` at once (the shared limiter is updated),
     ``downgrade_start_check`` at once (read at every check), the others for new sessions.
@@ -146,7 +146,7 @@ class SessionBudget:
         return max(session.consume(bits, now), self._total.consume(bits, now))
 
     def tick(self, now: float, blacklisted: bool, downgrade_start_check: int) -> None:
-        """The once-a-second bookkeeping of docs/protocol.md §8.4."""
+        """The once-a-second bookkeeping of §8.4."""
         interval_ms = int((now - self._last_tick) * 1000)
         if interval_ms <= 0:
             return

@@ -1,7 +1,7 @@
-"""hbbr's admin console commands (docs/protocol.md §9.2), without I/O.
+"""hbbr's admin console commands (§9.2), without I/O.
 
 A console session sends one line; :func:`execute` runs it against a :class:`ConsoleTarget`
-(the running relay) and returns the text to send back, possibly empty. The output formats
+(the relay core) and returns the text to send back, possibly empty. The output formats
 are the official server's, so scripts written for it keep working.
 """
 
@@ -69,7 +69,7 @@ class ConsoleTarget(Protocol):
     def blacklist(self) -> IpList: ...
     @property
     def blocklist(self) -> IpList: ...
-    def set_total_bandwidth(self, mbps: float) -> None: ...
+    def set_total_bandwidth(self, mbps: float, now: float) -> None: ...
     def usage(self) -> list[UsageLine]: ...
 
 
@@ -116,8 +116,9 @@ def _list_command(lst: IpList, op: str, arg: str | None) -> str:
     return "".join(f"{ip}\n" for ip in lst)
 
 
-def execute(args: Sequence[str], target: ConsoleTarget) -> str:
-    """Run one console command (already split on single spaces); return its output."""
+def execute(args: Sequence[str], target: ConsoleTarget, now: float) -> str:
+    """Run one console command (already split on single spaces) at time ``now``; return
+    its output."""
     if not args:
         return ""
     cmd = _ALIASES.get(args[0], args[0])
@@ -152,7 +153,7 @@ def execute(args: Sequence[str], target: ConsoleTarget) -> str:
         mbps = _parse_positive_float(arg)
         if mbps is not None:
             if cmd == "total-bandwidth":
-                target.set_total_bandwidth(mbps)  # applies to running sessions at once
+                target.set_total_bandwidth(mbps, now)  # applies to running sessions at once
             else:
                 setattr(settings, attr, mbps)
         return ""

@@ -1,4 +1,7 @@
-"""blacklist.txt and blocklist.txt (docs/protocol.md §8.5), with normalised IPs.
+"""The relay's IP lists (blacklist, blocklist; §8.5), with normalised IPs.
+
+The files they come from are read by :mod:`pyhbb.relay.list_files`; this module stays
+pure, as the relay core uses it.
 
 Upstream compares raw text, so on a dual-stack socket the peer ``::ffff:1.2.3.4`` never
 matches the entry ``1.2.3.4``. Here every entry and every looked-up address goes through
@@ -9,16 +12,9 @@ both spellings match. Text that is not an IP is kept verbatim and matches only i
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from pyhbb.wire.addr_mangle import try_into_v4
-
-log = logging.getLogger(__name__)
-
-BLACKLIST_FILE = "blacklist.txt"
-BLOCKLIST_FILE = "blocklist.txt"
 
 
 def normalize_ip(text: str) -> str:
@@ -36,18 +32,6 @@ class IpList:
     def __init__(self, entries: Iterable[str] = ()) -> None:
         self._set: dict[str, None] = {}
         self.add(entries)
-
-    @classmethod
-    def from_file(cls, path: Path) -> IpList:
-        """Each line: the text before the first space is an IP. A missing file is empty."""
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return cls()
-        except OSError as e:
-            log.warning("cannot read %s (%s); treating it as empty", path, e.strerror)
-            return cls()
-        return cls(line.strip().split(" ", 1)[0] for line in text.split("\n"))
 
     def add(self, entries: Iterable[str]) -> None:
         for entry in entries:

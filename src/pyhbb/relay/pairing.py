@@ -1,4 +1,4 @@
-"""Pairing of relay connections by uuid (docs/protocol.md §8.1 steps 5-6, §8.2), without I/O.
+"""Pairing of relay connections by uuid (§8.1 steps 5-6, §8.2), without I/O.
 
 The first connection that sends ``RequestRelay{uuid}`` waits; the next one with the same
 uuid is paired with it. A waiter leaves the table when paired, when its own deadline
@@ -9,17 +9,25 @@ bounded globally and per IP so that idle connections cannot exhaust the server.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 C = TypeVar("C")
 
 
+class Refusal(enum.Enum):
+    LICENCE_KEY = "licence key mismatch"
+    EMPTY_UUID = "empty uuid"
+    WAITING_FULL = "too many connections waiting for their partner"
+    WAITING_PER_IP = "too many connections from this IP waiting for their partner"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """Close the connection; ``reason`` is for the log."""
+    """Close the connection, for ``reason``."""
 
-    reason: str
+    reason: Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +77,17 @@ class Pairing(Generic[C]):
     ) -> Rejected | Waiting | Paired[C]:
         """A connection's first message was ``RequestRelay{uuid, licence_key}``."""
         if self.licence_key and licence_key != self.licence_key:
-            return Rejected("licence key mismatch")
+            return Rejected(Refusal.LICENCE_KEY)
         if not uuid:
-            return Rejected("empty uuid")
+            return Rejected(Refusal.EMPTY_UUID)
         entry = self._by_uuid.get(uuid)
         if entry is not None:
             self._drop(uuid, entry)
             return Paired(entry.conn, entry.ip)
         if len(self._by_uuid) >= self.max_waiting:
-            return Rejected(f"too many waiting connections ({self.max_waiting})")
+            return Rejected(Refusal.WAITING_FULL)
         if self._per_ip.get(ip, 0) >= self.max_waiting_per_ip:
-            return Rejected(f"too many waiting connections from {ip} ({self.max_waiting_per_ip})")
+            return Rejected(Refusal.WAITING_PER_IP)
         deadline = now + self.wait_timeout
         self._by_uuid[uuid] = _Entry(conn, ip, deadline)
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1

@@ -1,4 +1,4 @@
-"""Raw pass-through between two TCP sockets with ``os.splice`` (docs/protocol.md §2.3, §8.3).
+"""Raw pass-through between two TCP sockets with ``os.splice`` (§2.3, §8.3).
 
 Each direction moves bytes socket -> pipe -> socket inside the kernel, so relayed data is
 never copied into Python objects (measured on this machine: about the CPU cost of a C

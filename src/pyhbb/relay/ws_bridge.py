@@ -1,108 +1,132 @@
-"""Relaying when at least one side is a WebSocket (docs/protocol.md §2.4, §8.3).
+"""Relaying when at least one side is a WebSocket (§2.4, §8.3).
 
 Messages are forwarded one to one: a TCP frame's payload becomes one binary WebSocket
 message and a binary message becomes one TCP frame. Text messages and empty payloads
-(heartbeats) are not forwarded but count as activity. Each direction is a coroutine;
-:func:`run_directions` runs two of them and stops both when either ends.
+(heartbeats) are not forwarded but count as activity.
+
+Everything runs in the two ends' Protocol callbacks, with their transports' flow control
+for back-pressure: when one end's write buffer passes its high-water mark, the other end
+stops reading until it drains (``pause_writing``/``resume_writing`` -> ``pause``/
+``resume``); when the bandwidth limiter asks for a pause, the end that read the bytes
+stops reading for that long. Either end closing or failing closes both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Coroutine
-from typing import Any
-
-from websockets.asyncio.connection import Connection
-from websockets.exceptions import ConnectionClosed
+import enum
+import logging
+from collections.abc import Callable
+from typing import Protocol
 
 from pyhbb.relay.splice_pump import Budget
-from pyhbb.wire.framing import FrameDecoder, FrameError, encode_frame
+from pyhbb.wire.framing import FrameError
 
-RECV_SIZE = 256 * 1024
+log = logging.getLogger(__name__)
 
-
-class Activity:
-    """A counter the idle check watches; bumped for every message or chunk received."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
+# Clients' WebSocket library refuses messages above 64 MiB, so nothing larger can be
+# useful on a bridged session; the TCP side of a bridge uses the same frame limit.
+MAX_MESSAGE = 64 * 1024 * 1024
 
 
-async def tcp_to_ws(
-    sock: socket.socket,
-    leftover: bytes,
-    ws: Connection,
-    budget: Budget,
-    activity: Activity,
-    max_payload: int,
-) -> str:
-    """Forward TCP frames from ``sock`` (after ``leftover``) as binary messages."""
-    loop = asyncio.get_running_loop()
-    decoder = FrameDecoder(max_payload)
-    data = leftover
-    while True:
-        if data:
-            activity.count += 1
-            try:
-                payloads = decoder.feed(data)
-            except FrameError as e:
-                return f"tcp: {e}"
-            for payload in payloads:
-                if not payload:
-                    continue  # a TCP heartbeat: activity only
-                delay = budget.consume(len(payload), loop.time())
-                await ws.send(payload)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-        data = await loop.sock_recv(sock, RECV_SIZE)
-        if not data:
-            return "tcp: end of stream"
+class ReadPause(enum.IntFlag):
+    """Why an end is not being read; it is read again once no reason is left."""
+
+    WAITING = 1  # no partner yet (TCP), or enough messages kept for it (WebSocket)
+    RATE = 2  # the bandwidth limiter asked for a pause
+    PEER = 4  # the other end's write buffer is full
+    UNREAD = 8  # this end's own write buffer is full (before the session)
 
 
-async def ws_to_tcp(ws: Connection, sock: socket.socket, budget: Budget, activity: Activity) -> str:
-    """Forward binary messages from ``ws`` to ``sock`` as TCP frames."""
-    loop = asyncio.get_running_loop()
-    async for message in ws:
-        activity.count += 1
-        if isinstance(message, bytes) and message:
-            delay = budget.consume(len(message), loop.time())
-            await loop.sock_sendall(sock, encode_frame(message))
-            if delay > 0:
-                await asyncio.sleep(delay)
-    return "websocket closed"
+class BridgeEnd(Protocol):
+    """One side of a bridged session (a TCP or WebSocket client connection)."""
+
+    def attach(self, bridge: Bridge) -> list[bytes]:
+        """Join ``bridge``; return the payloads received before (in order). Raises
+        :class:`~pyhbb.wire.framing.FrameError` if they are not valid frames."""
+
+    def send_payloads(self, payloads: list[bytes]) -> None:
+        """Send each (non-empty) payload as one message of this side's transport."""
+
+    def pause(self, reason: ReadPause) -> None: ...
+
+    def resume(self, reason: ReadPause) -> None: ...
+
+    def end(self) -> None:
+        """Close (gracefully, within a bounded time)."""
 
 
-async def ws_to_ws(src: Connection, dst: Connection, budget: Budget, activity: Activity) -> str:
-    """Forward binary messages from ``src`` to ``dst`` unchanged."""
-    loop = asyncio.get_running_loop()
-    async for message in src:
-        activity.count += 1
-        if isinstance(message, bytes) and message:
-            delay = budget.consume(len(message), loop.time())
-            await dst.send(message)
-            if delay > 0:
-                await asyncio.sleep(delay)
-    return "websocket closed"
+class Bridge:
+    """Forwards messages between two ends until either ends or :meth:`close` is called.
 
+    ``on_close(reason)`` is called once, after both ends were told to close.
+    """
 
-async def run_directions(one: Coroutine[Any, Any, str], other: Coroutine[Any, Any, str]) -> str:
-    """Run both directions until either ends; return why. Cancelling this cancels both."""
-    tasks = [asyncio.ensure_future(one), asyncio.ensure_future(other)]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    first = next(iter(done))
-    exc = first.exception()
-    if exc is None:
-        return first.result()
-    if isinstance(exc, ConnectionClosed):
-        return "websocket closed"
-    if isinstance(exc, OSError):
-        return f"socket error: {exc.strerror or exc}"
-    raise exc
+    __slots__ = ("_a", "_b", "_budget", "_loop", "_on_close", "_timers", "activity", "closed")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        a: BridgeEnd,
+        b: BridgeEnd,
+        budget: Budget,
+        on_close: Callable[[str], None],
+    ) -> None:
+        self._loop = loop
+        self._a = a
+        self._b = b
+        self._budget = budget
+        self._on_close = on_close
+        self._timers: dict[BridgeEnd, asyncio.TimerHandle] = {}
+        self.activity = 0
+        """Grows with every chunk or message received: the idle rule's input."""
+        self.closed = False
+
+    def start(self) -> None:
+        """Attach both ends, then forward what each received while waiting."""
+        try:
+            early = [(end, end.attach(self)) for end in (self._a, self._b)]
+        except FrameError as e:
+            self.close(f"tcp: {e}")
+            return
+        for end, payloads in early:
+            if payloads:
+                self.forward(end, payloads)
+
+    def partner(self, end: BridgeEnd) -> BridgeEnd:
+        return self._b if end is self._a else self._a
+
+    def forward(self, src: BridgeEnd, payloads: list[bytes]) -> None:
+        """``src`` received ``payloads`` (possibly none: a partial frame, a text message
+        or a control frame still counts as activity)."""
+        if self.closed:
+            return
+        self.activity += 1
+        payloads = [p for p in payloads if p]  # empty payloads are heartbeats
+        if not payloads:
+            return
+        self.partner(src).send_payloads(payloads)
+        delay = self._budget.consume(sum(map(len, payloads)), self._loop.time())
+        if delay > 0 and not self.closed:
+            src.pause(ReadPause.RATE)
+            self._timers[src] = self._loop.call_later(delay, self._resume, src)
+
+    def _resume(self, end: BridgeEnd) -> None:
+        del self._timers[end]
+        self.activity += 1  # a throttled session is not idle
+        end.resume(ReadPause.RATE)
+
+    def close(self, reason: str) -> None:
+        """End the session; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._a.end()
+        self._b.end()
+        try:
+            self._on_close(reason)
+        except Exception:  # a bug in the owner must not leave the ends half-closed
+            log.exception("relay close callback failed")

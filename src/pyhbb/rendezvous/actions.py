@@ -3,6 +3,7 @@ store's work (:class:`StoreFailure`). Plain data, no behaviour."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyhbb.rendezvous.links import Link
@@ -67,6 +68,9 @@ class UpdatePeer:
     peer_id: str
     pk: bytes
     ip: str
+    revision: int = 0
+    """The directory revision the decision was made on (a shared directory refuses the
+    write if the entry changed since: :attr:`StoreFailure.stale`)."""
 
 
 @dataclass(slots=True)
@@ -74,9 +78,20 @@ class RenamePeer:
     guid: bytes
     old_id: str
     new_id: str
+    revision: int = 0
 
 
-StoreWrite = InsertPeer | UpdatePeer | RenamePeer
+@dataclass(slots=True)
+class ClaimPeer:
+    """Make this node the holder of ``peer_id`` in a shared directory, changing nothing
+    else (cluster mode: the peer registered here with the same key, docs/cluster.md §1.4).
+    A single server never asks for it: every peer is its own."""
+
+    peer_id: str
+    revision: int
+
+
+StoreWrite = InsertPeer | UpdatePeer | RenamePeer | ClaimPeer
 
 
 @dataclass(slots=True)
@@ -90,6 +105,13 @@ class Persist:
     on_ok: list[Action] = field(default_factory=list)
     on_fail: list[Action] = field(default_factory=list)
     on_conflict: list[Action] | None = None
+    on_busy: list[Action] | None = None
+    """Answer when the directory refused for want of capacity (claim storm)."""
+    redo: Callable[[float], list[Action]] | None = None
+    """Decide again from a fresh read when the entry changed under us (a lost race in a
+    shared directory); ``None`` once the attempts are used up."""
+    evict: str = ""
+    """The node that held the peer before this write: told to forget it once stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +124,10 @@ class StoreFailure:
     """The write conflicts with an existing id (the unique index refused it)."""
     bug: BaseException | None = None
     """The exception, when it was not an ordinary store error: logged with its traceback."""
+    stale: bool = False
+    """A shared directory refused the write: the entry changed since it was read."""
+    busy: bool = False
+    """Too many directory operations in flight: refused without trying."""
 
 
 @dataclass(slots=True)
@@ -120,4 +146,79 @@ class ProxyHttp:
     request: bytes
 
 
-Action = SendUdp | Send | Close | StartSession | LoadPeer | Persist | ResolveServers | ProxyHttp
+# -- several nodes, one ID space (docs/cluster.md §1.4) --------------------------------------
+# The core names what must happen; the adapter's Bus knows whether the other node is a
+# NATS subject away or (single server) does not exist.
+
+
+@dataclass(slots=True)
+class PunchViaOwner:
+    """Ask ``node``, which holds ``peer_id``, to tell it about A's punch request; the
+    outcome comes back through ``core.owner_punch_answered``."""
+
+    node: str
+    link: Link
+    peer_id: str
+    request: bytes
+    """A's PunchHoleRequest, serialised."""
+    relay_server: str
+    """The relay chosen here, so that both sides of the pair meet on one hbbr."""
+
+
+@dataclass(slots=True)
+class RelayViaOwner:
+    """Give ``node``, which holds ``peer_id``, a RequestRelay message to route to it."""
+
+    node: str
+    peer_id: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Evict:
+    """Tell ``node`` that ``peer_id`` is held elsewhere since ``revision``."""
+
+    node: str
+    peer_id: str
+    revision: int
+
+
+@dataclass(slots=True)
+class AwaitAnswer:
+    """A requester waits here under ``key``: B's answer may arrive at another node."""
+
+    key: Addr
+
+
+@dataclass(slots=True)
+class DeliverAnswer:
+    """B's answer for the requester ``key``, which waits on another node."""
+
+    key: Addr
+    payload: bytes
+
+
+@dataclass(slots=True)
+class GatherOnline:
+    """Ask every other node which of ``peers`` it holds online; OR their bitmaps into
+    ``states`` (this node's), answer on ``link`` via ``core.online_gathered``."""
+
+    link: Link
+    peers: list[str]
+    states: bytes
+    close: bool
+
+
+ClusterAction = PunchViaOwner | RelayViaOwner | Evict | AwaitAnswer | DeliverAnswer | GatherOnline
+
+Action = (
+    SendUdp
+    | Send
+    | Close
+    | StartSession
+    | LoadPeer
+    | Persist
+    | ResolveServers
+    | ProxyHttp
+    | ClusterAction
+)

@@ -44,6 +44,26 @@ class CoreAdmin:
         relays = self.s.relays
         return list(relays.configured) if relays.needs_health_check else []
 
+    def set_cluster_relays(self, relays: list[str], loads: dict[str, int]) -> None:
+        """Cluster mode: every live node's reachable relays with their recent pairs; the
+        least loaded is handed out from now on (docs/cluster.md §1.4)."""
+        if relays != self.s.relays.configured:
+            log.info("cluster relays: %s", ",".join(relays) or "none")
+        self.s.relays.set_loads(relays, loads)
+
+    def take_relay_pairs(self) -> dict[str, int]:
+        """Cluster mode: pairs handed to each relay since the last call."""
+        return self.s.relays.take_given()
+
+    # -- cluster mode ---------------------------------------------------------------------------
+
+    def doubt_ownership(self) -> int:
+        """The bus was unreachable: check every held peer against the directory at its
+        next use (an evict may have been lost). Returns how many."""
+        n = self.s.doubt_ownership()
+        log.info("bus reconnected: %d held peers will be checked against the directory", n)
+        return n
+
     def relays_checked(self, reachable: list[str]) -> None:
         """Result of one health check (an empty result keeps the previous choice)."""
         self.s.relays.set_reachable(reachable)
@@ -87,6 +107,21 @@ class CoreAdmin:
 
     def clear_punch_requests(self) -> None:
         self.s.punch_log.clear()
+
+    # -- peers ----------------------------------------------------------------------------------
+
+    def forget_peer(self, peer_id: str) -> bool:
+        """Drop the in-memory record of an ID whose row was deleted (the web console does).
+
+        Without this a heartbeat from the address in memory would still be accepted and
+        the ID would never be stored again; now the next RegisterPeer asks for the key,
+        and the RegisterPk that follows finds no row and registers the ID anew.
+        """
+        if peer_id not in self.s.peers:
+            return False
+        self.s.peers.remove(peer_id)
+        log.info("record of peer %s forgotten by the console", peer_id)
+        return True
 
     # -- statistics -----------------------------------------------------------------------------
 

@@ -12,12 +12,25 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pyhbb.cluster.bus import Bus
+from pyhbb.cluster.directory import Directory
+from pyhbb.cluster.options import default_node_name
 from pyhbb.config.hbbs import HbbsOptions
 from pyhbb.config.sources import ConfigError
 from pyhbb.net.conn_limits import ConnectionLimiter
 from pyhbb.net.fd_limit import FdWatch, open_fds, raise_fd_limit
+from pyhbb.net.hostport import format_addr
 from pyhbb.net.local_ip import detect_local_ip
 from pyhbb.net.sockets import BACKLOG, tcp_listener, udp_socket
+from pyhbb.observability.hbbs import (
+    UdpVerdict,
+    hbbs_families,
+    listeners_check,
+    relay_probe,
+    udp_check,
+)
+from pyhbb.observability.health import Probe
+from pyhbb.observability.metrics import Monitoring
 from pyhbb.rendezvous import relay_health, watchdog
 from pyhbb.rendezvous.adapters.base import AdapterContext
 from pyhbb.rendezvous.adapters.executor import Executor, resolves
@@ -65,21 +78,39 @@ def core_settings(opts: HbbsOptions, key: ServerKey) -> CoreSettings:
         max_sessions_per_ip=opts.max_sessions_per_ip,
         udp_punch=opts.udp_punch,
         id_change=opts.id_change,
+        node_name=(opts.node_name or default_node_name()) if opts.cluster else "",
     )
 
 
 class HbbsServer:
     """One running hbbs: listeners on P (UDP+TCP), P-1 and P+2 around one core."""
 
-    def __init__(self, opts: HbbsOptions, key: ServerKey, store: PeerStore) -> None:
+    def __init__(
+        self,
+        opts: HbbsOptions,
+        key: ServerKey,
+        store: PeerStore | None,
+        directory: Directory | None = None,
+        bus: Bus | None = None,
+        db: SqliteDatabase | None = None,
+    ) -> None:
+        """``store`` for a single server (``db``: the database under it, watched by the
+        metrics and health check); in cluster mode ``directory`` and ``bus``."""
         self.opts = opts
+        self.db = db
         self.key = key
         self.store = store
         self.core = RendezvousCore(core_settings(opts, key))
         loop = asyncio.get_running_loop()
         self.http_proxy = HttpProxy(opts.api_server, opts.max_frame - 4096)
         self.executor = Executor(
-            self.core, store, loop.time, self.http_proxy.handle, readers=opts.db_readers
+            self.core,
+            store,
+            loop.time,
+            self.http_proxy.handle,
+            directory,
+            bus,
+            readers=opts.db_readers,
         )
         self.limiter = ConnectionLimiter(opts.max_connections_per_ip, opts.max_connections, "hbbs")
         console = Console(self.core.admin, resolves, self._extra_stats)
@@ -99,6 +130,7 @@ class HbbsServer:
             limiter=self.limiter,
             console=self.ctx.console,
             links=self.ctx.links,
+            counts=self.ctx.counts,
         )
         self._servers: list[asyncio.Server] = []
         self._udp: asyncio.DatagramTransport | None = None
@@ -108,6 +140,8 @@ class HbbsServer:
         self._loop_handler: Any = None
         self.exit_code = 0
         self.stopped = asyncio.Event()
+        self.monitoring: Monitoring | None = None
+        self.udp_verdict = UdpVerdict(enabled=False)
 
     def _extra_stats(self) -> dict[str, int]:
         return {
@@ -130,6 +164,8 @@ class HbbsServer:
         tcp = tcp_listener(opts.bind, opts.port)
         nat = tcp_listener(opts.bind, opts.nat_port)
         ws = tcp_listener(opts.bind, opts.ws_port)
+        if opts.metrics is not None:
+            self.monitoring = Monitoring.bind("hbbs", opts.metrics)
         transport, endpoint = await loop.create_datagram_endpoint(
             lambda: UdpEndpoint(self.core, self.executor), sock=udp
         )
@@ -145,17 +181,50 @@ class HbbsServer:
         self.fd_watch = FdWatch("hbbs", soft_limit, open_fds())
         self._watch_accept_errors(loop)
         self._spawn(self._housekeeping())
+        if not self.opts.cluster:  # in cluster mode the node checks and shares its relays
+            self._spawn(relay_health.check_forever(self.core.admin))
         limit = int(opts.max_peers * PRELOAD_SHARE)
-        if limit > 0:
+        if self.store is not None and not self.opts.cluster and limit > 0:
+            # a single server's own database (in a cluster, peers are claimed one by one)
             self._spawn(warm_start(self.core, self.store, self.executor.clock, limit))
-        self._spawn(relay_health.check_forever(self.core.admin))
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
-            self._spawn(watchdog.run(dest, lambda: self.request_stop(1), lambda: endpoint.received))
+            self.udp_verdict.enabled = True
+            self._spawn(
+                watchdog.run(
+                    dest,
+                    lambda: self.request_stop(1),
+                    lambda: endpoint.received,
+                    self.udp_verdict.hear,
+                )
+            )
+        if self.monitoring is not None:
+            self._start_monitoring(self.monitoring)
         self._log_startup()
         warning = self.fd_watch.describe(opts.max_connections)
         if warning is not None:
             log.warning("%s", warning)
+
+    def _start_monitoring(self, monitoring: Monitoring) -> None:
+        """/metrics and /healthz: the core's counters and tables, UDP and TCP listeners,
+        the database and the relay clients are sent to."""
+        opts = self.opts
+        monitoring.add_loop_families(
+            lambda: hbbs_families(self.core, self.executor, self.ctx.counts, self._udp_endpoint)
+        )
+        monitoring.add_check("udp", udp_check(self.udp_verdict, lambda: self._udp))
+        names = (f"TCP {opts.port}", f"TCP {opts.nat_port}", f"TCP {opts.ws_port}")
+        monitoring.add_check("tcp", listeners_check(list(zip(names, self._servers, strict=True))))
+        if self.db is not None:
+            monitoring.watch_database(self.db)
+        # Clients get the configured relays, else this host's port P+1 (an hbbr beside us).
+        host = opts.bind if opts.bind and opts.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+        own = format_addr((host, opts.port + 1))
+        admin = self.core.admin
+        probe = Probe(relay_probe(lambda: admin.relay_servers or [own]), interval=10, timeout=5)
+        # not critical: restarting hbbs would not bring an unreachable relay back
+        monitoring.add_probe("relay", probe, critical=False)
+        monitoring.start()
 
     def _watch_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
         """asyncio reports every accept that fails for want of descriptors (uvloop says
@@ -251,6 +320,8 @@ class HbbsServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.monitoring is not None:
+            await self.monitoring.stop()
         if self.fd_watch is not None:
             asyncio.get_running_loop().set_exception_handler(self._loop_handler)
         for server in self._servers:
@@ -261,7 +332,7 @@ class HbbsServer:
             link.close()
         await self.executor.drain()
         await self.http_proxy.close()
-        await self.store.close()
+        await self.executor.directory.close()
         log.info("hbbs stopped")
 
 
@@ -277,6 +348,8 @@ async def serve(
     if problem is not None:
         raise ConfigError(f"-R/RENDEZVOUS_SERVERS: {problem}")
     key = resolve_hbbs_key(opts.key, opts.workdir)
+    if opts.cluster:
+        return await _serve_cluster_node(opts, key, stop, on_started)
     db_url = opts.db_url
     if not Path(db_url).is_absolute() and "://" not in db_url and not db_url.startswith("sqlite:"):
         db_url = str(opts.workdir / db_url)
@@ -294,12 +367,50 @@ async def serve(
         count,
         (time.monotonic() - started) * 1000,
     )
-    server = HbbsServer(opts, key, store)
+    server = HbbsServer(opts, key, store, db=db)
+    try:
+        return await _run_until_stopped(server, stop, on_started)  # commits the store's writes
+    finally:
+        await db.close()
+
+
+async def _serve_cluster_node(
+    opts: HbbsOptions,
+    key: ServerKey,
+    stop: asyncio.Event | None,
+    on_started: Callable[[HbbsServer], None] | None,
+) -> int:
+    """hbbs as one node of a cluster: peers live in the NATS directory, not in SQLite."""
+    from pyhbb.rendezvous.adapters.cluster.node import ClusterNode
+
+    name = opts.node_name or default_node_name()
+    node = await ClusterNode.connect(opts.cluster, name)
+    try:
+        count = await node.directory.count()
+        log.info(
+            "cluster mode: node %s, NATS %s, %d directory entries",
+            name,
+            ",".join(opts.cluster),
+            count,
+        )
+        server = HbbsServer(opts, key, None, node.directory, node.bus)
+        await node.start(
+            server.core, server.executor.run, asyncio.get_running_loop().time, opts.relay_servers
+        )
+        return await _run_until_stopped(server, stop, on_started)
+    finally:
+        await node.close()
+
+
+async def _run_until_stopped(
+    server: HbbsServer,
+    stop: asyncio.Event | None,
+    on_started: Callable[[HbbsServer], None] | None,
+) -> int:
     try:
         await server.start()
     except BaseException:
         await server.stop()
-        await db.close()
         raise
     # What is loaded by now (modules, protobuf descriptors, tables) lives as long as the
     # process: out of the cyclic GC's sight, a full collection no longer walks ~30,000
@@ -316,6 +427,5 @@ async def serve(
     finally:
         for w in waiters:
             w.cancel()
-        await server.stop()  # closes the store: its writes are committed
-        await db.close()
+        await server.stop()
     return server.exit_code

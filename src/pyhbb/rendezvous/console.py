@@ -22,6 +22,7 @@ HELP = (
     "always-use-relay(aur)\n"
     "test-geo(tg) <ip1> <ip2>\n"
     "stats: pyhbb counters and table sizes\n"
+    "forget-peer <id>: pyhbb: drop the record of an ID deleted from the database\n"
 )
 COMMANDS = frozenset(
     {
@@ -41,6 +42,7 @@ COMMANDS = frozenset(
         "test-geo",
         "tg",
         "stats",
+        "forget-peer",
     }
 )
 
@@ -93,6 +95,8 @@ class Console:
             return f'"{admin.next_relay()}"\n' if rest else ""
         if cmd == "stats":
             return self._stats(now)
+        if cmd == "forget-peer":
+            return "forgotten\n" if rest and admin.forget_peer(rest[0]) else "unknown\n"
         return ""  # reload-geo and unknown commands: empty output, as upstream
 
     async def _relay_servers(self, rest: list[str]) -> str:

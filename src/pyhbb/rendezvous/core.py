@@ -19,9 +19,14 @@ from collections.abc import Callable
 from pyhbb.net.hostport import is_loopback
 from pyhbb.rendezvous.actions import (
     Action,
+    AwaitAnswer,
     Close,
+    Evict,
+    GatherOnline,
     Persist,
     ProxyHttp,
+    PunchViaOwner,
+    RenamePeer,
     ResolveServers,
     Send,
     SendUdp,
@@ -29,8 +34,9 @@ from pyhbb.rendezvous.actions import (
 )
 from pyhbb.rendezvous.admin import CoreAdmin
 from pyhbb.rendezvous.id_change import IdChange
-from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.links import Link, Transport
 from pyhbb.rendezvous.messages import (
+    PUNCH_OFFLINE,
     REGISTER_PK,
     config_update_problem,
     parse,
@@ -79,6 +85,7 @@ class RendezvousCore:
         if kind == "register_pk":
             req = msg.register_pk
             if not req.uuid or not req.pk:
+                self.state.outcomes["register_pk", "udp", "ignored"] += 1
                 return []
             return self.registration.register_pk(
                 req, src, lambda result: SendUdp(REGISTER_PK[result], src), now
@@ -137,16 +144,18 @@ class RendezvousCore:
         actions: list[Action]
         if kind == "punch_hole_request":
             s.requesters.register(link)
-            return self.punching.punch_hole_request(link, msg.punch_hole_request, now)
+            actions = self.punching.punch_hole_request(link, msg.punch_hole_request, now)
+            return self._awaiting(link, actions)
         if kind == "request_relay":
             s.requesters.register(link)
-            return self.punching.request_relay(link, msg.request_relay, now)
+            return self._awaiting(link, self.punching.request_relay(link, msg.request_relay, now))
         if kind == "register_pk":
             req = msg.register_pk
             if req.old_id:
                 return self.id_change.change_id(link, req, now)
             if req.pk and req.uuid:
                 return self._register_on_session(link, req, now)
+            s.outcomes["register_pk", link.transport.value, "not_support"] += 1
             actions = [Send(link, REGISTER_PK[pb.RegisterPkResponse.NOT_SUPPORT])]
         elif kind == "register_peer":
             return self.registration.register_peer(msg.register_peer, link.addr, now, link)
@@ -161,6 +170,8 @@ class RendezvousCore:
             actions = [Send(link, reply)]
         elif kind == "online_request":
             # Not answered here upstream, but WebSocket clients send it to P+2 (§6.12).
+            if s.settings.node_name:
+                return [self._gather_online(link, msg.online_request, now, not in_session)]
             actions = [Send(link, self.queries.online(msg.online_request, now))]
         elif kind == "http_proxy_request":
             return self._http_proxy(link, payload)
@@ -180,6 +191,7 @@ class RendezvousCore:
             return Send(link, register_pk_response(result, keep_alive))
 
         if not self.state.session_allowed(link):
+            self.state.outcomes["register_pk", link.transport.value, "too_frequent"] += 1
             return [reply(pb.RegisterPkResponse.TOO_FREQUENT), Close(link)]
         actions = self.registration.register_pk(req, link.addr, reply, now, session=link)
         actions.append(self.registration.session_start(link))
@@ -203,6 +215,8 @@ class RendezvousCore:
             reply = self.queries.test_nat(link.addr[1], msg.test_nat_request, with_config=False)
             actions.append(Send(link, reply))
         elif msg is not None and kind == "online_request":
+            if self.state.settings.node_name:
+                return [self._gather_online(link, msg.online_request, now, True)]
             actions.append(Send(link, self.queries.online(msg.online_request, now)))
         actions.append(Close(link))
         return actions
@@ -227,18 +241,141 @@ class RendezvousCore:
             )
         return self.state.peer_load_failed(peer_id, now)
 
-    def write_done(self, persist: Persist) -> list[Action]:
-        """The store performed ``persist.write``: the answers that waited for it."""
+    def write_done(self, persist: Persist, revision: int = 0) -> list[Action]:
+        """The store performed ``persist.write`` (a shared directory: at ``revision``):
+        the answers that waited for it, and the evict for the node that held the peer."""
         self.registration.persist_succeeded(persist.write)
-        return persist.on_ok
+        write = persist.write
+        if not self.state.settings.node_name or not revision:
+            return persist.on_ok
+        peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
+        self.state.claims[peer_id] = revision
+        if not persist.evict:
+            return persist.on_ok
+        old_id = write.old_id if isinstance(write, RenamePeer) else peer_id
+        return [*persist.on_ok, Evict(persist.evict, old_id, revision)]
 
-    def write_failed(self, persist: Persist, failure: StoreFailure) -> list[Action]:
+    def write_failed(
+        self, persist: Persist, failure: StoreFailure, now: float | None = None
+    ) -> list[Action]:
         """The store refused or failed ``persist.write``: forget the record (it reloads
-        from the database) and answer the conflict or the failure."""
-        self.registration.persist_failed(persist.write, failure)
+        from the database) and answer the conflict or the failure. A shared directory's
+        lost race is decided again from a fresh read while attempts remain."""
+        lost_race = failure.stale or failure.id_taken
+        retry = lost_race and persist.redo is not None and now is not None
+        self.registration.persist_failed(persist.write, failure, quiet=retry)
+        if failure.busy and persist.on_busy is not None:
+            return persist.on_busy
+        if retry and persist.redo is not None and now is not None:
+            self.state.stats["directory_races"] += 1
+            return persist.redo(now)
         if failure.id_taken and persist.on_conflict is not None:
             return persist.on_conflict
         return persist.on_fail
+
+    # -- other nodes (cluster mode, docs/cluster.md §1.4) -----------------------------------
+
+    def _awaiting(self, link: Link, actions: list[Action]) -> list[Action]:
+        """A requester waits on ``link``: in cluster mode B's answer may reach any node."""
+        if self.state.settings.node_name:
+            return [AwaitAnswer(link.key), *actions]
+        return actions
+
+    def _gather_online(
+        self, link: Link, msg: pb.OnlineRequest, now: float, close: bool
+    ) -> GatherOnline:
+        peers = list(msg.peers[: self.state.settings.max_online_query])
+        states = self.queries.online_states(msg.peers, now)
+        return GatherOnline(link, peers, states, close)
+
+    def online_gathered(self, gather: GatherOnline, bitmaps: list[bytes]) -> list[Action]:
+        """The other nodes' bitmaps for ``gather``: ORed with ours, then answered."""
+        states = bytearray(gather.states)
+        for bitmap in bitmaps:
+            for i, byte in enumerate(bitmap[: len(states)]):
+                states[i] |= byte
+        reply = pb.RendezvousMessage(online_response=pb.OnlineResponse(states=bytes(states)))
+        actions: list[Action] = [Send(gather.link, reply.SerializeToString())]
+        if gather.close:
+            actions.append(Close(gather.link))
+        return actions
+
+    def online_states(self, peers: list[str], now: float) -> bytes:
+        """Which of ``peers`` this node holds online (another node's scatter request)."""
+        return self.queries.online_states(peers, now)
+
+    def on_owner_punch(
+        self,
+        peer_id: str,
+        request: bytes,
+        requester: Addr,
+        is_ws: bool,
+        relay_server: str,
+        now: float,
+    ) -> tuple[str, list[Action]]:
+        """Another node asks us, B's holder, to pass A's punch request on to B: returns
+        ``"ok"`` (sent from here, B's NAT knows our address), ``"offline"`` or
+        ``"unknown"`` (not ours), and the actions to perform."""
+        record = self.state.peers.get(peer_id)
+        if record is None:
+            return "unknown", []
+        if not record.online(now):
+            return "offline", []
+        msg = pb.PunchHoleRequest()
+        try:
+            msg.ParseFromString(request)
+        except Exception:  # DecodeError: a broken node, never a client
+            return "unknown", []
+        if msg.id != peer_id:
+            return "unknown", []
+        link = Link(requester, Transport.WS if is_ws else Transport.TCP)
+        action = self.punching.notify_held_peer(link, msg, record, now, relay_server)
+        if action is None:
+            return "offline", []
+        return "ok", [action]
+
+    def owner_punch_answered(
+        self, forward: PunchViaOwner, outcome: str, now: float
+    ) -> list[Action]:
+        """B's holder answered a :class:`PunchViaOwner` (``"gone"``: no such node, or no
+        answer in time). Anything but ``"ok"`` gives A OFFLINE, as for a local peer."""
+        if outcome == "ok":
+            return []
+        if outcome == "unknown":
+            self.state.remote.pop(forward.peer_id, None)  # read the directory next time
+        self.state.stats[f"punch_via_owner_{outcome}"] += 1
+        return [Send(forward.link, PUNCH_OFFLINE)]
+
+    def on_owner_relay(self, peer_id: str, payload: bytes) -> list[Action]:
+        """Another node's RequestRelay for a peer we hold: route it to the peer."""
+        record = self.state.peers.get(peer_id)
+        if record is None:
+            return []
+        action = self.state.route(record, payload)
+        return [] if action is None else [action]
+
+    def on_answer(self, key: Addr, payload: bytes) -> list[Action]:
+        """B's answer that reached another node, for a requester waiting here."""
+        link = self.state.requesters.take(key)
+        if link is None:
+            self.state.stats["answers_undeliverable"] += 1
+            return []
+        return [Send(link, payload)]
+
+    def on_evict(self, peer_id: str, revision: int, now: float) -> list[Action]:
+        """Another node claimed ``peer_id`` at ``revision``: forget it, unless our own
+        claim is newer (the evict was late)."""
+        s = self.state
+        if s.claims.get(peer_id, 0) > revision:
+            return []
+        s.remote.pop(peer_id, None)
+        if peer_id not in s.peers:
+            return []
+        session = s.forget_peer(peer_id)
+        s.stats["evicted_by_other_node"] += 1
+        if n := s.log_throttle.count("evicted", now):
+            log.info("peer %s registered with another node: forgotten (%d this minute)", peer_id, n)
+        return [] if session is None else [Close(session)]
 
     # -- housekeeping ---------------------------------------------------------------------
 

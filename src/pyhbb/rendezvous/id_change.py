@@ -73,10 +73,16 @@ class IdChange:
             if new_id == old_id:
                 return reply(Result.OK)
 
-            guid = record.guid  # the details may leave memory while we look up new_id
+            # the details may leave memory while we look up new_id
+            guid, holder = record.guid, s.owner_elsewhere(record)
+            revision = record.details.revision if record.details is not None else 0
 
             def with_new(taken: PeerRecord | None, now: float, ok: bool) -> list[Action]:
-                return self._rename(record, guid, taken, ok, old_id, new_id, now, reply)
+                if holder is not None:  # cluster mode: held by another node (or by none)
+                    return self._rename_elsewhere(
+                        guid, revision, holder, taken, ok, old_id, new_id, now, reply
+                    )
+                return self._rename(record, guid, revision, taken, ok, old_id, new_id, now, reply)
 
             return s.with_peer(new_id, now, with_new)
 
@@ -86,6 +92,7 @@ class IdChange:
         self,
         record: PeerRecord,
         guid: bytes,
+        revision: int,
         taken: PeerRecord | None,
         ok: bool,
         old_id: str,
@@ -107,9 +114,41 @@ class IdChange:
             return reply(Result.OK)
         return [
             Persist(
-                RenamePeer(guid, old_id, new_id),
+                RenamePeer(guid, old_id, new_id, revision),
                 on_ok=reply(Result.OK),
                 on_fail=reply(Result.SERVER_ERROR),
                 on_conflict=reply(Result.ID_EXISTS),
+            )
+        ]
+
+    def _rename_elsewhere(
+        self,
+        guid: bytes,
+        revision: int,
+        holder: str,
+        taken: PeerRecord | None,
+        ok: bool,
+        old_id: str,
+        new_id: str,
+        now: float,
+        reply: Callable[[int], list[Action]],
+    ) -> list[Action]:
+        """Cluster mode: the asking machine's id is held by another node. The directory
+        entry moves to ``new_id`` (its holder is this node until the client registers its
+        new id again) and the former holder forgets ``old_id``."""
+        if not ok:
+            return reply(Result.SERVER_ERROR)
+        if taken is not None:
+            return reply(Result.ID_EXISTS)
+        self._recent[new_id] = now
+        if n := self.s.log_throttle.count("id change", now):
+            log.info("peer %s changed its id to %s (%d this minute)", old_id, new_id, n)
+        return [
+            Persist(
+                RenamePeer(guid, old_id, new_id, revision),
+                on_ok=reply(Result.OK),
+                on_fail=reply(Result.SERVER_ERROR),
+                on_conflict=reply(Result.ID_EXISTS),
+                evict=holder,
             )
         ]

@@ -109,17 +109,23 @@ class PeerDetails:
     """What only RegisterPk and ID changes need: loaded from the database for the decision
     and dropped right after it, since keeping it would double every peer's memory."""
 
-    __slots__ = ("guid", "ip", "uuid")
+    __slots__ = ("guid", "ip", "owner", "revision", "uuid")
 
-    def __init__(self, guid: bytes = b"", uuid: bytes = b"", ip: str = "") -> None:
+    def __init__(
+        self, guid: bytes = b"", uuid: bytes = b"", ip: str = "", owner: str = "", revision: int = 0
+    ) -> None:
         self.guid = guid
         self.uuid = uuid
         self.ip = ip
         """``info.ip`` of the last accepted RegisterPk (normalised)."""
+        self.owner = owner
+        """The node holding the peer in a shared directory ("" on a single server)."""
+        self.revision = revision
+        """The directory revision these details were read at (0 on a single server)."""
 
     @classmethod
     def from_stored(cls, row: StoredPeer) -> PeerDetails:
-        return cls(row.guid, row.uuid, try_into_v4(row.ip))
+        return cls(row.guid, row.uuid, try_into_v4(row.ip), row.owner, row.revision)
 
 
 class PeerRecord:
@@ -323,6 +329,10 @@ class PeerRegistry:
         if not blob:
             return self._objects[peer_id].registered_ip
         return blob[11 + blob[0] :].decode()
+
+    def ids(self) -> list[str]:
+        """Every id in memory (a copy: O(n), for rare admin and cluster operations)."""
+        return list(self._peers)
 
     def items(self) -> Iterator[tuple[str, PeerRecord]]:
         """Every record, compact ones as detached snapshots (change records through

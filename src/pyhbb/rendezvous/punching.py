@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 
 from pyhbb.net.hostport import format_addr
 from pyhbb.observability.throttle import worth_logging
-from pyhbb.rendezvous.actions import Action, Send
+from pyhbb.rendezvous.actions import Action, DeliverAnswer, PunchViaOwner, RelayViaOwner, Send
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.messages import (
     PUNCH_ID_NOT_EXIST,
@@ -81,10 +81,17 @@ class Punching:
     def punch_hole_request(self, link: Link, msg: pb.PunchHoleRequest, now: float) -> list[Action]:
         s = self.s
         s.stats["punch_requests"] += 1
+        transport = link.transport.value
+
+        def outcome(result: str) -> None:
+            s.outcomes["punch", transport, result] += 1
+
         if self._oversized("punch request", msg, link.addr):
+            outcome("oversized")
             return []
         key = s.settings.enforced_key
         if key and msg.licence_key != key:
+            outcome("key_mismatch")
             if n := s.log_throttle.count("key mismatch", now):
                 log.info(
                     "punch request from %s to %s refused: key mismatch (%d this minute)",
@@ -96,29 +103,57 @@ class Punching:
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
+                outcome("server_error")
                 return [Send(link, punch_failure(Failure.ID_NOT_EXIST, DB_FAILURE_TEXT))]
             if record is None:
+                outcome("id_not_exist")
                 log.debug(
                     "punch request from %s: %s does not exist", format_addr(link.addr), msg.id
                 )
                 return [Send(link, PUNCH_ID_NOT_EXIST)]
+            holder = s.owner_elsewhere(record)
+            if holder:  # cluster mode: B's NAT only lets in the node it registered with
+                outcome("to_other_node")
+                relay = s.relays.next()
+                return [PunchViaOwner(holder, link, msg.id, msg.SerializeToString(), relay)]
             if not record.online(now) or (record.addr is None and record.session is None):
+                if s.settings.node_name and holder is None and not rechecked:
+                    rechecked.append(True)  # held here but silent: moved without an evict?
+                    return s.with_peer(msg.id, now, decide, fresh=True)
+                outcome("offline")
                 log.debug("punch request from %s: %s is offline", format_addr(link.addr), msg.id)
                 return [Send(link, PUNCH_OFFLINE)]
             return self._notify_target(link, msg, record, now)
 
-        return s.with_peer(msg.id, now, decide)
+        rechecked: list[bool] = []
+        doubtful = s.doubtful and msg.id in s.doubtful
+        return s.with_peer(msg.id, now, decide, fresh=bool(doubtful))
 
     def _notify_target(
         self, link: Link, msg: pb.PunchHoleRequest, record: PeerRecord, now: float
     ) -> list[Action]:
+        action = self.notify_held_peer(link, msg, record, now, self.s.relays.next())
+        if action is None:
+            return [Send(link, PUNCH_OFFLINE)]
+        return [action]
+
+    def notify_held_peer(
+        self,
+        link: Link,
+        msg: pb.PunchHoleRequest,
+        record: PeerRecord,
+        now: float,
+        relay_server: str,
+    ) -> Action | None:
+        """The PunchHole (or FetchLocalAddr) for B, held here, on behalf of the requester
+        ``link`` (in cluster mode a stand-in for A's connection on another node); ``None``
+        when B cannot be reached."""
         s = self.s
         a_ip = link.addr[0]
         b_ip = s.peer_ip(record)
         s.punch_log.record(a_ip, b_ip, msg.id, now)
         peer_is_lan = s.lan.is_lan(b_ip)
         is_lan = s.lan.is_lan(a_ip)
-        relay_server = s.relays.next()
         nat_type = msg.nat_type
         if s.settings.always_use_relay or peer_is_lan != is_lan:
             if peer_is_lan:
@@ -154,8 +189,11 @@ class Punching:
                 )
             )
         action = s.route(record, out.SerializeToString())
+        transport = link.transport.value
         if action is None:
-            return [Send(link, PUNCH_OFFLINE)]
+            s.outcomes["punch", transport, "offline"] += 1
+            return None
+        s.outcomes["punch", transport, "forwarded_lan" if same_intranet else "forwarded"] += 1
         if s.settings.udp_punch and msg.udp_port and not same_intranet:
             self._expect_udp_answer(msg.id, link.key, now)
         if n := s.log_throttle.count("punch", now):
@@ -167,7 +205,7 @@ class Punching:
                 " same intranet" if same_intranet else "",
                 n,
             )
-        return [action]
+        return action
 
     def _expect_udp_answer(self, peer_id: str, requester: Addr, now: float) -> None:
         pending = self._udp_pending
@@ -199,19 +237,40 @@ class Punching:
     def request_relay(self, link: Link, msg: pb.RequestRelay, now: float) -> list[Action]:
         s = self.s
         s.stats["relay_requests"] += 1
+        transport = link.transport.value
         if self._oversized("relay request", msg, link.addr):
+            s.outcomes["relay", transport, "oversized"] += 1
             return []
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
+        if record is None and s.settings.node_name:
+            # cluster mode: B may be held by another node (directory, or the recent cache)
+            return s.with_peer(msg.id, now, lambda r, now, ok: self._relay_to(link, msg, r, now))
+        return self._relay_to(link, msg, record, now)
+
+    def _relay_to(
+        self, link: Link, msg: pb.RequestRelay, record: PeerRecord | None, now: float
+    ) -> list[Action]:
+        s = self.s
+        transport = link.transport.value
         if record is None:
+            s.outcomes["relay", transport, "not_in_memory"] += 1
             log.debug("relay request from %s: %s not in memory", format_addr(link.addr), msg.id)
             return []
         fwd = pb.RequestRelay()
         fwd.CopyFrom(msg)
         fwd.DiscardUnknownFields()  # passed on by UDP: only what the protocol defines
         fwd.socket_addr = addr_mangle.encode(link.addr, self.mangle_time())
-        action = s.route(record, pb.RendezvousMessage(request_relay=fwd).SerializeToString())
+        payload = pb.RendezvousMessage(request_relay=fwd).SerializeToString()
+        holder = s.owner_elsewhere(record)
+        action: Action | None
+        if holder is not None:
+            action = RelayViaOwner(holder, msg.id, payload) if holder else None
+        else:
+            action = s.route(record, payload)
         if action is None:
+            s.outcomes["relay", transport, "unreachable"] += 1
             return []
+        s.outcomes["relay", transport, "forwarded"] += 1
         if n := s.log_throttle.count("relay", now):
             log.info(
                 "relay request from %s to %s (uuid %s) (%d this minute)",
@@ -226,6 +285,13 @@ class Punching:
 
     def _deliver(self, requester: Addr, payload: bytes, what: str, peer_id: str) -> list[Action]:
         target = self.s.requesters.take(requester)
+        kind = what.lower().replace(" ", "_")  # from the fixed set of callers' words
+        if target is None and self.s.settings.node_name:
+            self.s.outcomes["answer", kind, "to_other_node"] += 1
+            return [DeliverAnswer(requester, payload)]  # A may wait on another node
+        self.s.outcomes[
+            "answer", kind, "forwarded" if target is not None else "requester_gone"
+        ] += 1
         if target is None:
             log.debug("%s from %s for %s: requester gone", what, peer_id, format_addr(requester))
             self.s.stats["answers_undeliverable"] += 1

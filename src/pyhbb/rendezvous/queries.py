@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyhbb.rendezvous.state import CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -24,8 +26,14 @@ class Queries:
     def online(self, msg: pb.OnlineRequest, now: float) -> bytes:
         """Bitmap of online peers, MSB first, always ceil(N/8) bytes: clients index it
         without bounds checks. IDs beyond ``max_online_query`` are reported offline."""
+        return pb.RendezvousMessage(
+            online_response=pb.OnlineResponse(states=self.online_states(msg.peers, now))
+        ).SerializeToString()
+
+    def online_states(self, peers: Sequence[str], now: float) -> bytes:
+        """The bitmap of :meth:`online` for the peers held here (in cluster mode, ORed
+        with the other nodes' bitmaps)."""
         self.s.stats["online_queries"] += 1
-        peers = msg.peers
         states = bytearray((len(peers) + 7) // 8)
         limit = self.s.settings.max_online_query
         online = self.s.peers.online
@@ -34,6 +42,4 @@ class Queries:
                 break
             if online(peer_id, now):
                 states[i >> 3] |= 0x80 >> (i & 7)
-        return pb.RendezvousMessage(
-            online_response=pb.OnlineResponse(states=bytes(states))
-        ).SerializeToString()
+        return bytes(states)

@@ -12,6 +12,7 @@ from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.absent_ids import AbsentIds
 from pyhbb.rendezvous.actions import (
     Action,
+    ClaimPeer,
     InsertPeer,
     Persist,
     RenamePeer,
@@ -58,9 +59,11 @@ MAX_SOFTWARE_ASKS = 10_000
 SOFTWARE_ASK_TTL = 60.0
 LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
 TAKE_BACK_BURST_SECONDS = 1.0
+CLAIM_ATTEMPTS = 3  # a shared directory's entry changed under us: read and decide again
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+RESULT_NAMES = {value: name.lower() for name, value in Result.items()}
 # Looked up once: the protobuf enum wrapper's attribute access is slow on a flooded path.
 TOO_FREQUENT = Result.TOO_FREQUENT
 
@@ -101,8 +104,9 @@ class Registration:
             if settings.software_version
             else b""
         )
-        self._announcements: dict[int, str] = {}
-        """Log lines for writes in flight (by id of the write): said once stored."""
+        self._announcements: dict[int, tuple[str, str]] = {}
+        """Log lines for writes in flight (by id of the write): said once stored; with
+        the transport the registration came by, for the metrics."""
 
     # -- RegisterPeer (UDP heartbeat every 15 s): the hot path ----------------------------
 
@@ -110,16 +114,22 @@ class Registration:
         self, msg: pb.RegisterPeer, src: Addr, now: float, session: Link | None = None
     ) -> list[Action]:
         """RegisterPeer by UDP from ``src``, or on a TCP/WebSocket ``session``."""
+        # Over UDP only refusals are counted here; the metrics derive the accepted ones
+        # from stats["register_peer"], so the hot path counts nothing more.
         peer_id = msg.id
         if not peer_id:
+            self.s.outcomes["heartbeat", "udp", "no_id"] += 1
             return []
         if session is not None:
             return self._register_peer_on_session(msg, session, now)
+        s = self.s
+        if s.doubtful and peer_id in s.doubtful:
+            return self._verify_then_register(msg, src, now)
         key = addr_key(src)
-        result = self.s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
+        result = s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
         if result is None:
             return self._take_back(peer_id, msg.serial, src, key, now)
-        if result == ACCEPTED and self.s.serial <= msg.serial and not self._software_reply:
+        if result == ACCEPTED and s.serial <= msg.serial and not self._software_reply:
             return [SendUdp(REGISTER_PEER_OK, src)]
         return self._heartbeat_answer(result, peer_id, msg.serial, src, now)
 
@@ -128,6 +138,9 @@ class Registration:
     ) -> list[Action]:
         """The answer to a UDP heartbeat that met a record (§6.3)."""
         if result != ACCEPTED:
+            self.s.outcomes[
+                "heartbeat", "udp", "ip_changed" if result == IP_CHANGED else "no_key"
+            ] += 1
             if (
                 result == IP_CHANGED
                 and self.s.reg_pk_counts.get(peer_id, (0, 0.0))[0] <= 2
@@ -148,6 +161,17 @@ class Registration:
             ]
         return [SendUdp(REGISTER_PEER_OK, src)]
 
+    def _verify_then_register(self, msg: pb.RegisterPeer, src: Addr, now: float) -> list[Action]:
+        """Cluster mode, after the bus was unreachable: is this peer still ours? Read the
+        directory first (which drops it if another node holds it), then decide."""
+
+        def then(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
+            if not ok:  # directory unreachable: a held peer keeps working meanwhile
+                self.s.doubtful.discard(msg.id)
+            return self.register_peer(msg, src, now)
+
+        return self.s.with_peer(msg.id, now, then, fresh=True)
+
     def _take_back(
         self, peer_id: str, serial: int, src: Addr, key: bytes, now: float
     ) -> list[Action]:
@@ -161,17 +185,27 @@ class Registration:
         and per source prefix (the budget is sized to what batched reads sustain,
         bench/RESULTS.md). A heartbeat over the budget gets no answer: the client resends
         it 3 s later, and a repeated request gets through the budget's retry lane.
+
+        In cluster mode the shared directory decides who holds a peer: its heartbeat gets
+        ``request_pk`` as before, and the RegisterPk that follows claims it.
         """
         s = self.s
-        if len(peer_id) < 6 or not id_format_ok(peer_id) or self.absent_ids.seen(peer_id):
-            s.stats["heartbeat_unknown"] += 1
+        if (
+            len(peer_id) < 6
+            or s.settings.node_name
+            or not id_format_ok(peer_id)
+            or self.absent_ids.seen(peer_id)
+        ):
+            s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
         if s.pending_loads >= MAX_TAKE_BACK_LOADS:
             s.stats["heartbeat_lookup_queue_full"] += 1
+            s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
         refused = self.take_backs.admit(src, peer_id, now)
         if refused:
             self._budget_refused("take_back", refused, peer_id, src)
+            s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
         s.stats["heartbeat_lookups"] += 1
         # a partial, not a closure: thousands wait at once after a restart, and each
@@ -184,14 +218,17 @@ class Registration:
         self, peer_id: str, serial: int, src: Addr, key: bytes, found: bool, now: float, ok: bool
     ) -> list[Action]:
         """The heartbeat of :meth:`_take_back`, decided once the record was read."""
+        s = self.s
         if not ok:  # the database failed: as before take-back, the client re-registers
+            s.outcomes["heartbeat", "udp", "database_error"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
         if not found:
             self.absent_ids.mark(peer_id)
+            s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
-        s = self.s
         result = s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
         if result is None:  # read while the table was full: not kept in memory
+            s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
         if result == ACCEPTED:
             s.stats["heartbeat_taken_back"] += 1
@@ -239,6 +276,7 @@ class Registration:
             or record.registered_ip != link.addr[0]
             or not s.bind_session(link, msg.id, record, now)
         )
+        s.outcomes["heartbeat", link.transport.value, "request_pk" if request_pk else "ok"] += 1
         actions: list[Action] = [
             Send(link, REGISTER_PEER_SEND_PK if request_pk else REGISTER_PEER_OK),
             self.session_start(link),
@@ -257,13 +295,20 @@ class Registration:
         self,
         msg: pb.RegisterPk,
         src: Addr,
-        reply: Reply,
+        answer: Reply,
         now: float,
         session: Link | None = None,
     ) -> list[Action]:
-        """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success)."""
+        """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success),
+        answered with ``answer(result)``."""
         s = self.s
         peer_id = msg.id
+        transport = "udp" if session is None else session.transport.value
+
+        def reply(result: int) -> Action:
+            s.outcomes["register_pk", transport, RESULT_NAMES[result]] += 1
+            return answer(result)
+
         if len(msg.pk) > MAX_PK_BYTES:  # no such key exists (Ed25519: 32 bytes): malformed
             s.stats["register_pk_malformed"] += 1
             return []
@@ -286,8 +331,25 @@ class Registration:
         if refused:
             self._budget_refused("lookup", refused, peer_id, src)
             return [reply(TOO_FREQUENT)]
-        uuid = bytes(msg.uuid)
-        pk = bytes(msg.pk)
+        return self._look_up_and_decide(
+            peer_id, bytes(msg.uuid), bytes(msg.pk), src, reply, answer, now, session, 1
+        )
+
+    def _look_up_and_decide(
+        self,
+        peer_id: str,
+        uuid: bytes,
+        pk: bytes,
+        src: Addr,
+        reply: Reply,
+        answer: Reply,
+        now: float,
+        session: Link | None,
+        attempt: int,
+    ) -> list[Action]:
+        """The §6.4 decision on the peer's stored details; in cluster mode a lost race for
+        the directory entry reads and decides again, up to CLAIM_ATTEMPTS times."""
+        s = self.s
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
@@ -309,8 +371,19 @@ class Registration:
                         )
                     return [reply(TOO_FREQUENT)]
                 record = record or PeerRecord()
-                s.peers.put(peer_id, record)
-            return self._apply(record, peer_id, uuid, pk, src, reply, now, session)
+                if s.owner_elsewhere(record) is None:
+                    s.peers.put(peer_id, record)
+                # else (cluster mode) held here only once the claim is decided (_apply)
+            if attempt < CLAIM_ATTEMPTS and s.settings.node_name:
+
+                def redo(now: float) -> list[Action]:
+                    args = (peer_id, uuid, pk, src, reply, answer, now, session, attempt + 1)
+                    return self._look_up_and_decide(*args)
+
+                return self._apply(
+                    record, peer_id, uuid, pk, src, reply, answer, now, session, redo
+                )
+            return self._apply(record, peer_id, uuid, pk, src, reply, answer, now, session)
 
         return s.with_peer(peer_id, now, decide, need_details=True)
 
@@ -371,9 +444,13 @@ class Registration:
         pk: bytes,
         src: Addr,
         reply: Reply,
+        uncounted: Reply,
         now: float,
         session: Link | None,
+        redo: Callable[[float], list[Action]] | None = None,
     ) -> list[Action]:
+        """``reply`` counts the answer; ``uncounted`` builds the answers of a write, which
+        are counted once the write's outcome is known (persist_succeeded/failed)."""
         s = self.s
         ip = src[0]
         details = record.details
@@ -411,6 +488,9 @@ class Registration:
             s.stats["register_pk_too_frequent"] += 1
             return [reply(TOO_FREQUENT)]
         s.reg_pk_counts[peer_id] = (count, now)
+        if s.peers.get(peer_id) is not record:  # cluster mode: a peer held elsewhere
+            s.peers.put(peer_id, record)
+            s.remote.pop(peer_id, None)
         if ip_changed:
             s.ip_changes.record(peer_id, ip, now)
         # TCP/WS clients never send RegisterPeer, which carries ConfigUpdate by UDP: a new
@@ -422,7 +502,10 @@ class Registration:
                 return [reply(TOO_FREQUENT)]
             if new_binding and s.serial > 0:
                 extra.append(Send(session, s.config_update_payload))
-        if not changed:
+        # Cluster mode: a peer held by another node (or by none) is claimed for this one.
+        holder = details.owner
+        claim = bool(s.settings.node_name) and holder != s.settings.node_name
+        if not changed and not claim:
             return [reply(Result.OK), *extra]
         is_new = not details.guid
         pk_changed = record.has_pk and record.pk != pk
@@ -440,26 +523,55 @@ class Registration:
             details.guid = s.random_bytes(16)
             write = InsertPeer(details.guid, peer_id, uuid, pk, ip)
             said = f"new peer {peer_id} registered from {format_addr(src)}"
-        else:
-            write = UpdatePeer(details.guid, peer_id, pk, ip)
+        elif changed:
+            write = UpdatePeer(details.guid, peer_id, pk, ip, details.revision)
             what = "key changed" if pk_changed else "IP changed"
             said = f"peer {peer_id} re-registered from {format_addr(src)} ({what})"
-        self._announcements[id(write)] = said  # logged once the write is stored
+        else:
+            write = ClaimPeer(peer_id, details.revision)
+            said = f"peer {peer_id} moved here from {holder or 'no node'} ({format_addr(src)})"
+        transport = "udp" if session is None else session.transport.value
+        self._announcements[id(write)] = (said, transport)  # logged once the write is stored
         s.stats["register_pk_stored"] += 1
-        return [Persist(write, [reply(Result.OK), *extra], [reply(Result.SERVER_ERROR)])]
+        on_ok: list[Action] = [uncounted(Result.OK), *extra]
+        on_fail: list[Action] = [uncounted(Result.SERVER_ERROR)]
+        if not s.settings.node_name:
+            return [Persist(write, on_ok, on_fail)]
+        if claim:
+            s.stats["register_pk_claims"] += 1
+        return [
+            Persist(
+                write,
+                on_ok,
+                on_fail,
+                on_busy=[uncounted(TOO_FREQUENT)],
+                redo=redo,
+                evict=holder if claim else "",
+            )
+        ]
 
     def persist_succeeded(self, write: StoreWrite) -> None:
         """A registration is stored: only now is it worth a log line."""
-        said = self._announcements.pop(id(write), None)
-        if said is not None and (n := self.s.log_throttle.count("registered")):
+        announced = self._announcements.pop(id(write), None)
+        if announced is None:
+            return
+        said, transport = announced
+        self.s.outcomes["register_pk", transport, "ok"] += 1
+        self.s.outcomes["stored", "-", "new" if isinstance(write, InsertPeer) else "update"] += 1
+        if n := self.s.log_throttle.count("registered"):
             log.info("%s (%d this minute)", said, n)
 
-    def persist_failed(self, write: StoreWrite, failure: StoreFailure) -> None:
-        """Forget the in-memory record whose write failed: it reloads from the database."""
-        self._announcements.pop(id(write), None)
-        self.s.stats["db_errors"] += 1
+    def persist_failed(self, write: StoreWrite, failure: StoreFailure, quiet: bool = False) -> None:
+        """Forget the in-memory record whose write failed: it reloads from the database.
+        ``quiet``: a race for a shared directory entry, decided again (not an error)."""
+        announced = self._announcements.pop(id(write), None)
+        if announced is not None and not quiet:
+            self.s.outcomes["register_pk", announced[1], "server_error"] += 1
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id
         self.s.peers.remove(peer_id)
+        if quiet:
+            return
+        self.s.stats["db_errors"] += 1
         if failure.id_taken:
             if n := self.s.log_throttle.count("id taken"):
                 log.warning(

@@ -42,6 +42,11 @@ MAX_TAKE_BACK_LOADS = 7_500  # heartbeats leave room for RegisterPk and punch lo
 MAX_WAITERS_PER_ID = 64
 MAX_REG_PK_COUNTS = 100_000  # ids with a RegisterPk accepted in the last 7 s
 PRELOAD_GRACE = 300.0  # a preloaded row that no heartbeat claims is dropped after this
+# Cluster mode (docs/cluster.md §1.4): peers held by other nodes, as last read from the
+# shared directory, answer punches for a few seconds without another read.
+REMOTE_TTL = 5.0
+MAX_REMOTE_PEERS = 10_000
+MAX_CLAIMS = 100_000  # ids claimed recently, with the revision: a late evict is ignored
 
 
 @dataclass
@@ -83,6 +88,9 @@ class CoreSettings:
     udp_punch: bool = False
     """Forward udp_port and accept UDP PunchHoleSent (§7.9)."""
     id_change: bool = True
+    node_name: str = ""
+    """This node's name in a shared peer directory (cluster mode). Empty: a single server,
+    where every peer in the database is this server's own."""
 
     @property
     def software_version(self) -> str:
@@ -109,6 +117,9 @@ class CoreState:
         self.relays = RelayServers(settings.relay_servers)
         self.lan = LanPolicy(settings.mask, settings.local_ip)
         self.stats: Counter[str] = Counter()
+        self.outcomes: Counter[tuple[str, str, str]] = Counter()
+        """Decisions for the metrics: (what, transport or kind, result) → count, each
+        part from a fixed set of words."""
         self.log_throttle = LogThrottle()
         """Every line a client can trigger goes through it (1st, 2nd, 4th ... a minute)."""
         self.reg_pk_counts: BoundedTable[str, tuple[int, float]] = BoundedTable(MAX_REG_PK_COUNTS)
@@ -119,6 +130,14 @@ class CoreState:
         self._waiting: dict[str, list[PeerCont]] = {}
         self._waiting_in_memory: dict[str, list[InMemoryCont]] = {}
         self.set_config(settings.serial, settings.rendezvous_servers)
+        # Cluster mode only; they stay empty on a single server.
+        self.remote: BoundedTable[str, tuple[PeerRecord, float]] = BoundedTable(MAX_REMOTE_PEERS)
+        """Peers other nodes hold: record (details with owner and revision), read at."""
+        self.claims: BoundedTable[str, int] = BoundedTable(MAX_CLAIMS)
+        """Our recent claims: id → revision, so an older evict cannot undo a newer claim."""
+        self.doubtful: set[str] = set()
+        """Held peers to check against the directory before their next use: after a lost
+        connection to the bus an evict may have been lost (docs/cluster.md §1.5)."""
 
     # -- ConfigUpdate -------------------------------------------------------------------
 
@@ -133,20 +152,31 @@ class CoreState:
     # -- peers ----------------------------------------------------------------------------
 
     def with_peer(
-        self, peer_id: str, now: float, cont: PeerCont, need_details: bool = False
+        self,
+        peer_id: str,
+        now: float,
+        cont: PeerCont,
+        need_details: bool = False,
+        fresh: bool = False,
     ) -> list[Action]:
         """Run ``cont`` with the record of ``peer_id`` from memory, or after loading it
         from the store (memory-then-database look-up, §6.1). ``need_details`` also loads
-        the details a record may have dropped (uuid, guid, info.ip)."""
-        record = self.peers.get(peer_id)
-        if record is not None and (record.details is not None or not need_details):
-            return cont(record, now, True)
+        the details a record may have dropped (uuid, guid, info.ip); ``fresh`` always
+        reads the store (cluster mode: is this peer still ours?)."""
+        if not fresh:
+            record = self.peers.get(peer_id)
+            if record is not None and (record.details is not None or not need_details):
+                return cont(record, now, True)
+            if record is None and not need_details and self.settings.node_name:
+                cached = self.remote.get(peer_id)
+                if cached is not None and now - cached[1] < REMOTE_TTL:
+                    return cont(cached[0], now, True)
         return self._wait(self._waiting, peer_id, now, cont, None)
 
     def with_peer_in_memory(self, peer_id: str, now: float, cont: InMemoryCont) -> list[Action]:
         """Run ``cont`` once the record of ``peer_id`` is in memory (read from the store if
         needed; ``found`` False: there is none), without making an object of it: for the
-        heartbeat take-back, thousands at once after a restart."""
+        heartbeat take-back, thousands at once after a restart. Single server only."""
         if peer_id in self.peers:
             return cont(True, now, True)
         return self._wait(self._waiting_in_memory, peer_id, now, cont, False)
@@ -177,6 +207,8 @@ class CoreState:
         return [] if in_flight else [LoadPeer(peer_id)]
 
     def peer_loaded(self, peer_id: str, row: StoredPeer | None, now: float) -> list[Action]:
+        if self.settings.node_name:
+            return self._directory_entry_loaded(peer_id, row, now)
         waiters = self._waiting.pop(peer_id, ())
         in_memory = self._waiting_in_memory.pop(peer_id, ())
         peers = self.peers
@@ -204,6 +236,81 @@ class CoreState:
                 del record
                 peers.compact(peer_id)
         return actions
+
+    def owner_elsewhere(self, record: PeerRecord) -> str | None:
+        """The node holding ``record``'s peer when it is not this one ("" when none holds
+        it), or ``None`` when the peer is ours: always on a single server."""
+        details = record.details
+        if details is None or not self.settings.node_name:
+            return None
+        owner = details.owner
+        return None if owner == self.settings.node_name else owner
+
+    def _directory_entry_loaded(
+        self, peer_id: str, row: StoredPeer | None, now: float
+    ) -> list[Action]:
+        """Cluster mode: the shared directory's entry decides whether the peer is ours.
+        A record held here that the directory gives to another node is dropped (its
+        evict was lost); another node's peer goes to the short-lived remote cache."""
+        node = self.settings.node_name
+        self.doubtful.discard(peer_id)
+        held = self.peers.get(peer_id)
+        remote: PeerRecord | None = None
+        if row is not None and row.owner != node:
+            remote = PeerRecord.from_stored(row)
+            remote.details = PeerDetails.from_stored(row)
+            self.remote[peer_id] = (remote, now)
+        if held is not None and (remote is not None or row is None):
+            self.forget_peer(peer_id)
+            if n := self.log_throttle.count("ownership lost", now):
+                log.info(
+                    "peer %s is held by %s now: forgotten here (%d this minute)",
+                    peer_id,
+                    (row.owner if row is not None else "") or "no node",
+                    n,
+                )
+        actions: list[Action] = []
+        for cont in self._waiting.pop(peer_id, ()):
+            if remote is not None:
+                actions += cont(remote, now, True)
+                continue
+            record = self.peers.get(peer_id)
+            if record is None and row is not None:  # ours, e.g. from before a restart
+                record = PeerRecord.from_stored(row)
+                if self.peers.has_room(now):
+                    self.peers.put(peer_id, record)
+            if record is not None and row is not None:
+                record.details = PeerDetails.from_stored(row)
+            elif record is not None and record.details is None:
+                record.details = PeerDetails()
+            actions += cont(record, now, True)
+        record = self.peers.get(peer_id)
+        if record is not None:
+            record.details = None
+            del record
+            self.peers.compact(peer_id)
+        return actions
+
+    def forget_peer(self, peer_id: str) -> Link | None:
+        """Drop a held peer (another node holds it now); returns its session, if any,
+        which the caller closes: the client registered elsewhere."""
+        record = self.peers.get(peer_id)
+        if record is None:
+            return None
+        self.peers.remove(peer_id)
+        self.doubtful.discard(peer_id)
+        session = record.session
+        if session is not None and self.sessions.get(session) == peer_id:
+            record.session = None
+            return session
+        return None
+
+    def doubt_ownership(self) -> int:
+        """Every held peer is checked against the directory at its next use (an evict
+        may have been lost while the bus was unreachable). Returns how many."""
+        self.doubtful = set(self.peers.ids())
+        self.remote.clear()
+        return len(self.doubtful)
 
     def peer_load_failed(self, peer_id: str, now: float) -> list[Action]:
         self.stats["db_errors"] += 1

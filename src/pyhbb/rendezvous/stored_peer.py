@@ -18,3 +18,8 @@ class StoredPeer(NamedTuple):
     pk: bytes
     ip: str
     """``info.ip``: the IP text of the last accepted RegisterPk ("" when unknown)."""
+    owner: str = ""
+    """The node holding the peer in a shared directory (cluster mode, docs/cluster.md §1.3);
+    "" in a single server's database, where every peer is this server's."""
+    revision: int = 0
+    """The directory entry's revision, which a claim must name (0 in SQLite)."""

@@ -75,10 +75,12 @@ async def run(
     dest: tuple[str, int],
     on_failure: Callable[[], None],
     received: Callable[[], int] = lambda: 0,
+    on_verdict: Callable[[str], None] = lambda verdict: None,
 ) -> None:
     """Probe ``dest`` until the UDP path is wedged, then call ``on_failure`` (which stops
     the server cleanly with exit status 1) and return. ``received`` counts the datagrams
-    the server's socket has delivered so far (without it, only answers count)."""
+    the server's socket has delivered so far (without it, only answers count);
+    ``on_verdict`` hears each verdict (the health check shows the latest)."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in dest[0] else socket.AF_INET
     test = SelfTest(loop.time(), received())
@@ -90,6 +92,7 @@ async def run(
             transport.sendto(payload, dest)
             await asyncio.sleep(INTERVAL)
             verdict = test.check(loop.time(), received())
+            on_verdict(verdict)
             if verdict == WEDGED:
                 log.error(
                     "UDP self-test: no answer and no datagram received for %.0f s; "

@@ -86,10 +86,12 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Self, TypeVar, cast
 
+from pyhbb.observability.db_stats import READ, WRITE, DatabaseStats
 from pyhbb.store.base import Conflict, IdTaken, StoreError
 from pyhbb.store.inspection import Findings, inspect
 from pyhbb.store.migrations import (
@@ -136,6 +138,8 @@ class SqliteDatabase:
         self._busy_timeout = busy_timeout
         self._latest = latest
         self._lock = threading.Lock()  # makes "closed?" and "enqueue" one step
+        self.stats = DatabaseStats()
+        """Latency, jobs in flight and failures, for the metrics and the health check."""
         self._closed = False
         self._stopped: asyncio.Future[list[Any]] | None = None
         self._reads: queue.SimpleQueue[Request] = queue.SimpleQueue()
@@ -188,7 +192,7 @@ class SqliteDatabase:
 
     async def read(self, job: Job[T]) -> T:
         """Run ``job`` on a reader thread, in one read transaction (a WAL snapshot)."""
-        return cast(T, await self._submit(self._reads, job))
+        return cast(T, await self._submit(self._reads, job, READ))
 
     async def write(self, job: Job[T]) -> T:
         """Run ``job`` on the writer thread; when this returns, its changes are on disk.
@@ -196,7 +200,7 @@ class SqliteDatabase:
         The job shares a transaction with the other queued writes (group commit) inside
         its own savepoint: if it raises, its changes alone are undone.
         """
-        return cast(T, await self._submit(self._writer.requests, job))
+        return cast(T, await self._submit(self._writer.requests, job, WRITE))
 
     async def close(self) -> None:
         """Commit every write already requested, then close connections and end threads.
@@ -223,14 +227,32 @@ class SqliteDatabase:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _submit(self, requests: queue.SimpleQueue[Request], job: Job[Any]) -> Any:
+    async def _submit(
+        self, requests: queue.SimpleQueue[Request], job: Job[Any], operation: str
+    ) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
             if self._closed:
                 raise StoreError("the database is closed")
             requests.put(Request(job, loop, future))
-        return await future
+        stats = self.stats
+        stats.started(operation)
+        started = time.monotonic()
+        try:
+            result = await future
+        except Conflict:  # the database worked: it refused a duplicate
+            stats.finished(operation, time.monotonic() - started, time.monotonic(), None)
+            raise
+        except StoreError as e:
+            stats.finished(operation, time.monotonic() - started, time.monotonic(), str(e))
+            raise
+        except BaseException:  # the caller was cancelled: the job's outcome is unknown
+            stats.abandoned(operation)
+            raise
+        now = time.monotonic()
+        stats.finished(operation, now - started, now, None)
+        return result
 
     # The openers below run on the database threads, for the first job and after errors.
 

@@ -26,8 +26,11 @@ async def _ingest(
         session = await ctx.accounts.authenticate(request.headers.get("authorization"))
         user_id = session.user.id
     now = ctx.clock()
+    kind = f"audit_{event.table.removeprefix('api_audit_')}"  # audit_conn, _file, _alarm
     if not await ctx.write(lambda c: audit.store(c, event, now, user_id)):
+        ctx.counts[kind, "unknown_device"] += 1
         raise ApiError(audit.ID_NOT_FOUND, 400)
+    ctx.counts[kind, "stored"] += 1
     return empty()
 
 

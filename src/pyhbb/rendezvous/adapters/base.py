@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
@@ -49,6 +50,9 @@ class AdapterContext:
     message_burst: int = 16
     """Messages a client may send on one connection in a burst (then 1 per second)."""
     links: set[IoLink] = field(default_factory=set)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Connection events for the metrics: (event, transport) → count, e.g.
+    ("accepted", "tcp"), ("closed", "ws"), ("handshake", "secure")."""
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -74,8 +78,10 @@ class ProtocolLink(asyncio.Protocol, IoLink):
         self.peer: Addr = normalize(transport.get_extra_info("peername"))
         IoLink.__init__(self, self.peer, self.kind)
         if not ctx.limiter.acquire(self.peer[0], per_ip=self._limited_per_ip()):
+            ctx.counts["refused", self.kind.value] += 1
             self._transport.abort()
             return
+        ctx.counts["accepted", self.kind.value] += 1
         self._registered = True
         self._closed = False
         sock = transport.get_extra_info("socket")
@@ -103,6 +109,7 @@ class ProtocolLink(asyncio.Protocol, IoLink):
         if self._beat is not None:
             self._beat.cancel()
         ctx = self._ctx
+        ctx.counts["closed", self.kind.value] += 1
         ctx.limiter.release(self.peer[0])
         ctx.links.discard(self)
         ctx.core.on_link_closed(self, ctx.executor.clock())

@@ -30,13 +30,14 @@ log = logging.getLogger("pyhbb.rendezvous")
 class NatPortLink(ProtocolLink):
     """One connection on P-1."""
 
-    __slots__ = ("_buf", "_decoder", "_mode")
+    __slots__ = ("_answered", "_buf", "_decoder", "_mode")
     kind = Transport.NAT
 
     def __init__(self, ctx: AdapterContext) -> None:
         super().__init__(ctx)
         self._buf = b""
         self._mode: Verdict = Verdict.UNDECIDED
+        self._answered = False
 
     def _opened(self) -> None:
         if self._ctx.console is None or not is_loopback(self.addr[0]):
@@ -57,8 +58,8 @@ class NatPortLink(ProtocolLink):
             if self._mode is Verdict.CONSOLE:
                 self._run_console(data)
                 return
-        if self._mode is Verdict.CONSOLE:
-            return  # one read per console session, as upstream
+        if self._mode is Verdict.CONSOLE or self._answered:
+            return  # one read per console session, one frame per connection, as upstream
         try:
             frames = self._decoder.feed(data)
         except FrameError as e:
@@ -66,9 +67,11 @@ class NatPortLink(ProtocolLink):
             self.abort()
             return
         if frames:
+            # the core's actions close the connection once answered (in cluster mode the
+            # online answer comes after the other nodes')
+            self._answered = True
             ctx = self._ctx
             ctx.executor.run(ctx.core.on_nat_frame(self, frames[0], ctx.executor.clock()))
-            self.close()
 
     def _run_console(self, data: bytes) -> None:
         console = self._ctx.console

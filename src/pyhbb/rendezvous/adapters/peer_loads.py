@@ -3,7 +3,8 @@
 After a restart a million returning peers each need their record read once (the
 heartbeat take-back, registration.py), tens of thousands per second: one read job per id
 would cost a task, a thread hand-off and a statement each. Ids asked for while every
-reader is busy wait here and go together in the next job (``SqlitePeerStore.get_many``):
+reader is busy wait here and go together in the next job (``Directory.get_many``, on a
+single server ``SqlitePeerStore.get_many``):
 no added delay when the database is idle, hundreds of ids per query under load.
 """
 
@@ -13,9 +14,9 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pyhbb.cluster.directory import Directory
 from pyhbb.rendezvous.actions import Action, StoreFailure
 from pyhbb.rendezvous.core import RendezvousCore
-from pyhbb.store.base import PeerStore
 
 MAX_BATCH = 1000  # ids per read job: a job holds a reader (and, briefly, the GIL) for ~10 ms
 RESUME_SLICE = 100  # waiters resumed per loop iteration: ~2 ms, never a stall
@@ -27,7 +28,7 @@ class PeerLoads:
     def __init__(
         self,
         core: RendezvousCore,
-        store: PeerStore,
+        directory: Directory,
         clock: Callable[[], float],
         run: Callable[[list[Action]], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
@@ -35,7 +36,7 @@ class PeerLoads:
         parallel: int = 1,
     ) -> None:
         self._core = core
-        self._store = store
+        self._directory = directory
         self._clock = clock
         self._run = run
         self._spawn = spawn
@@ -77,7 +78,7 @@ class PeerLoads:
         core = self._core
         try:
             try:
-                rows = await self._store.get_many(batch)
+                rows = await self._directory.get_many(batch)
             except Exception as e:  # StoreError, or a store bug: the waiters still get answers
                 failure = self._failure(e)
                 for peer_id in batch:

@@ -46,6 +46,7 @@ class TcpLink(ProtocolLink):
                 payload = decoder.next_frame()
             except FrameError as e:
                 log.debug("%r: %s; closing", self, e)
+                self._ctx.counts["error", "bad_frame"] += 1
                 self.abort()
                 return
             if payload is None:
@@ -65,6 +66,7 @@ class TcpLink(ProtocolLink):
                 payload = self._session.decrypt(payload)
             except HandshakeError as e:
                 log.debug("%r: %s; closing", self, e)
+                self._ctx.counts["error", "bad_encryption"] += 1
                 self.abort()
                 return
         elif self._handshake is not None and payload and self._finish_handshake(payload):
@@ -82,14 +84,18 @@ class TcpLink(ProtocolLink):
         handshake, self._handshake = self._handshake, None
         assert handshake is not None
         msg = parse(payload)
+        counts = self._ctx.counts
         if msg is None or msg.WhichOneof("union") != "key_exchange":
+            counts["handshake", "plaintext"] += 1
             return False  # a client that skipped secure_tcp: plaintext from here on
         try:
             self._session = handshake.finish(msg.key_exchange)
         except HandshakeError as e:
             log.debug("%r: bad KeyExchange (%s); closing", self, e)
+            counts["handshake", "failed"] += 1
             self.abort()
             return True
+        counts["handshake", "secure"] += 1
         self._decoder.max_payload = self._ctx.secure_max_frame
         log.debug("%r: secure channel established", self)
         return True

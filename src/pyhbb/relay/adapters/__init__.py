@@ -1,0 +1,1 @@
+"""hbbr's asyncio adapters: listeners, client protocols, the action executor."""
