@@ -130,6 +130,8 @@ class SplicePump:
         self._resumes = 0
         self.closed = False
         self.close_reason = ""
+        self.start_error: OSError | None = None
+        """Why the pipes could not be made (descriptors ran out?), if they could not."""
 
     @property
     def bytes_a_to_b(self) -> int:
@@ -149,7 +151,8 @@ class SplicePump:
             for h in (self._ab, self._ba):
                 h.pr, h.pw, h.capacity = make_pipe(self._pipe_size)
         except OSError as e:
-            self.close(f"cannot create a pipe: {e}")
+            self.start_error = e
+            self.close(f"cannot create a pipe: {e.strerror}")
             return
         now = self._loop.time()
         for h in (self._ab, self._ba):
