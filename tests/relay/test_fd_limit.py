@@ -42,7 +42,7 @@ def test_limit_raised_at_start_and_running_out_is_said_throttled(tmp_path: Path)
         wait_tcp(port)
         # more sessions than 72 descriptors hold (each: two sockets, two pipes)
         for i in range(20):
-            for side in (2, 3):
+            for _side in ("a", "b"):
                 s = socket.create_connection(("127.0.0.1", port), timeout=5)
                 s.sendall(encode_frame(request_relay(f"fd-{i}")))
                 socks.append(s)
