@@ -13,7 +13,6 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.bounded_table import BoundedTable
@@ -47,41 +46,44 @@ def prefix_key(ip: str) -> str:
         return ip
 
 
-class BlockerEntry(NamedTuple):
+class BlockerEntry:
     """One source IP's RegisterPk history. Most IPs register one id, so the id set is
-    ``None`` or a single string until a second id appears (an empty set alone is 216 B).
+    ``None`` or a single string until a second id appears (an empty set alone is 216 B)."""
 
-    Immutable (the blocker stores a new one on every change): a tuple of plain values is
-    one the cyclic GC stops tracking, and a flood or a burst of registrations puts up to
-    ``max_entries`` of them in memory, which as objects made every full collection walk
-    a quarter of a million of them (bench/RESULTS.md, loop stalls)."""
+    __slots__ = ("_ids", "count", "t_count", "t_ids")
 
-    count: int  # type: ignore[assignment]  # shadows tuple.count, which nobody calls here
-    t_count: float
-    t_ids: float
-    id_set: str | frozenset[str] | None = None
+    def __init__(self, count: int, t_count: float, t_ids: float) -> None:
+        self.count = count
+        self.t_count = t_count
+        self.t_ids = t_ids
+        self._ids: str | set[str] | None = None
 
     @property
     def ids(self) -> set[str]:
-        ids = self.id_set
+        ids = self._ids
         return set() if ids is None else {ids} if isinstance(ids, str) else set(ids)
 
     @property
     def id_count(self) -> int:
-        ids = self.id_set
+        ids = self._ids
         return 0 if ids is None else 1 if isinstance(ids, str) else len(ids)
 
     def has(self, peer_id: str) -> bool:
-        ids = self.id_set
-        return ids == peer_id if not isinstance(ids, frozenset) else peer_id in ids
+        ids = self._ids
+        return ids == peer_id if not isinstance(ids, set) else peer_id in ids
 
+    def add(self, peer_id: str) -> None:
+        ids = self._ids
+        if ids is None:
+            self._ids = peer_id
+        elif isinstance(ids, str):
+            if ids != peer_id:
+                self._ids = {ids, peer_id}
+        else:
+            ids.add(peer_id)
 
-def _with_id(ids: str | frozenset[str] | None, peer_id: str) -> str | frozenset[str]:
-    if ids is None:
-        return peer_id
-    if isinstance(ids, str):
-        return ids if ids == peer_id else frozenset((ids, peer_id))
-    return ids | {peer_id}
+    def clear_ids(self) -> None:
+        self._ids = None
 
 
 @dataclass
@@ -125,21 +127,20 @@ class IpBlocker:
                     entries.evicted,
                 )
             return True
-        count, t_count, t_ids, id_set = entry
-        if _secs(now - t_count) > lim.window:
-            count = 0
-        elif count > lim.burst:
+        if _secs(now - entry.t_count) > lim.window:
+            entry.count = 0
+        elif entry.count > lim.burst:
             return False
-        count += 1
+        entry.count += 1
+        entry.t_count = now
         is_new = not entry.has(peer_id)
-        if _secs(now - t_ids) > lim.ids_window:
-            id_set = None
+        if _secs(now - entry.t_ids) > lim.ids_window:
+            entry.clear_ids()
         elif entry.id_count > lim.max_ids and is_new:
-            entries[key] = BlockerEntry(count, now, t_ids, id_set)  # the try still counts
             return False
-        entries[key] = BlockerEntry(
-            count, now, now, _with_id(id_set, peer_id) if is_new else id_set
-        )
+        if is_new:
+            entry.add(peer_id)
+        entry.t_ids = now
         return True
 
     def _expired(self, now: float) -> Callable[[BlockerEntry], bool]:
