@@ -38,6 +38,8 @@ ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of a UDP heartbeat
 ROOM_SEARCH_BUDGET = 64  # records examined per new id while full: O(1) per request
 EXACT_COUNT_LIMIT = 50_000  # counting more on demand would stall the loop
 EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
+MAX_SWEEP_SLICE = 4096  # records examined per call: a few ms, never a loop stall (a pass
+# over a million records then takes about four minutes at one call per second)
 MAX_PK_BYTES = 255  # the record's one-byte length; real keys are 32 bytes
 
 _TIME = struct.Struct("<d")
@@ -408,13 +410,14 @@ class PeerRegistry:
         return True
 
     def evict_step(self, now: float, budget: int, offline_for: float | None = None) -> int:
-        """Look at the next ``budget`` records: drop those offline for longer than
-        ``offline_for`` (default ``evict_after``; the database keeps them) and compact the
-        objects nobody holds any more. Returns how many were dropped."""
+        """Look at the next ``budget`` records (at most :data:`MAX_SWEEP_SLICE`): drop
+        those offline for longer than ``offline_for`` (default ``evict_after``; the
+        database keeps them) and compact the objects nobody holds any more. Returns how
+        many were dropped."""
         limit = REG_TIMEOUT + (self.evict_after if offline_for is None else offline_for)
         peers, objects, ring = self._peers, self._objects, self._ring
         removed = online = 0
-        for peer_id in ring.take(budget):
+        for peer_id in ring.take(min(budget, MAX_SWEEP_SLICE)):
             blob = peers.get(peer_id)
             if blob is None:
                 continue  # gone (its entry was an orphan the ring skipped)
