@@ -95,6 +95,7 @@ class LayoutRun:
     reads: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     server_cores: dict[str, float] = field(default_factory=dict)
+    trim: tuple[int, int] = (0, 0)
 
     def bytes_per_peer(self, rss: int, online: int | None = None) -> float:
         return (rss - self.rss_idle) / (online or self.peers)
@@ -209,6 +210,7 @@ class Bench:
             self.phase(run, "steady heartbeats")
             pool.send("run", time.monotonic() + 0.05)
             self.settle(run, hbbs, o.settle, run.rss_settled)
+            run.trim = self.trim(hbbs, stats)
             if per_addr in o.restart:
                 hbbs = self.restart(run, hbbs, pool, workdir, port, stats)
                 self.phase(run, "steady after restart")
@@ -235,6 +237,22 @@ class Bench:
                 run.notes.append(f"hbbs exited with status {status}: {hbbs.log_tail(5)}")
             run.probe = [json.loads(line) for line in stats.read_text().splitlines() if line]
         return run
+
+    @staticmethod
+    def trim(hbbs: Child, stats: Path) -> tuple[int, int]:
+        """RSS before and after glibc's malloc_trim in hbbs (the probe's SIGUSR1)."""
+        os.kill(hbbs.pid, signal.SIGUSR1)
+        out = stats.with_suffix(".trim")
+        for _ in range(50):
+            time.sleep(0.1)
+            if out.exists() and out.read_text().strip():
+                line = json.loads(out.read_text().splitlines()[-1])
+                print(
+                    f"     malloc_trim: RSS {line['before'] / 2**20:.1f} -> "
+                    f"{line['after'] / 2**20:.1f} MiB"
+                )
+                return int(line["before"]), int(line["after"])
+        return 0, 0
 
     @staticmethod
     def last_probe(stats: Path) -> dict[str, Any]:
@@ -386,6 +404,15 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
             f"| {settled / 2**20:.1f} MiB | **{r.bytes_per_peer(settled):.0f}** | {after} "
             f"| {r.server_cores.get('steady heartbeats', 0):.2f} |"
         )
+    for r in runs:
+        before, after = r.trim
+        if before:
+            lines.append("")
+            lines.append(
+                f"{r.per_addr} per IP: glibc `malloc_trim(0)` called in hbbs after the steady "
+                f"state (the probe's SIGUSR1): VmRSS {before / 2**20:.1f} → {after / 2**20:.1f} "
+                f"MiB ({(before - after) / r.peers:.1f} bytes per peer given back)."
+            )
     lines.append("")
     lines.append(
         "*bytes per online peer* = (VmRSS − VmRSS idle) / N, whole process (SQLite cache, "
