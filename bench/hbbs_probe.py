@@ -17,7 +17,8 @@ Every second one JSON line goes to STATS_FILE::
 The lag probe is a timer every ``LAG_TICK`` s: its lateness is how long the loop was busy
 with something else when it was due (a stall). Environment knobs for the benchmark:
 ``PROBE_SUMMARY_INTERVAL`` (seconds between hbbs's summary log lines, default 600) and
-``PROBE_EVICT_AFTER`` (seconds offline before a record is evicted, default a day).
+``PROBE_EVICT_AFTER`` (seconds offline before a record is evicted, default a day); a
+file STATS_FILE with the suffix ``.evict_after`` changes that at run time.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def rss_bytes() -> int:
 class Probe:
     def __init__(self, path: Path) -> None:
         self.out = path.open("a", buffering=1)
+        self.out_path = path
         self.gc_started = 0.0
         self.gc_done: list[list[float]] = []
         self.lag_max = 0.0
@@ -92,6 +94,9 @@ class Probe:
                 self.report(now)
 
     def report(self, now: float) -> None:
+        evict = self.out_path.with_suffix(".evict_after")  # the bench's eviction phase
+        if self.server is not None and evict.exists():
+            self.server.core.state.peers.evict_after = float(evict.read_text())
         peers = objects = -1
         counters: dict[str, int] = {}
         if self.server is not None:

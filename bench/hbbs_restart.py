@@ -144,8 +144,7 @@ class Bench:
             "RMEM": str(self.o.rmem),
             "PROBE_SUMMARY_INTERVAL": "60",
         }
-        if self.o.evict_after > 0:
-            env["PROBE_EVICT_AFTER"] = str(self.o.evict_after)
+
         if fast_register:
             env["NEW_PEERS_PER_SECOND"] = str(1 << 30)  # ~500/s would take an hour
         if run.code != "pyhbb" and self.o.baseline_src is not None:
@@ -217,6 +216,7 @@ class Bench:
                 self.settle(run, hbbs, o.settle_after_restart, run.rss_restarted)
             if code == "pyhbb" and o.evict_after > 0:
                 self.phase(run, "eviction")
+                stats.with_suffix(".evict_after").write_text(str(o.evict_after))
                 pool.call("silence", 10, 9)
                 wait = 30 + o.evict_after + 70
                 t0 = time.monotonic()
@@ -495,7 +495,7 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
             lines.append("")
             lines.append(
                 f"Eviction ({r.per_addr} per IP): a tenth of the peers silent for "
-                f"{30 + o.evict_after:.0f} s (PROBE_EVICT_AFTER={o.evict_after:.0f}); "
+                f"{30 + o.evict_after:.0f} s (eviction after {o.evict_after:.0f} s offline, set at run time); "
                 f"{r.evicted_peers:,} records left in memory, RSS {r.evicted_rss / 2**20:.1f} MiB."
             )
         for note in r.notes:
