@@ -495,7 +495,8 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
             lines.append("")
             lines.append(
                 f"Eviction ({r.per_addr} per IP): a tenth of the peers silent for "
-                f"{30 + o.evict_after:.0f} s (eviction after {o.evict_after:.0f} s offline, set at run time); "
+                f"{30 + o.evict_after:.0f} s (eviction after {o.evict_after:.0f} s offline, set "
+                "at run time); "
                 f"{r.evicted_peers:,} records left in memory, RSS {r.evicted_rss / 2**20:.1f} MiB."
             )
         for note in r.notes:
