@@ -37,8 +37,9 @@ Step = Callable[[float], None]
 def bench_settings() -> CoreSettings:
     """Core settings with the registration rate limits out of the way (when they exist)."""
     settings = CoreSettings(blocker=BlockerLimits(burst=1 << 30))
-    if hasattr(settings, "new_peers_per_second"):
-        settings = dataclasses.replace(settings, new_peers_per_second=float(1 << 30))
+    for name in ("new_peers_per_second", "register_lookups_per_second"):
+        if hasattr(settings, name):
+            settings = dataclasses.replace(settings, **{name: float(1 << 30)})
     return settings
 
 

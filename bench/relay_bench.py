@@ -55,6 +55,8 @@ from pyhbb.wire.rendezvous_pb2 import RendezvousMessage, RequestRelay  # noqa: E
 OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Relay (hbbr)"
+MANY_SECTION = "## Relay (hbbr) at many sessions"
+MANY_FDS = 200_000  # raising the hard limit needs root (CAP_SYS_RESOURCE); else the hard one
 NOTES = "### Notes"
 GIB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -179,7 +181,9 @@ def request_frame(uuid: str) -> bytes:
     return encode_frame(msg.SerializeToString())
 
 
-def open_pair(port: int, uuid: str, i: int = 0) -> tuple[socket.socket, socket.socket]:
+def open_pair(
+    port: int, uuid: str, i: int = 0, gap: float = 0.01
+) -> tuple[socket.socket, socket.socket]:
     """Two blocking sockets paired by the relay (from different 127.x addresses)."""
     socks = []
     for side in (2, 3):
@@ -189,7 +193,7 @@ def open_pair(port: int, uuid: str, i: int = 0) -> tuple[socket.socket, socket.s
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(request_frame(uuid))
         socks.append(s)
-        time.sleep(0.01)  # the C baseline pairs in arrival order
+        time.sleep(gap)  # the C baseline pairs in arrival order
     return socks[0], socks[1]
 
 
@@ -403,15 +407,151 @@ async def run_scaling(relay: Relay, sessions: int, rate_bps: int, seconds: float
     )
 
 
+async def run_many(relay: Relay, sessions: int, rate_bps: int, seconds: float) -> Scaling:
+    """Like :func:`run_scaling`, for thousands of sessions: pairs opened with a short gap,
+    and one feeder that writes to each phase group of sessions in turn (a task per
+    session would make the load generator, not the relay, the bottleneck)."""
+    loop = asyncio.get_running_loop()
+    chunk = 16 * 1024
+    interval = chunk / rate_bps
+    received = 0
+
+    class Sink(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+
+    rss_idle = relay.rss()
+    writers: list[asyncio.WriteTransport] = []
+    sinks: list[asyncio.BaseTransport] = []
+
+    def open_all() -> list[tuple[socket.socket, socket.socket]]:
+        return [open_pair(relay.port, f"many-{i}", i, gap=0.0015) for i in range(sessions)]
+
+    for a, b in await asyncio.to_thread(open_all):
+        a.setblocking(False)
+        b.setblocking(False)
+        wa, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        tb, _ = await loop.connect_accepted_socket(Sink, b)
+        writers.append(wa)
+        sinks.append(tb)
+    payload = b"\x5a" * chunk
+    tick = 0.01
+    groups = max(1, round(interval / tick))
+    by_phase = [writers[g::groups] for g in range(groups)]
+    stop = False
+
+    async def feed() -> None:
+        nxt = loop.time()
+        g = 0
+        while not stop:
+            for t in by_phase[g]:
+                t.write(payload)
+            g = (g + 1) % groups
+            nxt += interval / groups
+            await asyncio.sleep(max(0.0, nxt - loop.time()))
+
+    feeder = asyncio.ensure_future(feed())
+    await asyncio.sleep(2.0)  # warm up
+    cpu0, got0, t0 = relay.cpu(), received, loop.time()
+    await asyncio.sleep(seconds)
+    cpu1, got1, t1 = relay.cpu(), received, loop.time()
+    rss = relay.rss()
+    stop = True
+    await feeder
+    for t in (*writers, *sinks):
+        t.close()
+    await asyncio.sleep(1.0)
+    expected = sessions * rate_bps * (t1 - t0)
+    return Scaling(
+        sessions, (cpu1 - cpu0) / (t1 - t0), rss / 2**20, rss_idle / 2**20, (got1 - got0) / expected
+    )
+
+
+def many_sessions(args: argparse.Namespace, sources: dict[str, Path]) -> str:
+    """``--sessions``: C and pyhbb (and ``--compare``) interleaved, ``--session-reps``
+    times per count; medians. Returns the RESULTS.md section."""
+    import uvloop
+
+    counts = [int(x) for x in args.sessions.split(",")]
+    rate = 128 * 1024
+    window = args.window
+    baseline = build_baseline()
+    kinds = (C_KIND, PYHBB, *sources)
+    runs: dict[tuple[str, int], list[Scaling]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.session_reps):
+            for n in counts:
+                for kind in kinds:
+                    relay = start_relay(kind, baseline, Path(tmp), sources)
+                    try:
+                        loop = uvloop.new_event_loop()
+                        try:
+                            s = loop.run_until_complete(run_many(relay, n, rate, window))
+                        finally:
+                            loop.close()
+                    finally:
+                        relay.stop()
+                    runs.setdefault((kind, n), []).append(s)
+                    print(
+                        f"  rep {rep + 1} {kind:9s} {n:6d} sessions: {100 * s.cpu_share:5.1f} % "
+                        f"CPU, RSS {s.rss_mib:.1f} MiB (idle {s.rss_idle_mib:.1f}), delivered "
+                        f"{100 * s.received_ratio:.0f} %",
+                        flush=True,
+                    )
+
+    def med(kind: str, n: int, field: str) -> float:
+        return statistics.median(getattr(s, field) for s in runs[kind, n])
+
+    load = os.getloadavg()
+    lines = [
+        MANY_SECTION,
+        "",
+        f"Measured by `bench/relay_bench.py --sessions {args.sessions} --session-reps "
+        f"{args.session_reps}` on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, loopback, pyhbb at `{git_commit()}`; load "
+        f"average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (a shared machine: "
+        "the relays were run one after the other, interleaved, and the medians compared). "
+        f"Each session sends 16 KiB every 125 ms one way (1 Mb/s) for a {window:g} s window; "
+        "CPU in % of one core (user + system of the relay process), RSS of the relay "
+        "process, per session above its idle RSS.",
+        "",
+        "| sessions | C splice: CPU | pyhbb: CPU | **pyhbb / C** | C: RSS per session "
+        "| pyhbb: RSS per session | delivered (C / pyhbb) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in counts:
+        c_cpu, p_cpu = med(C_KIND, n, "cpu_share"), med(PYHBB, n, "cpu_share")
+        c_rss = (med(C_KIND, n, "rss_mib") - med(C_KIND, n, "rss_idle_mib")) * 1024 / n
+        p_rss = (med(PYHBB, n, "rss_mib") - med(PYHBB, n, "rss_idle_mib")) * 1024 / n
+        lines.append(
+            f"| {n:,} | {100 * c_cpu:.1f} % | {100 * p_cpu:.1f} % | **{p_cpu / c_cpu:.2f}** "
+            f"(goal ≤ 1.2) | {c_rss:.2f} KiB | {p_rss:.2f} KiB "
+            f"| {100 * med(C_KIND, n, 'received_ratio'):.0f} % / "
+            f"{100 * med(PYHBB, n, 'received_ratio'):.0f} % |"
+        )
+    for label in sources:
+        lines += ["", f"`{label}` (another source tree, interleaved in the same run):", ""]
+        lines += ["| sessions | this tree / that: CPU | that / C |", "|---|---|---|"]
+        for n in counts:
+            this, that = med(PYHBB, n, "cpu_share"), med(label, n, "cpu_share")
+            lines.append(
+                f"| {n:,} | **{this / that:.2f}** | {that / med(C_KIND, n, 'cpu_share'):.2f} |"
+            )
+    return "\n".join(lines)
+
+
 # -- reporting -------------------------------------------------------------------------
 
 
-def replace_section(text: str, body: str) -> str:
-    """Replace (or append) our section, leaving every other section as it is; a
-    ``### Notes`` block at the end of our section (hand-written) is kept."""
+def replace_section(text: str, body: str, section: str = SECTION) -> str:
+    """Replace (or append) ``section``, leaving every other section as it is; a
+    ``### Notes`` block at the end of the section (hand-written) is kept. ``body`` may
+    start with the section's own heading."""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    new = SECTION + "\n\n" + body.rstrip() + "\n"
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == section), None)
+    body = body.removeprefix(section).lstrip("\n")
+    new = section + "\n\n" + body.rstrip() + "\n"
     if start is None:
         sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
         return text + sep + new
@@ -482,6 +622,13 @@ def main() -> None:
         metavar="LABEL=SRC",
         help="also run the pyhbb in SRC (a directory holding the pyhbb package) as LABEL",
     )
+    ap.add_argument(
+        "--sessions",
+        metavar="N,N",
+        help="only the many-sessions comparison, at these counts (e.g. 1000,10000)",
+    )
+    ap.add_argument("--session-reps", type=int, default=3, help="interleaved repetitions")
+    ap.add_argument("--window", type=float, default=8.0, help="measured seconds per run")
     args = ap.parse_args()
     sources: dict[str, Path] = {}
     if args.compare:
@@ -490,7 +637,19 @@ def main() -> None:
             raise SystemExit("--compare wants LABEL=SRC, SRC holding pyhbb/relay/cli.py")
         sources[label] = Path(path).resolve()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:  # 10,000 sessions: 20,000 sockets here, 60,000 descriptors in each relay
+        resource.setrlimit(resource.RLIMIT_NOFILE, (MANY_FDS, MANY_FDS))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.sessions:
+        body = many_sessions(args, sources)
+        print()
+        print(body)
+        if not args.no_write:
+            old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+            RESULTS.write_text(replace_section(old, body, MANY_SECTION))
+            print(f"\nwritten to {RESULTS.relative_to(ROOT)} ({MANY_SECTION})")
+        return
     try:
         import uvloop
 

@@ -4,7 +4,6 @@ them. The same events on a single server never produce a cluster action."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from pyhbb.rendezvous.actions import (
@@ -80,7 +79,7 @@ class Directory:
         changes: dict[str, Any] = {"owner": node, "revision": self.revision}
         if isinstance(write, UpdatePeer):
             changes.update(pk=write.pk, ip=write.ip)
-        self.rows[write.peer_id] = dataclasses.replace(row, **changes)
+        self.rows[write.peer_id] = row._replace(**changes)
         return self.revision
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pyhbb.config.hbbr import HbbrOptions
-from pyhbb.relay.app import raise_fd_limit
+from pyhbb.net.fd_limit import raise_fd_limit
 from pyhbb.relay.server import RelayServer
 from tests.api.support import RunningApi, running_api
 from tests.relay.conftest import FAST

@@ -140,7 +140,7 @@ async def test_forwarded_headers_only_from_trusted_proxies(tmp_path: Path) -> No
 async def test_database_failures_answer_server_error_and_recover(tmp_path: Path) -> None:
     async with running_hbbs(tmp_path) as hbbs:
         store = hbbs.server.executor.store
-        real_insert, real_get = store.insert, store.get
+        real_insert, real_get = store.insert, store.get_many
 
         async def broken(*args: object) -> None:
             raise StoreError("disk I/O error (simulated)")
@@ -151,14 +151,14 @@ async def test_database_failures_answer_server_error_and_recover(tmp_path: Path)
             await b.register_pk("123456789", b"u", b"k" * 32) == pb.RegisterPkResponse.SERVER_ERROR
         )
         assert "123456789" not in hbbs.server.core.state.peers  # nothing half-registered
-        store.get = broken  # type: ignore[method-assign]
+        store.get_many = broken  # type: ignore[method-assign]
         a = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
         a.send(
             Msg(punch_hole_request=pb.PunchHoleRequest(id="987654321", licence_key=hbbs.public_key))
         )
         resp = (await a.recv_nonkeyexchange()).punch_hole_response
         assert not resp.socket_addr and "database" in resp.other_failure
-        store.insert, store.get = real_insert, real_get  # type: ignore[method-assign]
+        store.insert, store.get_many = real_insert, real_get  # type: ignore[method-assign]
         assert await b.register_pk("123456789", b"u", b"k" * 32) == pb.RegisterPkResponse.OK
 
 
@@ -184,7 +184,7 @@ async def test_each_database_failure_is_logged_exactly_once(
 
     async with running_hbbs(tmp_path) as hbbs:
         store = hbbs.server.executor.store
-        real_insert, real_get = store.insert, store.get
+        real_insert, real_get = store.insert, store.get_many
         b = await UdpPeer.open(hbbs.udp, "127.0.0.2")
         caplog.clear()
 
@@ -203,7 +203,7 @@ async def test_each_database_failure_is_logged_exactly_once(
 
         caplog.clear()
         store.insert = real_insert  # type: ignore[method-assign]
-        store.get = down  # type: ignore[method-assign]
+        store.get_many = down  # type: ignore[method-assign]
         a = await TcpClient.connect(hbbs.tcp, "127.0.0.3")
         a.send(
             Msg(punch_hole_request=pb.PunchHoleRequest(id="987654321", licence_key=hbbs.public_key))
@@ -212,7 +212,7 @@ async def test_each_database_failure_is_logged_exactly_once(
         (record,) = problems()
         assert record.levelno == logging.ERROR and "987654321" in record.getMessage()
 
-        store.get = real_get  # type: ignore[method-assign]
+        store.get_many = real_get  # type: ignore[method-assign]
         assert await b.register_pk("333333333", b"u", b"k" * 32) == R.OK
         caplog.clear()
         store.rename = taken  # type: ignore[method-assign]

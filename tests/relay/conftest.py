@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pyhbb.config.hbbr import HbbrOptions
-from pyhbb.relay.app import raise_fd_limit
+from pyhbb.net.fd_limit import raise_fd_limit
 from pyhbb.relay.server import RelayServer
 from tests.support.ports import free_base_port
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyhbb.rendezvous.actions import SendUdp
+from pyhbb.rendezvous.actions import LoadPeer, SendUdp
 from tests.rendezvous.helpers import (
     B_ADDR,
     B_ID,
@@ -14,6 +14,7 @@ from tests.rendezvous.helpers import (
     decode,
     make_core,
     punch_request,
+    reg,
     register_peer,
     resolve,
     stored,
@@ -30,17 +31,25 @@ def online(core, peer_id: str, now: float) -> bool:
 def test_spec_vector_request_bytes_unknown_id_gets_request_pk() -> None:
     core = make_core()
     data = bytes.fromhex("320b0a09313233343536373839")  # §14.3 RegisterPeer{id, serial=0}
-    assert core.on_udp(data, B_ADDR, T0) == [SendUdp(REQUEST_PK, B_ADDR)]
+    # not in memory: looked up in the (empty) database first, then the same answer
+    assert reg(core, data, B_ADDR, T0) == [SendUdp(REQUEST_PK, B_ADDR)]
     # No record is created by RegisterPeer (RegisterPk does it).
     assert core.state.peers.get(B_ID) is None
     assert len(core.state.peers) == 0
 
 
-def test_unknown_id_is_memory_only_no_database_lookup() -> None:
+def test_unknown_id_costs_one_database_lookup_then_none() -> None:
+    # Since the restart take-back (issue 11) an id not in memory is looked up once; an id
+    # the database lacks is then remembered, so its heartbeats cost no more reads.
     core = make_core()
     actions = core.on_udp(register_peer("987654321"), B_ADDR, T0)
-    assert actions == [SendUdp(REQUEST_PK, B_ADDR)]
+    assert actions == [LoadPeer("987654321")]
+    assert core.peer_loaded("987654321", None, T0) == [SendUdp(REQUEST_PK, B_ADDR)]
+    for i in range(1, 4):
+        actions = core.on_udp(register_peer("987654321"), B_ADDR, T0 + 15 * i)
+        assert actions == [SendUdp(REQUEST_PK, B_ADDR)]
     assert core.state.pending_loads == 0
+    assert core.state.peers.get("987654321") is None  # RegisterPk creates records
 
 
 def test_empty_id_gets_no_reply() -> None:
@@ -171,13 +180,17 @@ def test_config_update_also_for_known_peers() -> None:
 
 def test_default_serial_zero_never_sends_config_update() -> None:
     core = make_core()
-    assert core.on_udp(register_peer(serial=0), B_ADDR, T0) == [SendUdp(REQUEST_PK, B_ADDR)]
+    assert reg(core, register_peer(serial=0), B_ADDR, T0) == [SendUdp(REQUEST_PK, B_ADDR)]
 
 
 def test_self_test_id_gets_request_pk() -> None:
     # The watchdog's probe must get the normal answer (§6.3 note).
     core = make_core()
-    assert core.on_udp(register_peer("(:test_hbbs:)"), ("127.0.0.1", 9), T0) == [
+    assert reg(core, register_peer("(:test_hbbs:)"), ("127.0.0.1", 9), T0) == [
+        SendUdp(REQUEST_PK, ("127.0.0.1", 9))
+    ]
+    # once found missing from the database, the probe (every second) is answered at once
+    assert core.on_udp(register_peer("(:test_hbbs:)"), ("127.0.0.1", 9), T0 + 1) == [
         SendUdp(REQUEST_PK, ("127.0.0.1", 9))
     ]
 

@@ -4,28 +4,59 @@ from __future__ import annotations
 
 from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerRecord, PeerRegistry
 from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker
-from pyhbb.rendezvous.sweep import Sweeper
+from pyhbb.rendezvous.sweep import KeyRing
 
 
-def test_sweeper_visits_every_key_once_per_pass_in_slices() -> None:
+def _step(ring: KeyRing[int], table: dict[int, int], budget: int, stale: object) -> int:
+    """What a table owner does with its ring: drop the stale keys, keep the others."""
+    assert callable(stale)
+    removed = 0
+    for key in ring.take(budget):
+        if stale(table[key]):
+            del table[key]
+            removed += 1
+        else:
+            ring.keep(key)
+    return removed
+
+
+def test_key_ring_visits_every_key_once_per_pass_in_slices() -> None:
     table = {i: i for i in range(10)}
-    sweeper = Sweeper(table)
-    assert sweeper.step(4, lambda v: v % 2 == 0) == 2  # keys 0..3
+    ring = KeyRing[int]()
+    for key in table:
+        ring.added(key)
+    assert _step(ring, table, 4, lambda v: v % 2 == 0) == 2  # keys 0..3
     table[100] = 100  # added during a pass: seen in the next pass
-    assert sweeper.step(4, lambda v: v % 2 == 0) == 2  # keys 4..7
-    assert sweeper.step(4, lambda v: v % 2 == 0) == 1  # keys 8..9
+    ring.added(100)
+    assert _step(ring, table, 4, lambda v: v % 2 == 0) == 2  # keys 4..7
+    assert not ring.pass_done()
+    assert _step(ring, table, 4, lambda v: v % 2 == 0) == 1  # keys 8..9
+    assert ring.pass_done() and not ring.pass_done()  # reported once
     assert sorted(table) == [1, 3, 5, 7, 9, 100]
-    assert sweeper.step(100, lambda v: v == 100) == 1
+    assert _step(ring, table, 100, lambda v: v == 100) == 1
     assert sorted(table) == [1, 3, 5, 7, 9]
+    assert len(ring) == 5  # exactly the keys left: no snapshot, no leftovers
 
 
-def test_sweeper_tolerates_keys_deleted_meanwhile() -> None:
+def test_key_ring_skips_keys_removed_meanwhile_and_keeps_readded_ones() -> None:
     table = {"a": 1, "b": 2}
-    sweeper = Sweeper(table)
-    sweeper.step(1, lambda v: False)
+    ring = KeyRing[str]()
+    for key in table:
+        ring.added(key)
+    assert list(ring.take(1)) == ["a"]
+    ring.keep("a")
     del table["b"]
-    assert sweeper.step(5, lambda v: True) == 0  # "b" is gone: skipped, no KeyError
-    assert table == {"a": 1}
+    ring.removed("b")
+    assert list(ring.take(5)) == []  # "b" is gone: skipped, no KeyError; the pass ends
+    assert ring.pass_done()
+    assert list(ring.take(5)) == ["a"]
+    ring.keep("a")
+    # removed, then added again before the ring reached its old entry: visited once
+    table["a"] = 3
+    ring.removed("a")
+    ring.added("a")
+    assert list(ring.take(5)) == ["a"]
+    assert len(ring) == 0
 
 
 def test_registry_evicts_only_long_offline_records() -> None:
@@ -146,3 +177,46 @@ def test_online_count_comes_from_the_sweep_in_large_tables() -> None:
         assert reg.online_count(101.0) == 4
     finally:
         peer_registry.EXACT_COUNT_LIMIT = old
+
+
+def test_key_ring_keeps_order_across_chunks_and_out_of_the_gcs_sight() -> None:
+    import gc
+
+    from pyhbb.rendezvous.sweep import CHUNK
+
+    n = CHUNK * 3 + 17
+    table = {f"k{i}": i for i in range(n)}
+    ring = KeyRing[str]()
+    for key in table:
+        ring.added(key)
+    visited: list[str] = []
+    while not ring.pass_done():
+        for key in ring.take(500):
+            visited.append(key)
+            if table[key] % 3:
+                ring.keep(key)
+            else:
+                del table[key]
+    assert visited == [f"k{i}" for i in range(n)]  # once each, in insertion order
+    assert len(ring) == len(table)
+    second = [key for key in ring.take(n) for _ in [ring.keep(key)]]
+    assert second == [f"k{i}" for i in range(n) if i % 3]
+    gc.collect()
+    # full chunks are tuples of strings, which the collector stops tracking
+    assert ring._chunks and not any(gc.is_tracked(chunk) for chunk in ring._chunks)
+
+
+def test_bounded_table_gives_room_back_once_mostly_empty() -> None:
+    import sys
+
+    from pyhbb.rendezvous.bounded_table import BoundedTable
+
+    table: BoundedTable[str, int] = BoundedTable(100_000)
+    for i in range(50_000):
+        table[f"ip{i}"] = i
+    grown = sys.getsizeof(table._map)
+    assert table.sweep(50_000, lambda v: v >= 100) == 49_900  # the burst is over
+    assert sys.getsizeof(table._map) < grown / 50  # the dict was rebuilt at its new size
+    assert len(table) == 100 and table.get("ip7") == 7 and table["ip99"] == 99
+    table["new"] = 1  # still a working table
+    assert table.get("new") == 1 and table.sweep(1000, lambda v: False) == 0

@@ -26,6 +26,35 @@ async def test_insert_then_get(store: SqlitePeerStore) -> None:
     assert await store.count() == 1
 
 
+async def test_get_many_returns_present_rows_by_id_in_one_read(store: SqlitePeerStore) -> None:
+    guids = {}
+    for i in range(1200):  # more ids than one statement takes (IDS_PER_STATEMENT)
+        guids[f"peer{i:05d}"] = new_guid()
+        await store.insert(
+            guids[f"peer{i:05d}"], f"peer{i:05d}", b"u", PK, f"10.0.{i // 256}.{i % 256}"
+        )
+    asked = [f"peer{i:05d}" for i in range(0, 1200, 2)] + ["absent1", "absent2", "peer00000"]
+    found = await store.get_many(asked)
+    assert sorted(found) == sorted({f"peer{i:05d}" for i in range(0, 1200, 2)})
+    assert found["peer01198"] == StoredPeer(guids["peer01198"], "peer01198", b"u", PK, "10.0.4.174")
+    assert await store.get_many([]) == {}
+    assert await store.get_many(["absent"]) == {}
+
+
+async def test_scan_reads_every_row_once_page_by_page(store: SqlitePeerStore) -> None:
+    ids = {f"peer{i:04d}" for i in range(1234)}
+    for peer_id in ids:
+        await store.insert(new_guid(), peer_id, b"u", PK, "10.0.0.1")
+    seen: list[str] = []
+    after = b""
+    while rows := await store.scan(after, 100):
+        assert len(rows) <= 100 and all(r.guid > after for r in rows)
+        seen += [r.id for r in rows]
+        after = rows[-1].guid
+    assert len(seen) == len(ids) and set(seen) == ids
+    assert (await store.scan(b"", 1))[0].ip == "10.0.0.1"
+
+
 async def test_update_changes_id_pk_ip_and_keeps_uuid(
     store: SqlitePeerStore, db_path: Path
 ) -> None:

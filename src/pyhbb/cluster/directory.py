@@ -10,6 +10,7 @@ holder of the peer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from pyhbb.rendezvous.stored_peer import StoredPeer
@@ -32,6 +33,11 @@ class Directory(Protocol):
 
     async def get(self, peer_id: str) -> StoredPeer | None:
         """The entry of ``peer_id`` (with ``owner`` and ``revision``), or ``None``."""
+        ...
+
+    async def get_many(self, peer_ids: Sequence[str]) -> dict[str, StoredPeer]:
+        """The entries of these ids, by id (ids without one are left out): what many
+        look-ups at once cost less as (hbbs batches them under load)."""
         ...
 
     async def create(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> int:

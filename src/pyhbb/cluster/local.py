@@ -7,6 +7,7 @@ no other node to reach: requests to another node find nobody, answers stay here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pyhbb.cluster.bus import Bus, NodeGone
@@ -30,6 +31,9 @@ class LocalDirectory:
 
     async def get(self, peer_id: str) -> StoredPeer | None:
         return await self.store.get(peer_id)
+
+    async def get_many(self, peer_ids: Sequence[str]) -> dict[str, StoredPeer]:
+        return await self.store.get_many(peer_ids)
 
     async def create(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> int:
         await self.store.insert(guid, peer_id, uuid, pk, ip)

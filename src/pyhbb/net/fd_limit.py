@@ -51,10 +51,12 @@ class FdWatch:
     start-up); :meth:`check` is given the number of open client connections once a second,
     so no directory is listed on a busy server."""
 
-    def __init__(self, name: str, soft_limit: int, baseline: int) -> None:
+    def __init__(self, name: str, soft_limit: int, baseline: int, advice: str = ADVICE) -> None:
         self.name = name
         self.soft_limit = soft_limit
         self.baseline = baseline
+        self.advice = advice
+        """What the admin can do, said with every warning."""
         self.exhausted = 0
         """Times the descriptors were found exhausted (checks, or failed accepts)."""
 
@@ -73,7 +75,7 @@ class FdWatch:
         return (
             f"{self.name}: the open-files limit ({self.soft_limit}) leaves room for about "
             f"{room} TCP/WebSocket connections, fewer than MAX_CONNECTIONS={max_connections}; "
-            f"{ADVICE}"
+            f"{self.advice}"
         )
 
     def check(self, connections: int) -> None:
@@ -91,6 +93,6 @@ class FdWatch:
                 self.name,
                 detail,
                 self.soft_limit,
-                ADVICE,
+                self.advice,
                 self.exhausted,
             )

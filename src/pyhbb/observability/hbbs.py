@@ -40,6 +40,7 @@ REFUSAL_REASONS = {
     "register_pk_table_full": "peer_table_full",
     "sessions_refused": "session_limit",
     "legacy_updates_paced": "legacy_update_pacing",
+    "heartbeat_lookup_queue_full": "take_back_queue_full",
 }
 BUDGETS = ("new_id", "lookup")  # Registration._budget_refused: register_pk_<budget>_<limit>_…
 
@@ -97,6 +98,8 @@ def hbbs_families(
     for budget in BUDGETS:
         for limit in (SOURCE_LIMIT, PREFIX_LIMIT, GLOBAL_LIMIT):
             refusals[f"{budget}_{limit}_budget",] = stats[f"register_pk_{budget}_{limit}_refused"]
+        # heartbeats of peers read back after a restart (Registration._take_back)
+        refusals[f"take_back_{limit}_budget",] = stats[f"heartbeat_take_back_{limit}_refused"]
     accepted: dict[tuple[str, ...], int] = {(t,): counts["accepted", t] for t in TRANSPORTS}
     sizes = core.admin.table_sizes(now)
     tables: dict[tuple[str, ...], int] = {

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import resource
 import time
 
 from pyhbb.config.hbbr import HbbrOptions
@@ -25,15 +23,6 @@ def resolve_licence_key(opts: HbbrOptions) -> str:
     if opts.key in ("-", "_") and not (opts.workdir / SECRET_FILE).exists():
         time.sleep(KEY_FILE_WAIT)
     return resolve_hbbr_key(opts.key, opts.workdir)
-
-
-def raise_fd_limit() -> None:
-    """Lift the soft open-files limit to the hard one: a session uses 2 sockets + 4 pipe
-    ends, so the usual soft limit of 1024 would cap the relay near 170 sessions."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def describe(opts: HbbrOptions, licence_key: str) -> str:

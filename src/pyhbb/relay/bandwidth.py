@@ -58,11 +58,19 @@ class TokenBucket:
 
     def consume(self, bits: float, now: float) -> float:
         """Charge ``bits``; return the seconds to wait before the next chunk (0 if none)."""
-        self._refill(now)
-        self._tokens -= bits
-        if self._tokens >= 0:
+        # _refill, inlined: this runs for every relayed chunk
+        tokens = self._tokens
+        elapsed = now - self._last
+        if elapsed > 0:
+            tokens += elapsed * self._rate
+            if tokens > self._burst:
+                tokens = self._burst
+            self._last = now
+        tokens -= bits
+        self._tokens = tokens
+        if tokens >= 0:
             return 0.0
-        return -self._tokens / self._rate
+        return -tokens / self._rate
 
 
 @dataclass
@@ -143,7 +151,9 @@ class SessionBudget:
         bits = nbytes * 8
         self.total_bits += bits
         session = self._limited if self.blacklisted or self.downgraded else self._normal
-        return max(session.consume(bits, now), self._total.consume(bits, now))
+        wait = session.consume(bits, now)
+        shared = self._total.consume(bits, now)
+        return wait if wait > shared else shared
 
     def tick(self, now: float, blacklisted: bool, downgrade_start_check: int) -> None:
         """The once-a-second bookkeeping of §8.4."""

@@ -12,7 +12,7 @@ from pyhbb.config.hbbr import HbbrOptions, parse_options
 from pyhbb.config.sources import ConfigError
 from pyhbb.net.sockets import BindError
 from pyhbb.observability.logs import setup_logging
-from pyhbb.relay.app import raise_fd_limit, resolve_licence_key, serve
+from pyhbb.relay.app import resolve_licence_key, serve
 from pyhbb.wire.keys import KeyError_
 
 
@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError_ as e:
         print(f"hbbr: {e}", file=sys.stderr)
         return 2
-    raise_fd_limit()
     try:
         try:
             import uvloop

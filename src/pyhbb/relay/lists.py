@@ -47,8 +47,16 @@ class IpList:
         self._set.clear()
 
     def __contains__(self, ip: object) -> bool:
-        # Peers are normalised at ingress, so the fast path is a plain dict look-up.
-        return isinstance(ip, str) and (ip in self._set or normalize_ip(ip) in self._set)
+        # Peers are normalised at ingress, so the fast path is a plain dict look-up. IPv4
+        # text without spaces normalises to itself (or is no address), so only other text
+        # needs the parse: the once-a-second check of every session asks for each side.
+        if not isinstance(ip, str):
+            return False
+        if ip in self._set:
+            return True
+        if ":" not in ip and " " not in ip and ip == ip.strip():
+            return False
+        return normalize_ip(ip) in self._set
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._set))

@@ -14,6 +14,7 @@ import logging
 import socket
 
 from pyhbb.config.hbbr import HbbrOptions
+from pyhbb.net.fd_limit import FdWatch, open_fds, raise_fd_limit
 from pyhbb.net.sockets import tcp_listener
 from pyhbb.observability.hbbr import accepting_check, hbbr_families
 from pyhbb.observability.metrics import Monitoring
@@ -32,6 +33,12 @@ from pyhbb.wire.addr_mangle import Addr
 log = logging.getLogger("pyhbb.relay")
 
 TICK = 1.0
+# A spliced session holds two sockets and two pipes (four descriptors).
+FDS_PER_SESSION = 6
+FEW_SESSIONS = 1000  # below this many a start-up warning says to raise the limit
+FD_ADVICE = (
+    "raise the open-files limit (systemd: LimitNOFILE=, docker: --ulimit nofile=, shell: ulimit -n)"
+)
 
 
 def relay_limits(opts: HbbrOptions) -> RelayLimits:
@@ -68,6 +75,8 @@ class RelayServer:
         self._tick_handle: asyncio.TimerHandle | None = None
         self.closed = False
         self.monitoring: Monitoring | None = None
+        self.fd_watch: FdWatch | None = None
+        """The open-files limit, and the throttled warning when it is reached."""
 
     @property
     def core(self) -> RelayCore:
@@ -104,6 +113,7 @@ class RelayServer:
             blocklist,
             loop.time(),
         )
+        soft_limit = raise_fd_limit()
         tcp = tcp_listener(opts.bind, opts.port)
         try:
             ws = tcp_listener(opts.bind, opts.ws_port)
@@ -118,7 +128,8 @@ class RelayServer:
             ws.close()
             raise
         self._core = core
-        self._executor = executor = Executor(core, loop, opts.trusted_proxies)
+        self.fd_watch = watch = FdWatch("hbbr", soft_limit, open_fds(), FD_ADVICE)
+        self._executor = executor = Executor(core, loop, opts.trusted_proxies, watch)
 
         def on_tcp(sock: socket.socket, peer: Addr) -> None:
             executor.admit(TcpClient(executor, sock, peer), sock)
@@ -127,8 +138,8 @@ class RelayServer:
             executor.admit(WsClient(executor, sock, peer), sock)
 
         self._listeners = [
-            Listener(loop, tcp, on_tcp, "relay (TCP)"),
-            Listener(loop, ws, on_ws, "relay (WebSocket)"),
+            Listener(loop, tcp, on_tcp, "relay (TCP)", watch.exhausted_now),
+            Listener(loop, ws, on_ws, "relay (WebSocket)", watch.exhausted_now),
         ]
         for listener in self._listeners:
             listener.start()
@@ -138,6 +149,7 @@ class RelayServer:
             self.monitoring.add_loop_families(lambda: hbbr_families(core, listeners))
             self.monitoring.add_check("tcp", accepting_check(listeners))
             self.monitoring.start()
+        self._log_fd_room(watch)
         log.info(
             "#blacklist(%s): %d, #blocklist(%s): %d",
             BLACKLIST_FILE,
@@ -145,6 +157,29 @@ class RelayServer:
             BLOCKLIST_FILE,
             len(blocklist),
         )
+
+    @staticmethod
+    def _log_fd_room(watch: FdWatch) -> None:
+        """Say at start how many sessions the open-files limit leaves room for."""
+        room = watch.max_connections
+        if room < 0:
+            return
+        sessions = room // FDS_PER_SESSION
+        if sessions < FEW_SESSIONS:
+            log.warning(
+                "hbbr: the open-files limit (%d) leaves room for about %d relayed sessions "
+                "(%d descriptors each); %s",
+                watch.soft_limit,
+                sessions,
+                FDS_PER_SESSION,
+                FD_ADVICE,
+            )
+        else:
+            log.info(
+                "open-files limit %d: room for about %d relayed sessions",
+                watch.soft_limit,
+                sessions,
+            )
 
     def _tick(self) -> None:
         assert self._executor is not None

@@ -84,10 +84,12 @@ class CoreAdmin:
     def blocked_ips(self, now: float) -> Mapping[str, BlockerEntry]:
         """The IP blocker's entries, expired ones dropped first (as upstream's ``ib``)."""
         self.s.blocker.prune(now)
-        return MappingProxyType(self.s.blocker.entries)
+        return MappingProxyType(
+            {ip: BlockerEntry(*raw) for ip, raw in self.s.blocker.entries.items()}
+        )
 
     def blocked_ip(self, ip: str) -> BlockerEntry | None:
-        return self.s.blocker.entries.get(blocker_key(ip))
+        return self.s.blocker.entry(ip)
 
     def unblock_ip(self, ip: str) -> None:
         if self.s.blocker.entries.pop(blocker_key(ip), None) is not None:

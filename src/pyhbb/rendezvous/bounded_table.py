@@ -17,6 +17,8 @@ from typing import TypeVar
 K = TypeVar("K")
 V = TypeVar("V")
 
+SHRINK_AT = 8  # rebuild the dict once it holds less than 1/8 of its peak
+
 
 class BoundedTable(MutableMapping[K, V]):
     """At most ``cap`` entries; inserting into a full table evicts the oldest-swept one."""
@@ -29,6 +31,7 @@ class BoundedTable(MutableMapping[K, V]):
         self._ring: deque[K] = deque()
         self.evicted = 0
         """Entries pushed out by new keys while full (a flood's footprint)."""
+        self._peak = 0
         self.get = self._map.get  # type: ignore[method-assign]  # the dict's own: hot path
 
     # -- MutableMapping --------------------------------------------------------------------
@@ -43,6 +46,8 @@ class BoundedTable(MutableMapping[K, V]):
                 del table[self._ring.popleft()]
                 self.evicted += 1
             self._ring.append(key)
+            if len(table) >= self._peak:
+                self._peak = len(table) + 1
         table[key] = value
 
     def __delitem__(self, key: K) -> None:
@@ -76,7 +81,17 @@ class BoundedTable(MutableMapping[K, V]):
                 removed += 1
             else:
                 ring.append(key)
+        if removed and len(table) * SHRINK_AT < self._peak:
+            self._shrink()
         return removed
+
+    def _shrink(self) -> None:
+        """A dict never gives back the room it grew to: once the table is down to a small
+        part of its peak (a flood, a burst of registrations is over), copy it into a
+        right-sized one, in O(entries left)."""
+        self._map = dict(self._map)
+        self.get = self._map.get  # type: ignore[method-assign]
+        self._peak = len(self._map)
 
     def remove_where(self, stale: Callable[[V], bool]) -> int:
         """Drop every stale entry at once (console commands: O(n))."""

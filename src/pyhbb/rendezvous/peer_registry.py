@@ -4,32 +4,107 @@ A record is online while ``now - last_reg < REG_TIMEOUT``; records are created b
 RegisterPk or loaded from the database (then offline until they register again). Unlike
 upstream, the table is bounded: records that have been offline for long are evicted
 (the database still holds them and reloads them on demand).
+
+A million peers live here, so a record is normally one ``bytes`` value in the id → record
+dict, laid out as::
+
+    [n: 1 byte][pk: n bytes][last_reg: float64, 8 bytes][port: 2 bytes, big-endian][IP text]
+
+No per-peer Python object: about 190 bytes per peer with its id string and dict slot, and a
+dict of strings to bytes is one the cyclic GC never walks (a million small objects made a
+full collection stall the loop for ~250 ms). The address is kept as the IP *text* the
+socket gave us, so a heartbeat compares it without converting it (``addr_key``). Port 0
+means "the IP of the last RegisterPk only" (upstream's ``info.ip`` fallback); nothing
+after the time means no address.
+
+Code that holds a record across a call, or gives it a session or details, gets an object
+(:class:`PeerRecord`) wrapping the same bytes; the sweeper turns objects that nobody else
+holds back into bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import struct
+import sys
+from collections.abc import Iterator
 
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.stored_peer import StoredPeer
-from pyhbb.rendezvous.sweep import Sweeper
+from pyhbb.rendezvous.sweep import KeyRing
 from pyhbb.wire.addr_mangle import Addr, ip_from_bytes, ip_to_bytes, try_into_v4
 
 REG_TIMEOUT = 30.0
-ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of PeerRecord.udp_heartbeat
+ACCEPTED, IP_CHANGED, NO_KEY = 0, 1, 2  # results of a UDP heartbeat
 ROOM_SEARCH_BUDGET = 64  # records examined per new id while full: O(1) per request
 EXACT_COUNT_LIMIT = 50_000  # counting more on demand would stall the loop
 EXPIRED = -1e18  # "now - 1 hour" upstream; any value far in the past
+MAX_SWEEP_SLICE = 4096  # records examined per call: a few ms, never a loop stall (a pass
+# over a million records then takes about four minutes at one call per second)
+MAX_PK_BYTES = 255  # the record's one-byte length; real keys are 32 bytes
+
+_TIME = struct.Struct("<d")
+_pack_time = _TIME.pack
+_unpack_time = _TIME.unpack_from
+_EXPIRED_TIME = _pack_time(EXPIRED)
+_OBJECT = b""
+"""The dict value of a peer whose record is an object (then in ``PeerRegistry._objects``)."""
+_UNSHARED_REFS = 3
+"""``sys.getrefcount`` of an object referenced only by its table and one local name (the
+call's own argument is the third): no one else can be holding it."""
 
 
-def pack_addr(addr: Addr) -> bytes:
-    """4 or 16 address bytes, then the port big-endian (6 or 18 bytes)."""
+def addr_key(addr: Addr) -> bytes:
+    """How a record holds an address: the port (2 bytes, big-endian), then the IP text.
+    Built from what the socket gave in ~0.1 µs (packing the IP in Python cost 0.6-2.4 µs
+    per heartbeat), and compared as bytes: the adapters hand over canonical text."""
     ip, port = addr
-    return ip_to_bytes(ip) + port.to_bytes(2, "big")
+    return port.to_bytes(2, "big") + ip.encode()
 
 
-def unpack_addr(raw: bytes) -> Addr:
-    return ip_from_bytes(raw[:-2]), int.from_bytes(raw[-2:], "big")
+def addr_from_key(key: bytes) -> Addr:
+    return key[2:].decode(), int.from_bytes(key[:2], "big")
+
+
+def canonical_ip(ip: str) -> str | None:
+    """``ip`` as the socket layer writes it (IPv4-mapped as IPv4), or ``None`` when it is
+    no IP address: for text from the database, which any writer may have filled."""
+    ip = try_into_v4(ip)
+    try:
+        raw = ip_to_bytes(ip)
+    except ValueError:
+        return None
+    # dotted IPv4 that parses is canonical already (ip_to_bytes takes canonical octets only)
+    return ip if len(raw) == 4 and ":" not in ip else ip_from_bytes(raw)
+
+
+def stored_blob(row: StoredPeer, last_reg: float = EXPIRED) -> bytes:
+    """The compact record of a database row: its key, offline (§6.1), and ``info.ip`` as
+    an IP-only address (port 0) for the IP-change test; a key no client could have sent
+    or an unparsable IP is left out, so that the next heartbeat asks for the key."""
+    pk = row.pk if len(row.pk) <= MAX_PK_BYTES else b""
+    ip = canonical_ip(row.ip) if row.ip else None
+    time = _EXPIRED_TIME if last_reg == EXPIRED else _pack_time(last_reg)
+    return bytes((len(pk),)) + pk + time + (addr_key((ip, 0)) if ip else b"")
+
+
+def heartbeat(blob: bytes, key: bytes, now: float, from_loopback: bool) -> bytes | int:
+    """The RegisterPeer rule of §6.3 on a compact record: the record refreshed with the
+    address ``key`` (:func:`addr_key`) and time ``now``, or :data:`IP_CHANGED` /
+    :data:`NO_KEY` (the client must send RegisterPk; nothing changes)."""
+    cut = 1 + blob[0]
+    at = cut + 8
+    if blob[at:] != key:
+        if blob[at + 2 :] != key[2:] and not from_loopback:
+            return IP_CHANGED
+        if cut == 1:
+            return NO_KEY
+    elif cut == 1:
+        return NO_KEY
+    return blob[:cut] + _pack_time(now) + key
+
+
+def last_reg_of(blob: bytes) -> float:
+    return float(_unpack_time(blob, 1 + blob[0])[0])
 
 
 class PeerDetails:
@@ -56,18 +131,13 @@ class PeerDetails:
 
 
 class PeerRecord:
-    """One peer's registration state, compact because a million of them live in memory.
+    """One peer's registration state as an object: the compact bytes (module docstring)
+    plus what only some peers have for a while (a session, the details)."""
 
-    The key and the UDP address share one bytes object (``len(pk)``, pk, packed address):
-    with CPython's allocator it costs what the key alone would. A packed address with port
-    0 carries only the IP of the last RegisterPk (upstream's ``info.ip`` fallback).
-    """
-
-    __slots__ = ("_blob", "details", "last_reg", "session")
+    __slots__ = ("_blob", "details", "session")
 
     def __init__(self, guid: bytes = b"", uuid: bytes = b"", pk: bytes = b"", ip: str = "") -> None:
-        self._blob = bytes((len(pk),)) + pk
-        self.last_reg = EXPIRED
+        self._blob = bytes((len(pk),)) + pk + _EXPIRED_TIME
         self.session: Link | None = None
         """TCP/WebSocket registration session, when the peer registered over one."""
         self.details: PeerDetails | None = PeerDetails(guid, uuid, ip)
@@ -76,12 +146,25 @@ class PeerRecord:
 
     @classmethod
     def from_stored(cls, row: StoredPeer) -> PeerRecord:
-        record = cls(row.guid, row.uuid, row.pk, try_into_v4(row.ip))
-        if row.owner or row.revision:
-            record.details = PeerDetails.from_stored(row)
+        record = cls.wrap(stored_blob(row))
+        record.details = PeerDetails.from_stored(row)
         return record
 
-    # -- key and address, in the blob ------------------------------------------------------
+    @classmethod
+    def wrap(cls, blob: bytes) -> PeerRecord:
+        """The object form of a compact record."""
+        record = cls.__new__(cls)
+        record._blob = blob
+        record.session = None
+        record.details = None
+        return record
+
+    @property
+    def blob(self) -> bytes:
+        """The compact form (without the session and details)."""
+        return self._blob
+
+    # -- key, time and address, in the blob --------------------------------------------------
 
     @property
     def pk(self) -> bytes:
@@ -90,58 +173,60 @@ class PeerRecord:
 
     @pk.setter
     def pk(self, pk: bytes) -> None:
-        self._blob = bytes((len(pk),)) + pk + self._packed_addr()
+        blob = self._blob
+        self._blob = bytes((len(pk),)) + pk + blob[1 + blob[0] :]
 
     @property
     def has_pk(self) -> bool:
         return self._blob[0] != 0
 
-    def _packed_addr(self) -> bytes:
+    @property
+    def last_reg(self) -> float:
+        return last_reg_of(self._blob)
+
+    @last_reg.setter
+    def last_reg(self, now: float) -> None:
         blob = self._blob
-        return blob[1 + blob[0] :]
+        cut = 1 + blob[0]
+        self._blob = blob[:cut] + _pack_time(now) + blob[cut + 8 :]
+
+    def _addr_key(self) -> bytes:
+        blob = self._blob
+        return blob[9 + blob[0] :]
 
     @property
     def addr(self) -> Addr | None:
         """Last registered UDP address (normalised); ``None`` = never registered by UDP."""
-        packed = self._packed_addr()
-        if not packed or packed[-2:] == b"\0\0":
+        key = self._addr_key()
+        if not key or key[:2] == b"\0\0":
             return None
-        return unpack_addr(packed)
+        return addr_from_key(key)
 
     @addr.setter
     def addr(self, addr: Addr | None) -> None:
         blob = self._blob
-        head = blob[: 1 + blob[0]]
-        self._blob = head if addr is None else head + pack_addr(addr)
+        head = blob[: 9 + blob[0]]
+        self._blob = head if addr is None else head + addr_key(addr)
 
     def set_ip_only(self, ip: str) -> None:
         """Remember ``ip`` for the IP-change test while no UDP address is known."""
-        try:
-            self.addr = (ip, 0)
-        except ValueError:
-            self.addr = None  # an unparsable stored IP: the next heartbeat asks for the key
+        canonical = canonical_ip(ip)
+        # an unparsable stored IP: no address, so the next heartbeat asks for the key
+        self.addr = None if canonical is None else (canonical, 0)
 
     @property
     def registered_ip(self) -> str:
         """The IP the next RegisterPeer is compared with: UDP address, else ``info.ip``."""
-        packed = self._packed_addr()
-        return unpack_addr(packed)[0] if packed else ""
+        return self._addr_key()[2:].decode()
 
-    def udp_heartbeat(self, packed: bytes, now: float, from_loopback: bool) -> int:
-        """RegisterPeer from the address ``packed`` (:func:`pack_addr`), the hot path of
-        §6.3: returns :data:`ACCEPTED` (address and time refreshed), :data:`IP_CHANGED` or
-        :data:`NO_KEY` (the client must send RegisterPk; nothing is updated)."""
-        blob = self._blob
-        cut = 1 + blob[0]
-        if blob[cut:] != packed:
-            if blob[cut:-2] != packed[:-2] and not from_loopback:
-                return IP_CHANGED
-            if cut == 1:
-                return NO_KEY
-            self._blob = blob[:cut] + packed  # a new port (NAT rebinding): allocates
-        elif cut == 1:
-            return NO_KEY
-        self.last_reg = now
+    def udp_heartbeat(self, key: bytes, now: float, from_loopback: bool) -> int:
+        """RegisterPeer from the address ``key`` (:func:`addr_key`): :data:`ACCEPTED`
+        (address and time refreshed), :data:`IP_CHANGED` or :data:`NO_KEY`."""
+        result = heartbeat(self._blob, key, now, from_loopback)
+        if type(result) is int:
+            return result
+        assert isinstance(result, bytes)
+        self._blob = result
         self.session = None  # the latest registration decides the route
         return ACCEPTED
 
@@ -170,19 +255,24 @@ class PeerRecord:
 
 
 class PeerRegistry:
-    """The id → record map, with the bound and eviction policy in one place."""
+    """The id → record map, with the bound and eviction policy in one place.
+
+    Values are compact records (bytes) or, for peers held as objects, :data:`_OBJECT`
+    with the object in a small side table. Switching between the two replaces a value in
+    place: the big dict never grows or shrinks for it (a resize of a million entries would
+    stall the loop).
+    """
 
     def __init__(self, max_peers: int = 2_000_000, evict_after: float = 86_400.0) -> None:
         self.max_peers = max_peers
         self.evict_after = evict_after
-        self._peers: dict[str, PeerRecord] = {}
-        self._sweeper = Sweeper(self._peers)
+        self._peers: dict[str, bytes] = {}
+        self._objects: dict[str, PeerRecord] = {}
+        self._ring = KeyRing[str]()
         self.online_estimate = 0
         """Online peers counted during the last complete sweep (counting on demand would
         walk a million records and stall the loop)."""
         self._online_seen = 0
-        # The dict's own method: one call less on the path of every heartbeat.
-        self.get: Callable[[str], PeerRecord | None] = self._peers.get
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -190,8 +280,68 @@ class PeerRegistry:
     def __contains__(self, peer_id: str) -> bool:
         return peer_id in self._peers
 
+    @property
+    def objects(self) -> int:
+        """Records held as objects right now (the rest are compact)."""
+        return len(self._objects)
+
+    def get(self, peer_id: str) -> PeerRecord | None:
+        """The record as an object that stays the record until released (the sweeper
+        compacts it once nobody else holds it)."""
+        blob = self._peers.get(peer_id)
+        if blob is None:
+            return None
+        if not blob:
+            return self._objects[peer_id]
+        record = PeerRecord.wrap(blob)
+        self._objects[peer_id] = record
+        self._peers[peer_id] = _OBJECT
+        return record
+
+    def heartbeat(self, peer_id: str, key: bytes, now: float, from_loopback: bool) -> int | None:
+        """A UDP RegisterPeer for ``peer_id`` from address ``key`` (:func:`addr_key`): the
+        :func:`heartbeat` result, or ``None`` when the id is not in memory. The hot path:
+        a compact record stays compact."""
+        peers = self._peers
+        blob = peers.get(peer_id)
+        if blob is None:
+            return None
+        if not blob:
+            return self._objects[peer_id].udp_heartbeat(key, now, from_loopback)
+        result = heartbeat(blob, key, now, from_loopback)
+        if type(result) is int:
+            return result
+        peers[peer_id] = result  # type: ignore[assignment]  # bytes: the refreshed record
+        return ACCEPTED
+
+    def online(self, peer_id: str, now: float) -> bool:
+        """Whether ``peer_id`` is online, without making an object of its record."""
+        blob = self._peers.get(peer_id)
+        if blob is None:
+            return False
+        if not blob:
+            return self._objects[peer_id].online(now)
+        return now - last_reg_of(blob) < REG_TIMEOUT
+
+    def registered_ip(self, peer_id: str) -> str:
+        """The IP the next heartbeat of ``peer_id`` is compared with ("" if unknown)."""
+        blob = self._peers.get(peer_id)
+        if blob is None:
+            return ""
+        if not blob:
+            return self._objects[peer_id].registered_ip
+        return blob[11 + blob[0] :].decode()
+
+    def ids(self) -> list[str]:
+        """Every id in memory (a copy: O(n), for rare admin and cluster operations)."""
+        return list(self._peers)
+
     def items(self) -> Iterator[tuple[str, PeerRecord]]:
-        return iter(self._peers.items())
+        """Every record, compact ones as detached snapshots (change records through
+        :meth:`get`); for tests and small tables."""
+        objects = self._objects
+        for peer_id, blob in list(self._peers.items()):
+            yield peer_id, objects[peer_id] if not blob else PeerRecord.wrap(blob)
 
     def has_room(self, now: float) -> bool:
         """Whether a new record may be added; when full, a small constant slice of the
@@ -202,34 +352,95 @@ class PeerRegistry:
         self.evict_step(now, ROOM_SEARCH_BUDGET, offline_for=0.0)
         return len(self._peers) < self.max_peers
 
+    def add_stored(self, peer_id: str, row: StoredPeer, last_reg: float = EXPIRED) -> None:
+        """Enter the database row of an id not in memory, as a compact record (offline:
+        ``last_reg`` at least :data:`REG_TIMEOUT` in the past)."""
+        assert peer_id not in self._peers
+        self._ring.added(peer_id)
+        self._peers[peer_id] = stored_blob(row, last_reg)
+
     def put(self, peer_id: str, record: PeerRecord) -> None:
-        self._peers[peer_id] = record
+        peers = self._peers
+        if peer_id not in peers:
+            self._ring.added(peer_id)
+        self._objects[peer_id] = record
+        peers[peer_id] = _OBJECT
 
     def remove(self, peer_id: str, record: PeerRecord | None = None) -> None:
         """Remove ``peer_id`` (only if it still maps to ``record`` when one is given)."""
-        if record is None or self._peers.get(peer_id) is record:
-            self._peers.pop(peer_id, None)
+        if peer_id not in self._peers:
+            return
+        if record is not None and self._objects.get(peer_id) is not record:
+            return
+        self._drop(peer_id)
 
     def rename(self, old_id: str, new_id: str) -> None:
-        record = self._peers.pop(old_id, None)
+        peers = self._peers
+        blob = peers.get(old_id)
+        if blob is None:
+            return
+        record = None if blob else self._objects.get(old_id)
+        self._drop(old_id)
+        if new_id in peers:
+            self._drop(new_id)
+        self._ring.added(new_id)
+        peers[new_id] = blob
         if record is not None:
-            self._peers[new_id] = record
+            self._objects[new_id] = record
+
+    def _drop(self, peer_id: str) -> None:
+        """Forget ``peer_id`` outside the sweeper (its ring entry becomes an orphan)."""
+        del self._peers[peer_id]
+        self._objects.pop(peer_id, None)
+        self._ring.removed(peer_id)
+
+    def compact(self, peer_id: str) -> bool:
+        """Turn the record of ``peer_id`` back into bytes if it has neither session nor
+        details and nobody holds the object (safe at any time: holders keep it as is)."""
+        record = self._objects.get(peer_id)
+        if (
+            record is None
+            or record.session is not None
+            or record.details is not None
+            or sys.getrefcount(record) > _UNSHARED_REFS
+        ):
+            return False
+        self._peers[peer_id] = record.blob
+        del self._objects[peer_id]
+        return True
 
     def evict_step(self, now: float, budget: int, offline_for: float | None = None) -> int:
-        """Drop, among the next ``budget`` records, those offline for longer than
-        ``offline_for`` (default ``evict_after``); the database keeps them."""
+        """Look at the next ``budget`` records (at most :data:`MAX_SWEEP_SLICE`): drop
+        those offline for longer than ``offline_for`` (default ``evict_after``; the
+        database keeps them) and compact the objects nobody holds any more. Returns how
+        many were dropped."""
         limit = REG_TIMEOUT + (self.evict_after if offline_for is None else offline_for)
-
-        def stale(r: PeerRecord) -> bool:
-            if r.session is None and now - r.last_reg > limit:
-                return True
-            if r.session is not None or now - r.last_reg < REG_TIMEOUT:
-                self._online_seen += 1
-            return False
-
-        passes = self._sweeper.passes
-        removed = self._sweeper.step(budget, stale)
-        if self._sweeper.passes != passes:
+        peers, objects, ring = self._peers, self._objects, self._ring
+        removed = online = 0
+        for peer_id in ring.take(min(budget, MAX_SWEEP_SLICE)):
+            blob = peers.get(peer_id)
+            if blob is None:
+                continue  # gone (its entry was an orphan the ring skipped)
+            if not blob:
+                record = objects[peer_id]
+                session = record.session is not None
+                idle = now - record.last_reg
+                del record
+                if not session:
+                    self.compact(peer_id)
+            else:
+                session = False
+                idle = now - last_reg_of(blob)
+            if not session and idle > limit:
+                del peers[peer_id]
+                objects.pop(peer_id, None)
+                removed += 1
+                continue
+            if session or idle < REG_TIMEOUT:
+                online += 1
+            ring.keep(peer_id)
+        self._online_seen += online
+        if ring.pass_done():
             self.online_estimate, self._online_seen = self._online_seen, 0
         return removed
 
@@ -237,4 +448,4 @@ class PeerRegistry:
         """Online peers: counted exactly in small tables, else the last sweep's count."""
         if len(self._peers) > EXACT_COUNT_LIMIT:
             return self.online_estimate
-        return sum(1 for r in self._peers.values() if r.online(now))
+        return sum(1 for peer_id in self._peers if self.online(peer_id, now))

@@ -36,11 +36,10 @@ class Queries:
         self.s.stats["online_queries"] += 1
         states = bytearray((len(peers) + 7) // 8)
         limit = self.s.settings.max_online_query
-        get = self.s.peers.get
+        online = self.s.peers.online
         for i, peer_id in enumerate(peers):
             if i >= limit:
                 break
-            record = get(peer_id)
-            if record is not None and record.online(now):
+            if online(peer_id, now):
                 states[i >> 3] |= 0x80 >> (i & 7)
         return bytes(states)

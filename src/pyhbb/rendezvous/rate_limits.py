@@ -13,6 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pyhbb.observability.throttle import worth_logging
 from pyhbb.rendezvous.bounded_table import BoundedTable
@@ -46,44 +47,47 @@ def prefix_key(ip: str) -> str:
         return ip
 
 
-class BlockerEntry:
-    """One source IP's RegisterPk history. Most IPs register one id, so the id set is
-    ``None`` or a single string until a second id appears (an empty set alone is 216 B)."""
+# One source IP's RegisterPk history as the blocker stores it: (count, t_count, t_ids,
+# ids). A plain tuple of plain values, replaced on every change: the cyclic GC stops
+# tracking such tuples, and a flood or a burst of registrations puts up to
+# ``max_entries`` of them in memory (as objects they made every full collection walk a
+# quarter of a million of them: 0.2-0.3 s stalls, bench/RESULTS.md). Most IPs register
+# one id, so ``ids`` is None or a single string until a second id appears.
+RawEntry = tuple[int, float, float, "str | frozenset[str] | None"]
 
-    __slots__ = ("_ids", "count", "t_count", "t_ids")
 
-    def __init__(self, count: int, t_count: float, t_ids: float) -> None:
-        self.count = count
-        self.t_count = t_count
-        self.t_ids = t_ids
-        self._ids: str | set[str] | None = None
+class BlockerEntry(NamedTuple):
+    """A blocker entry as the console and tests read it (built from the stored tuple)."""
+
+    count: int  # type: ignore[assignment]  # shadows tuple.count, which nobody calls here
+    t_count: float
+    t_ids: float
+    id_set: str | frozenset[str] | None = None
 
     @property
     def ids(self) -> set[str]:
-        ids = self._ids
+        ids = self.id_set
         return set() if ids is None else {ids} if isinstance(ids, str) else set(ids)
 
     @property
     def id_count(self) -> int:
-        ids = self._ids
-        return 0 if ids is None else 1 if isinstance(ids, str) else len(ids)
+        return _id_count(self.id_set)
 
-    def has(self, peer_id: str) -> bool:
-        ids = self._ids
-        return ids == peer_id if not isinstance(ids, set) else peer_id in ids
 
-    def add(self, peer_id: str) -> None:
-        ids = self._ids
-        if ids is None:
-            self._ids = peer_id
-        elif isinstance(ids, str):
-            if ids != peer_id:
-                self._ids = {ids, peer_id}
-        else:
-            ids.add(peer_id)
+def _id_count(ids: str | frozenset[str] | None) -> int:
+    return 0 if ids is None else 1 if isinstance(ids, str) else len(ids)
 
-    def clear_ids(self) -> None:
-        self._ids = None
+
+def _has(ids: str | frozenset[str] | None, peer_id: str) -> bool:
+    return ids == peer_id if not isinstance(ids, frozenset) else peer_id in ids
+
+
+def _with_id(ids: str | frozenset[str] | None, peer_id: str) -> str | frozenset[str]:
+    if ids is None:
+        return peer_id
+    if isinstance(ids, str):
+        return ids if ids == peer_id else frozenset((ids, peer_id))
+    return ids | {peer_id}
 
 
 @dataclass
@@ -108,7 +112,7 @@ class IpBlocker:
 
     def __init__(self, limits: BlockerLimits | None = None) -> None:
         self.limits = limits or BlockerLimits()
-        self.entries: BoundedTable[str, BlockerEntry] = BoundedTable(self.limits.max_entries)
+        self.entries: BoundedTable[str, RawEntry] = BoundedTable(self.limits.max_entries)
 
     def allow(self, ip: str, peer_id: str, now: float) -> bool:
         lim = self.limits
@@ -117,7 +121,7 @@ class IpBlocker:
         entry = entries.get(key)
         if entry is None:
             evicted = entries.evicted
-            entries[key] = BlockerEntry(0, now, now)
+            entries[key] = (0, now, now, None)
             if entries.evicted != evicted and worth_logging(entries.evicted):
                 log.warning(
                     "IP blocker full (%d source addresses in the last minutes): forgetting "
@@ -127,31 +131,35 @@ class IpBlocker:
                     entries.evicted,
                 )
             return True
-        if _secs(now - entry.t_count) > lim.window:
-            entry.count = 0
-        elif entry.count > lim.burst:
+        count, t_count, t_ids, ids = entry
+        if _secs(now - t_count) > lim.window:
+            count = 0
+        elif count > lim.burst:
             return False
-        entry.count += 1
-        entry.t_count = now
-        is_new = not entry.has(peer_id)
-        if _secs(now - entry.t_ids) > lim.ids_window:
-            entry.clear_ids()
-        elif entry.id_count > lim.max_ids and is_new:
+        count += 1
+        is_new = not _has(ids, peer_id)
+        if _secs(now - t_ids) > lim.ids_window:
+            ids = None
+        elif _id_count(ids) > lim.max_ids and is_new:
+            entries[key] = (count, now, t_ids, ids)  # the attempt still counts
             return False
-        if is_new:
-            entry.add(peer_id)
-        entry.t_ids = now
+        entries[key] = (count, now, now, _with_id(ids, peer_id) if is_new else ids)
         return True
 
-    def _expired(self, now: float) -> Callable[[BlockerEntry], bool]:
+    def entry(self, ip: str) -> BlockerEntry | None:
+        """The entry of ``ip`` (its /64 for IPv6), for the console and tests."""
+        raw = self.entries.get(blocker_key(ip))
+        return None if raw is None else BlockerEntry(*raw)
+
+    def _expired(self, now: float) -> Callable[[RawEntry], bool]:
         """Both windows over (upstream), or the burst window over for an IP that
         registered at most one id (ours): the distinct-id rule is for IPs that register
         many ids, and keeping a day-long entry for each of a million single-peer IPs
         would cost more than the peers themselves. Such an IP can gain one id per 61 s."""
         lim = self.limits
         return lambda e: (
-            _secs(now - e.t_count) > lim.window
-            and (e.id_count <= 1 or _secs(now - e.t_ids) > lim.ids_window)
+            _secs(now - e[1]) > lim.window
+            and (_id_count(e[3]) <= 1 or _secs(now - e[2]) > lim.ids_window)
         )
 
     def prune(self, now: float) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from functools import partial
 
 from pyhbb.net.hostport import format_addr, is_loopback
 from pyhbb.observability.throttle import worth_logging
+from pyhbb.rendezvous.absent_ids import AbsentIds
 from pyhbb.rendezvous.actions import (
     Action,
     ClaimPeer,
@@ -33,11 +35,12 @@ from pyhbb.rendezvous.peer_registry import (
     ACCEPTED,
     EXPIRED,
     IP_CHANGED,
+    MAX_PK_BYTES,
     PeerRecord,
-    pack_addr,
+    addr_key,
 )
 from pyhbb.rendezvous.rate_limits import TokenBucket, reg_pk_allowed
-from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
+from pyhbb.rendezvous.state import MAX_ID_BYTES, MAX_TAKE_BACK_LOADS, CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.addr_mangle import Addr
 
@@ -55,6 +58,7 @@ MAX_PACED_PEERS = 100_000
 MAX_SOFTWARE_ASKS = 10_000
 SOFTWARE_ASK_TTL = 60.0
 LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
+TAKE_BACK_BURST_SECONDS = 1.0
 CLAIM_ATTEMPTS = 3  # a shared directory's entry changed under us: read and decide again
 
 
@@ -83,6 +87,11 @@ class Registration:
             LOOKUP_BURST_SECONDS,
             min_burst=2 * (settings.blocker.burst + 2),
         )
+        # heartbeats of peers not in memory that read the database (see _take_back)
+        self.take_backs = FairBudget(
+            settings.take_back_reads_per_second, TAKE_BACK_BURST_SECONDS, min_burst=64.0
+        )
+        self.absent_ids = AbsentIds()
         self._legacy_pacer = RateTable(1.0 / LEGACY_UPDATE_INTERVAL, 1.0, MAX_PACED_PEERS)
         self._legacy_total = TokenBucket(
             LEGACY_UPDATES_PER_SECOND, LEGACY_UPDATES_PER_SECOND * 10, 0.0
@@ -113,14 +122,21 @@ class Registration:
             return []
         if session is not None:
             return self._register_peer_on_session(msg, session, now)
-        record = self.s.peers.get(peer_id)
-        if record is None:
-            self.s.outcomes["heartbeat", "udp", "unknown_id"] += 1
-            return [SendUdp(REGISTER_PEER_SEND_PK, src)]  # whatever the serial: see legacy
-        if self.s.doubtful and peer_id in self.s.doubtful:
+        s = self.s
+        if s.doubtful and peer_id in s.doubtful:
             return self._verify_then_register(msg, src, now)
-        ip = src[0]
-        result = record.udp_heartbeat(pack_addr(src), now, is_loopback(ip))
+        key = addr_key(src)
+        result = s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
+        if result is None:
+            return self._take_back(peer_id, msg.serial, src, key, now)
+        if result == ACCEPTED and s.serial <= msg.serial and not self._software_reply:
+            return [SendUdp(REGISTER_PEER_OK, src)]
+        return self._heartbeat_answer(result, peer_id, msg.serial, src, now)
+
+    def _heartbeat_answer(
+        self, result: int, peer_id: str, serial: int, src: Addr, now: float
+    ) -> list[Action]:
+        """The answer to a UDP heartbeat that met a record (§6.3)."""
         if result != ACCEPTED:
             self.s.outcomes[
                 "heartbeat", "udp", "ip_changed" if result == IP_CHANGED else "no_key"
@@ -133,13 +149,16 @@ class Registration:
                 log.info(
                     "IP change of %s from %s to %s (%d this minute)",
                     peer_id,
-                    record.registered_ip,
-                    ip,
+                    self.s.peers.registered_ip(peer_id),
+                    src[0],
                     n,
                 )
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
-        if self.s.serial > msg.serial or self._software_reply:
-            return [SendUdp(REGISTER_PEER_OK, src), *self._legacy_updates(peer_id, msg, src, now)]
+        if self.s.serial > serial or self._software_reply:
+            return [
+                SendUdp(REGISTER_PEER_OK, src),
+                *self._legacy_updates(peer_id, serial, src, now),
+            ]
         return [SendUdp(REGISTER_PEER_OK, src)]
 
     def _verify_then_register(self, msg: pb.RegisterPeer, src: Addr, now: float) -> list[Action]:
@@ -153,14 +172,74 @@ class Registration:
 
         return self.s.with_peer(msg.id, now, then, fresh=True)
 
-    def _legacy_updates(
-        self, peer_id: str, msg: pb.RegisterPeer, src: Addr, now: float
+    def _take_back(
+        self, peer_id: str, serial: int, src: Addr, key: bytes, now: float
     ) -> list[Action]:
+        """A heartbeat for an id that is not in memory (hbbs restarted, or the record was
+        evicted): rather than make the client re-register (a million RegisterPk after a
+        restart), read its record from the database and decide the heartbeat by the same
+        rule as in memory, so it is accepted only from the IP on record (§6.3).
+
+        Forged heartbeats can name any id from any source, so: ids the database lacks are
+        remembered (no read for them again), and reads are budgeted in total, per source
+        and per source prefix (the budget is sized to what batched reads sustain,
+        bench/RESULTS.md). A heartbeat over the budget gets no answer: the client resends
+        it 3 s later, and a repeated request gets through the budget's retry lane.
+
+        In cluster mode the shared directory decides who holds a peer: its heartbeat gets
+        ``request_pk`` as before, and the RegisterPk that follows claims it.
+        """
+        s = self.s
+        if (
+            len(peer_id) < 6
+            or s.settings.node_name
+            or not id_format_ok(peer_id)
+            or self.absent_ids.seen(peer_id)
+        ):
+            s.outcomes["heartbeat", "udp", "unknown_id"] += 1
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        if s.pending_loads >= MAX_TAKE_BACK_LOADS:
+            s.stats["heartbeat_lookup_queue_full"] += 1
+            s.outcomes["heartbeat", "udp", "unanswered"] += 1
+            return []
+        refused = self.take_backs.admit(src, peer_id, now)
+        if refused:
+            self._budget_refused("take_back", refused, peer_id, src)
+            s.outcomes["heartbeat", "udp", "unanswered"] += 1
+            return []
+        s.stats["heartbeat_lookups"] += 1
+        # a partial, not a closure: thousands wait at once after a restart, and each
+        # closure cell would be one more object for the cyclic GC to walk
+        return s.with_peer_in_memory(
+            peer_id, now, partial(self._taken_back, peer_id, serial, src, key)
+        )
+
+    def _taken_back(
+        self, peer_id: str, serial: int, src: Addr, key: bytes, found: bool, now: float, ok: bool
+    ) -> list[Action]:
+        """The heartbeat of :meth:`_take_back`, decided once the record was read."""
+        s = self.s
+        if not ok:  # the database failed: as before take-back, the client re-registers
+            s.outcomes["heartbeat", "udp", "database_error"] += 1
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        if not found:
+            self.absent_ids.mark(peer_id)
+            s.outcomes["heartbeat", "udp", "unknown_id"] += 1
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        result = s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
+        if result is None:  # read while the table was full: not kept in memory
+            s.outcomes["heartbeat", "udp", "unknown_id"] += 1
+            return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        if result == ACCEPTED:
+            s.stats["heartbeat_taken_back"] += 1
+        return self._heartbeat_answer(result, peer_id, serial, src, now)
+
+    def _legacy_updates(self, peer_id: str, serial: int, src: Addr, now: float) -> list[Action]:
         """ConfigUpdate and SoftwareUpdate for a peer whose heartbeat was just accepted
         from its registered address: never to unregistered ids or strangers (a forged
         source would make us an amplifier), paced per peer and in total."""
         s = self.s
-        wants_config = s.serial > msg.serial
+        wants_config = s.serial > serial
         asked = self._software_asks.get(src) if self._software_reply else None
         wants_software = asked is not None and now - asked < SOFTWARE_ASK_TTL
         if not (wants_config or wants_software):
@@ -230,6 +309,9 @@ class Registration:
             s.outcomes["register_pk", transport, RESULT_NAMES[result]] += 1
             return answer(result)
 
+        if len(msg.pk) > MAX_PK_BYTES:  # no such key exists (Ed25519: 32 bytes): malformed
+            s.stats["register_pk_malformed"] += 1
+            return []
         if len(peer_id.encode()) < 6:
             s.stats["register_pk_refused"] += 1
             return [reply(Result.UUID_MISMATCH)]
@@ -310,28 +392,38 @@ class Registration:
     def _budget_refused(self, budget: str, limit: str, peer_id: str, src: Addr) -> None:
         """Count a refusal by a fair budget and say (throttled) what is happening."""
         stats = self.s.stats
-        key = f"register_pk_{budget}_{limit}_refused"
+        if budget == "take_back":
+            key = f"heartbeat_take_back_{limit}_refused"
+            subject, outcome = "heartbeat", "not answered (the client repeats it)"
+        else:
+            key = f"register_pk_{budget}_{limit}_refused"
+            subject, outcome = "RegisterPk", "refused"
         stats[key] += 1
         if not worth_logging(stats[key]):
             return
         if budget == "new_id":
             what, option = "new IDs", "NEW_PEERS_PER_SECOND"
             rate = self.new_ids.rate
+        elif budget == "take_back":
+            what, option = "heartbeats of peers read back from the database", "the read budget"
+            rate = self.take_backs.rate
         else:
             what, option = "registrations that read the database", "the lookup rate"
             rate = self.lookups.rate
         if limit == GLOBAL_LIMIT:
             why = (
                 f"{what} arrive faster than {option}={rate:g} per second allows (a flood of "
-                "forged registrations?); clients that repeat their request still get in"
+                "forged requests?); clients that repeat their request still get in"
             )
         else:
             part = "source prefix (IPv4 /24, IPv6 /56)" if limit == PREFIX_LIMIT else "source"
             why = f"this {part} has used its share of {option}={rate:g} per second for {what}"
         log.warning(
-            "RegisterPk of %s from %s refused: %s; %d refused so far",
+            "%s of %s from %s %s: %s; %d so far",
+            subject,
             peer_id,
             src[0],
+            outcome,
             why,
             stats[key],
         )
@@ -341,6 +433,8 @@ class Registration:
         budget = 1000
         self.new_ids.housekeeping(now, budget)
         self.lookups.housekeeping(now, budget)
+        self.take_backs.housekeeping(now, budget)
+        self.absent_ids.rotate(now)
         self._legacy_pacer.sweep(now, budget)
         self._software_asks.sweep(budget, lambda asked: now - asked >= SOFTWARE_ASK_TTL)
 

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nacl.signing import SigningKey
 
@@ -32,11 +33,15 @@ log = logging.getLogger("pyhbb.rendezvous")
 
 # A continuation waiting for a peer record: (record or None, now, lookup_succeeded).
 PeerCont = Callable[[PeerRecord | None, float, bool], list[Action]]
+# One waiting only for the record to be in memory: (found, now, lookup_succeeded).
+InMemoryCont = Callable[[bool, float, bool], list[Action]]
 
 MAX_ID_BYTES = 100  # the DB column is varchar(100); no real client ID comes close
 MAX_PENDING_LOADS = 10_000
+MAX_TAKE_BACK_LOADS = 7_500  # heartbeats leave room for RegisterPk and punch look-ups
 MAX_WAITERS_PER_ID = 64
 MAX_REG_PK_COUNTS = 100_000  # ids with a RegisterPk accepted in the last 7 s
+PRELOAD_GRACE = 300.0  # a preloaded row that no heartbeat claims is dropped after this
 # Cluster mode (docs/cluster.md §1.4): peers held by other nodes, as last read from the
 # shared directory, answer punches for a few seconds without another read.
 REMOTE_TTL = 5.0
@@ -73,6 +78,11 @@ class CoreSettings:
     register_lookups_per_second: float = 2000.0
     """RegisterPk decisions per second that read the database, shared the same way: a
     flood of forged registrations must not keep the event loop busy with reads."""
+    take_back_reads_per_second: float = 50_000.0
+    """Heartbeats per second of peers not in memory that read the database (the take-back
+    after a restart), shared the same way: what batched reads sustain with room to spare
+    (bench/RESULTS.md), so a restart of a million peers is over in one heartbeat period
+    while forged heartbeats cannot turn into unbounded reads."""
     max_sessions: int = 100_000
     max_sessions_per_ip: int = 1000
     udp_punch: bool = False
@@ -123,6 +133,7 @@ class CoreState:
         """``fresh`` continuations for an id with a look-up in flight: they wait for the
         next one, since the answer of a read begun before them may predate what they
         must see (a lost race's winner, another node's claim)."""
+        self._waiting_in_memory: dict[str, list[InMemoryCont]] = {}
         self.set_config(settings.serial, settings.rendezvous_servers)
         # Cluster mode only; they stay empty on a single server.
         self.remote: BoundedTable[str, tuple[PeerRecord, float]] = BoundedTable(MAX_REMOTE_PEERS)
@@ -166,40 +177,72 @@ class CoreState:
                 cached = self.remote.get(peer_id)
                 if cached is not None and now - cached[1] < REMOTE_TTL:
                     return cont(cached[0], now, True)
-        waiting = self._waiting.get(peer_id)
-        if waiting is not None:
-            queue = self._after.setdefault(peer_id, []) if fresh else waiting
+        return self._wait(self._waiting, peer_id, now, cont, None, fresh)
+
+    def with_peer_in_memory(self, peer_id: str, now: float, cont: InMemoryCont) -> list[Action]:
+        """Run ``cont`` once the record of ``peer_id`` is in memory (read from the store if
+        needed; ``found`` False: there is none), without making an object of it: for the
+        heartbeat take-back, thousands at once after a restart. Single server only."""
+        if peer_id in self.peers:
+            return cont(True, now, True)
+        return self._wait(self._waiting_in_memory, peer_id, now, cont, False)
+
+    def _wait(
+        self,
+        table: dict[str, list[Any]],
+        peer_id: str,
+        now: float,
+        cont: Callable[..., list[Action]],
+        nothing: PeerRecord | bool | None,
+        fresh: bool = False,
+    ) -> list[Action]:
+        """File ``cont`` in ``table`` under the load of ``peer_id``, starting the load
+        unless one is in flight already (for either kind of waiter); a ``fresh`` waiter
+        waits for the next load instead of one in flight. When too many loads are
+        pending, ``cont`` runs at once with ``nothing`` and a failed look-up."""
+        in_flight = peer_id in self._waiting or peer_id in self._waiting_in_memory
+        queue = self._after.setdefault(peer_id, []) if fresh and in_flight else table.get(peer_id)
+        if queue is not None:
             if len(queue) >= MAX_WAITERS_PER_ID:
                 self.stats["dropped_load_waiters"] += 1
                 return []
             queue.append(cont)
             return []
-        if len(self._waiting) >= MAX_PENDING_LOADS:
+        if not in_flight and self.pending_loads >= MAX_PENDING_LOADS:
             self.stats["dropped_loads"] += 1
-            return cont(None, now, False)
-        self._waiting[peer_id] = [cont]
-        return [LoadPeer(peer_id)]
+            return cont(nothing, now, False)
+        table[peer_id] = [cont]
+        return [] if in_flight else [LoadPeer(peer_id)]
 
     def peer_loaded(self, peer_id: str, row: StoredPeer | None, now: float) -> list[Action]:
         if self.settings.node_name:
             return [*self._directory_entry_loaded(peer_id, row, now), *self._load_again(peer_id)]
+        waiters = self._waiting.pop(peer_id, ())
+        in_memory = self._waiting_in_memory.pop(peer_id, ())
+        peers = self.peers
+        # A full table still answers look-ups; the record just is not kept.
+        if row is not None and peer_id not in peers and peers.has_room(now):
+            peers.add_stored(peer_id, row)
         actions: list[Action] = []
-        for cont in self._waiting.pop(peer_id, ()):
-            # Look up afresh for each waiter: an earlier one may have created the record.
-            record = self.peers.get(peer_id)
+        for cont in waiters:
+            # Look up afresh for each waiter: an earlier one may have changed the record.
+            record = peers.get(peer_id)
             if record is None and row is not None:
-                record = PeerRecord.from_stored(row)
-                # A full table still answers look-ups; the record just is not kept.
-                if self.peers.has_room(now):
-                    self.peers.put(peer_id, record)
+                record = PeerRecord.from_stored(row)  # not kept: the table is full
             elif record is not None and record.details is None:
                 # Details are not kept in memory; a missing row makes it a new peer.
                 record.details = PeerDetails() if row is None else PeerDetails.from_stored(row)
             actions += cont(record, now, True)
-        # Details live only while the waiters decide: memory is for the million idle peers.
-        record = self.peers.get(peer_id)
-        if record is not None:
-            record.details = None
+        found = row is not None or peer_id in peers
+        for in_memory_cont in in_memory:
+            actions += in_memory_cont(found, now, True)
+        if waiters:
+            # Details live only while the waiters decide: memory is for the idle peers.
+            record = peers.get(peer_id)
+            if record is not None:
+                record.details = None
+                del record
+                peers.compact(peer_id)
         return actions + self._load_again(peer_id)
 
     def _load_again(self, peer_id: str) -> list[Action]:
@@ -264,6 +307,8 @@ class CoreState:
         record = self.peers.get(peer_id)
         if record is not None:
             record.details = None
+            del record
+            self.peers.compact(peer_id)
         return actions
 
     def forget_peer(self, peer_id: str) -> Link | None:
@@ -283,7 +328,7 @@ class CoreState:
     def doubt_ownership(self) -> int:
         """Every held peer is checked against the directory at its next use (an evict
         may have been lost while the bus was unreachable). Returns how many."""
-        self.doubtful = {peer_id for peer_id, _ in self.peers.items()}
+        self.doubtful = set(self.peers.ids())
         self.remote.clear()
         return len(self.doubtful)
 
@@ -292,11 +337,32 @@ class CoreState:
         actions: list[Action] = []
         for cont in self._waiting.pop(peer_id, ()):
             actions += cont(self.peers.get(peer_id), now, False)
+        for in_memory_cont in self._waiting_in_memory.pop(peer_id, ()):
+            actions += in_memory_cont(peer_id in self.peers, now, False)
         return actions + self._load_again(peer_id)
+
+    def preload(self, rows: list[StoredPeer], now: float, limit: int) -> int:
+        """Warm start: enter database rows whose ids are not in memory, while fewer than
+        ``limit`` records are; returns how many were entered. A returning peer's first
+        heartbeat then finds its record (the same one a read would give), and a row
+        nobody heartbeats for is evicted :data:`PRELOAD_GRACE` seconds later."""
+        peers = self.peers
+        # offline, and due for eviction once the grace is over (never before REG_TIMEOUT)
+        evict_after = self.settings.evict_after
+        last_reg = now - REG_TIMEOUT - max(0.0, evict_after - PRELOAD_GRACE)
+        added = 0
+        for row in rows:
+            if len(peers) >= limit:
+                break
+            if row.id not in peers:
+                peers.add_stored(row.id, row, last_reg)
+                added += 1
+        return added
 
     @property
     def pending_loads(self) -> int:
-        return len(self._waiting)
+        """Ids being read (an id both kinds of waiters wait for counts twice: rare)."""
+        return len(self._waiting) + len(self._waiting_in_memory)
 
     def route(self, record: PeerRecord, payload: bytes) -> Action | None:
         """Deliver a message to a registered peer: over its session, else by UDP."""

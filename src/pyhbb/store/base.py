@@ -7,6 +7,7 @@ provide this interface.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from pyhbb.rendezvous.stored_peer import StoredPeer
@@ -45,6 +46,14 @@ class PeerStore(Protocol):
 
     async def get(self, peer_id: str) -> StoredPeer | None:
         """The row with this id, or ``None``."""
+        ...
+
+    async def get_many(self, peer_ids: Sequence[str]) -> dict[str, StoredPeer]:
+        """The rows with these ids, by id; ids without a row are left out."""
+        ...
+
+    async def scan(self, after_guid: bytes, limit: int) -> list[StoredPeer]:
+        """Up to ``limit`` rows in guid order, after ``after_guid`` (``b""``: the first)."""
         ...
 
     async def insert(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> None:

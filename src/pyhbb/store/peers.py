@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,20 @@ class SqlitePeerStore:
         """The row with this id, or ``None``."""
         self._check_open()
         return await self._db.read(partial(_get, peer_id))
+
+    async def get_many(self, peer_ids: Sequence[str]) -> dict[str, StoredPeer]:
+        """The rows with these ids, by id (ids without a row are left out): one read job,
+        one statement per :data:`IDS_PER_STATEMENT` ids, so that many look-ups cost about
+        what one does (hbbs batches them under load)."""
+        self._check_open()
+        return await self._db.read(partial(_get_many, tuple(peer_ids)))
+
+    async def scan(self, after_guid: bytes, limit: int) -> list[StoredPeer]:
+        """Up to ``limit`` rows in guid order, from the first guid after ``after_guid``
+        (``b""``: from the start): a whole table read page by page, each page one read job
+        that walks the table in its own order (a fraction of a look-up by id per row)."""
+        self._check_open()
+        return await self._db.read(partial(_scan, after_guid, limit))
 
     async def insert(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> None:
         """Insert a new row; raises :class:`~pyhbb.store.base.IdTaken` if the id exists."""
@@ -78,13 +93,32 @@ class SqlitePeerStore:
 # The jobs below run on the database threads.
 
 
+IDS_PER_STATEMENT = 500  # well under SQLite's limit on parameters (999 before 3.32)
+_COLUMNS = "select guid, id, uuid, pk, info from peer"
+
+
 def _get(peer_id: str, conn: sqlite3.Connection) -> StoredPeer | None:
-    row = conn.execute(
-        "select guid, id, uuid, pk, info from peer where id = ?", (peer_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    guid, stored_id, uuid, pk, info = row
+    row = conn.execute(f"{_COLUMNS} where id = ?", (peer_id,)).fetchone()
+    return None if row is None else _stored(*row)
+
+
+def _get_many(peer_ids: tuple[str, ...], conn: sqlite3.Connection) -> dict[str, StoredPeer]:
+    found: dict[str, StoredPeer] = {}
+    for start in range(0, len(peer_ids), IDS_PER_STATEMENT):
+        chunk = peer_ids[start : start + IDS_PER_STATEMENT]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"{_COLUMNS} where id in ({marks})", chunk):
+            peer = _stored(*row)
+            found[peer.id] = peer
+    return found
+
+
+def _scan(after_guid: bytes, limit: int, conn: sqlite3.Connection) -> list[StoredPeer]:
+    rows = conn.execute(f"{_COLUMNS} where guid > ? order by guid limit ?", (after_guid, limit))
+    return [_stored(*row) for row in rows]
+
+
+def _stored(guid: object, stored_id: object, uuid: object, pk: object, info: object) -> StoredPeer:
     return StoredPeer(
         as_bytes(guid), str(stored_id), as_bytes(uuid), as_bytes(pk), ip_from_info(info)
     )
@@ -136,6 +170,10 @@ def info_json(ip: str, previous: object = None) -> str:
 
 def ip_from_info(info: object) -> str:
     """``info.ip``, or "" when the text is not a JSON object with a string ``ip``."""
+    if isinstance(info, str) and info.startswith('{"ip":"') and info.endswith('"}'):
+        text = info[7:-2]
+        if '"' not in text and "\\" not in text:  # the compact form we and upstream write
+            return text
     ip = (_parse_object(info) or {}).get("ip")
     return ip if isinstance(ip, str) else ""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from collections.abc import Sequence
 
+from pyhbb.net.fd_limit import FdWatch
 from pyhbb.net.forwarded import Network
 from pyhbb.relay.actions import (
     Action,
@@ -41,10 +43,12 @@ class Executor:
         core: RelayCore,
         loop: asyncio.AbstractEventLoop,
         trusted_proxies: Sequence[Network],
+        fd_watch: FdWatch | None = None,
     ) -> None:
         self._core = core
         self._loop = loop
         self._trusted = trusted_proxies
+        self._fd_watch = fd_watch
         self.conns: set[ClientProtocol] = set()
         """Client connections that have a transport."""
         self._opening: set[asyncio.Task[object]] = set()
@@ -117,7 +121,10 @@ class Executor:
             for conn in (first, second):
                 socks.append(conn.detach())
         except OSError as e:
-            log.warning("relay %s: cannot hand the connections over: %s", session.uuid, e)
+            if e.errno in (errno.EMFILE, errno.ENFILE) and self._fd_watch is not None:
+                self._fd_watch.exhausted_now(f"relay {session.uuid} not started")
+            else:
+                log.warning("relay %s: cannot hand the connections over: %s", session.uuid, e)
             for sock in socks:
                 sock.close()
             first.abort()
@@ -135,6 +142,9 @@ class Executor:
         )
         session.mover = pump
         pump.start()
+        error = pump.start_error
+        if error is not None and error.errno in (errno.EMFILE, errno.ENFILE) and self._fd_watch:
+            self._fd_watch.exhausted_now(f"no pipe for relay {session.uuid}")
 
     def _bridge(self, session: Session) -> None:
         bridge = Bridge(

@@ -24,6 +24,7 @@ log = logging.getLogger("pyhbb.relay")
 ACCEPT_BATCH = 64
 ACCEPT_PAUSE = 0.5  # after EMFILE & co., so a full fd table does not spin the loop
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
 
 
 class Listener:
@@ -35,11 +36,14 @@ class Listener:
         sock: socket.socket,
         on_accept: Callable[[socket.socket, Addr], None],
         name: str,
+        out_of_fds: Callable[[str], None] | None = None,
     ) -> None:
+        """``out_of_fds(detail)``: says (throttled) that descriptors ran out."""
         self._loop = loop
         self._sock = sock
         self._on_accept = on_accept
         self.name = name
+        self._out_of_fds = out_of_fds
         self.failures = 0
         self._resume: asyncio.TimerHandle | None = None
         self._closed = False
@@ -63,7 +67,9 @@ class Listener:
             except OSError as e:
                 if e.errno in _OUT_OF_RESOURCES:
                     self.failures += 1
-                    if worth_logging(self.failures):
+                    if self._out_of_fds is not None and e.errno in _OUT_OF_FDS:
+                        self._out_of_fds(f"cannot accept {self.name} connections")
+                    elif worth_logging(self.failures):
                         log.warning(
                             "cannot accept %s connections: %s; pausing %g s (raise the "
                             "open-files limit: LimitNOFILE= in the systemd unit, or ulimit "

@@ -49,6 +49,7 @@ from pyhbb.rendezvous.actions import (
     UpdatePeer,
 )
 from pyhbb.rendezvous.adapters.io_link import IoLink
+from pyhbb.rendezvous.adapters.peer_loads import PeerLoads
 from pyhbb.rendezvous.adapters.udp_out import UdpOut
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.store.base import IdTaken, PeerStore, StoreError
@@ -82,6 +83,7 @@ class Executor:
         http_proxy: HttpProxyHandler,
         directory: Directory | None = None,
         bus: Bus | None = None,
+        readers: int = 1,
     ) -> None:
         self.core = core
         self.store = store
@@ -97,6 +99,10 @@ class Executor:
         """Actions this executor could not perform (a bug if not 0)."""
         # Looked up once: get_running_loop() checks the process id on every call in 3.11.
         self._loop = asyncio.get_running_loop()
+        self.loads = PeerLoads(
+            core, self.directory, clock, self.run, self._spawn, store_failure, readers
+        )
+        """Performs LoadPeer, many ids per database read."""
 
     def run(self, actions: list[Action]) -> None:
         for action in actions:
@@ -121,7 +127,7 @@ class Executor:
                 else:
                     self._refuse(action)
             elif type(action) is LoadPeer:
-                self._spawn(self._load(action.peer_id))
+                self.loads.load(action.peer_id)
             elif type(action) is Persist:
                 self._spawn(self._persist(action))
             elif type(action) is ResolveServers:
@@ -156,14 +162,6 @@ class Executor:
         task = self._loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    async def _load(self, peer_id: str) -> None:
-        try:
-            row = await self.directory.get(peer_id)
-        except Exception as e:  # StoreError, or a store bug: the waiters still get answers
-            self.run(self.core.peer_load_failed(peer_id, store_failure(e), self.clock()))
-            return
-        self.run(self.core.peer_loaded(peer_id, row, self.clock()))
 
     async def _persist(self, action: Persist) -> None:
         try:
@@ -246,7 +244,8 @@ class Executor:
 
     async def drain(self) -> None:
         """Wait for every database task in flight (clean shutdown loses no write)."""
-        while self.tasks:
+        while self.tasks or self.loads.queued:
+            self.loads.start()  # queued reads: their answers may lead to writes
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 

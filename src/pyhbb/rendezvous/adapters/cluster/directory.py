@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from nats.errors import Error as NatsError
@@ -116,6 +116,11 @@ class NatsDirectory:
         revision = found.revision or 0
         self._read[peer_id] = (revision, entry)
         return entry.stored(revision)
+
+    async def get_many(self, peer_ids: Sequence[str]) -> dict[str, StoredPeer]:
+        """One :meth:`get` per id, all at once (the KV store has no multi-key read)."""
+        entries = await asyncio.gather(*(self.get(peer_id) for peer_id in peer_ids))
+        return {peer_id: e for peer_id, e in zip(peer_ids, entries, strict=True) if e is not None}
 
     @staticmethod
     def _decode(value: bytes | None) -> Entry:
