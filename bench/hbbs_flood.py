@@ -49,6 +49,7 @@ from hbbs_procs import (
     wait_tcp_listening,
     wait_udp_answer,
 )
+from results_md import write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.framing import FrameDecoder, encode_frame
@@ -57,7 +58,6 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "RESULTS.md"
 SECTION = "## Rendezvous (hbbs) under a spoofed flood"
-NOTES = "### Notes"
 B_ID = "1234567890"
 B_ADDR = "127.0.0.2"
 DEVICE_ADDR = "127.0.0.3"
@@ -360,20 +360,6 @@ def table(runs: list[Run]) -> str:
     return "\n".join(out)
 
 
-def write_results(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    notes = ""
-    if SECTION in current:
-        head, _, rest = current.partition(SECTION)
-        body, sep, tail = rest.partition("\n## ")
-        if NOTES in body:
-            notes = NOTES + body.split(NOTES, 1)[1].rstrip() + "\n"
-        current = head.rstrip() + "\n" + (("\n## " + tail) if sep else "")
-    RESULTS.write_text(
-        current.rstrip() + f"\n\n{SECTION}\n\n{text}\n" + (f"\n{notes}" if notes else "")
-    )
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rate", type=float, default=30_000, help="forged datagrams per second")
@@ -410,7 +396,7 @@ def main() -> int:
     text = head + "\n\n" + table(runs)
     print(text)
     if not o.no_write:
-        write_results(text)
+        write_section(RESULTS, f"{SECTION}\n\n{text}")
     return 0 if all(r.alive for r in runs) else 1
 
 

@@ -68,6 +68,7 @@ from hbbs_procs import (
 )
 from hbbs_profile import summarize_pyspy
 from hbbs_punch import punch_main
+from results_md import write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -76,7 +77,6 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "RESULTS.md"
 OUT = BENCH / "out"
 SECTION = "## Rendezvous (hbbs)"
-NOTES = "### Notes"
 MAX_LOSS = 0.01
 GOAL_RATE = 67_000
 GOAL_BYTES = 300
@@ -893,33 +893,6 @@ def standing(runs: dict[str, ServerRun]) -> str:
         f"1 M peers ≈ {bpp * 1e6 / 2**30:.2f} GiB)"
     )
     return f"**Where we stand:** {rate_part}; {mem_part}."
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) only the ``## Rendezvous (hbbs)`` section of ``path``; a
-    ``### Notes`` block at its end is kept."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
-    body = section.rstrip("\n").splitlines()
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        new = [*lines, "", *body]
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = lines[end:]
-        # a hand-written "### Notes" block at the end of the section survives new runs
-        notes = next((i for i in range(start, end) if lines[i].startswith(NOTES)), None)
-        kept = lines[notes:end] if notes is not None else []
-        while kept and not kept[-1].strip():
-            kept.pop()
-        if kept:
-            body = [*body, "", *kept]
-        new = [*lines[:start], *body, *([""] if tail else []), *tail]
-    path.write_text("\n".join(new) + "\n")
 
 
 # -- command line -------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from hbbs_procs import (
     wait_udp_answer,
 )
 from hbbs_spread import SpreadLayout, SpreadPool
+from results_md import write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -62,7 +63,6 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "RESULTS.md"
 SECTION = "## Rendezvous (hbbs) at real address spread: restart, memory, loop stalls"
-NOTES = "### Notes"
 PROBE = pb.RendezvousMessage(register_peer=pb.RegisterPeer(id="bench-probe")).SerializeToString()
 GOAL_RESTART = 15.0
 GOAL_BYTES = 300
@@ -517,31 +517,6 @@ def git_revision() -> str:
     except OSError:
         return "unknown commit"
     return f"`{head}`" + (" + uncommitted changes in src/" if dirty else "")
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section; a ``### Notes`` block is kept."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
-    body = section.rstrip("\n").splitlines()
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        new = [*lines, "", *body]
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = lines[end:]
-        notes = next((i for i in range(start, end) if lines[i].startswith(NOTES)), None)
-        kept = lines[notes:end] if notes is not None else []
-        while kept and not kept[-1].strip():
-            kept.pop()
-        if kept:
-            body = [*body, "", *kept]
-        new = [*lines[:start], *body, *([""] if tail else []), *tail]
-    path.write_text("\n".join(new) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from results_md import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -57,7 +59,6 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Relay (hbbr)"
 MANY_SECTION = "## Relay (hbbr) at many sessions"
 MANY_FDS = 200_000  # raising the hard limit needs root (CAP_SYS_RESOURCE); else the hard one
-NOTES = "### Notes"
 GIB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -544,25 +545,6 @@ def many_sessions(args: argparse.Namespace, sources: dict[str, Path]) -> str:
 # -- reporting -------------------------------------------------------------------------
 
 
-def replace_section(text: str, body: str, section: str = SECTION) -> str:
-    """Replace (or append) ``section``, leaving every other section as it is; a
-    ``### Notes`` block at the end of the section (hand-written) is kept. ``body`` may
-    start with the section's own heading."""
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == section), None)
-    body = body.removeprefix(section).lstrip("\n")
-    new = section + "\n\n" + body.rstrip() + "\n"
-    if start is None:
-        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-        return text + sep + new
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    notes = next((i for i in range(start + 1, end) if lines[i].rstrip() == NOTES), None)
-    if notes is not None:
-        new += "\n" + "".join(lines[notes:end]).rstrip() + "\n"
-    tail = lines[end:]
-    return "".join(lines[:start]) + new + ("\n" if tail else "") + "".join(tail)
-
-
 def compare_table(
     label: str,
     med: Callable[[str, bool], Throughput],
@@ -646,8 +628,7 @@ def main() -> None:
         print()
         print(body)
         if not args.no_write:
-            old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-            RESULTS.write_text(replace_section(old, body, MANY_SECTION))
+            write_section(RESULTS, body)
             print(f"\nwritten to {RESULTS.relative_to(ROOT)} ({MANY_SECTION})")
         return
     try:
@@ -788,8 +769,7 @@ def main() -> None:
     print()
     print(body)
     if not args.no_write:
-        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        RESULTS.write_text(replace_section(old, body))
+        write_section(RESULTS, f"{SECTION}\n\n{body}")
         print(f"\nwritten to {RESULTS.relative_to(ROOT)} ({SECTION})")
 
 

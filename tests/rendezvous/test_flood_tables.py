@@ -13,12 +13,14 @@ from pyhbb.rendezvous.fair_budget import (
     ADMITTED,
     GLOBAL_LIMIT,
     PREFIX_LIMIT,
+    RETRY_MARKS_BITS_LOG2,
+    RETRY_MARKS_PERIOD,
     SOURCE_LIMIT,
     FairBudget,
     RateTable,
-    RetryMarks,
 )
 from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker, IpChanges, prefix_key
+from pyhbb.rendezvous.recent_keys import RecentKeys
 from tests.rendezvous.helpers import T0
 
 
@@ -185,22 +187,24 @@ def test_rate_table_is_bounded() -> None:
 
 
 def test_retry_marks_remember_pairs_for_one_to_two_periods() -> None:
-    m = RetryMarks(bits_log2=16, period=30.0)
-    assert not m.seen_or_mark(("192.0.2.1", 5000, "peer001"), T0)
-    assert m.seen_or_mark(("192.0.2.1", 5000, "peer001"), T0 + 15)
+    m = RecentKeys(bits_log2=16, period=30.0)
+    pair = ("192.0.2.1", 5000, "peer001")
+    assert not m.seen_or_mark(pair)  # T0: marked
+    assert m.seen_or_mark(pair)  # T0 + 15
     m.rotate(T0 + 30)
-    assert m.seen_or_mark(("192.0.2.1", 5000, "peer001"), T0 + 45)
-    m.rotate(T0 + 60)  # a new generation started at T0 + 45; the old one is still there
+    assert m.seen_or_mark(pair)  # T0 + 45: in the older generation, not marked again
+    m.rotate(T0 + 60)  # two periods after it was marked: forgotten
+    assert not m.seen(pair)
     m.rotate(T0 + 80)
     m.rotate(T0 + 200)
-    assert not m.seen_or_mark(("192.0.2.1", 5000, "peer001"), T0 + 200)
+    assert not m.seen_or_mark(pair)  # T0 + 200
 
 
 def test_retry_marks_rarely_mistake_a_new_pair_for_a_repeated_one() -> None:
-    m = RetryMarks()  # the production size: 2^25 bits per generation
+    m = RecentKeys(RETRY_MARKS_BITS_LOG2, RETRY_MARKS_PERIOD)  # 2^25 bits per generation
     for i in range(900_000):  # a 30k/s flood of distinct pairs for 30 s
-        m.seen_or_mark((i, 7), T0)
-    false = sum(m.seen_or_mark((i, 8), T0) for i in range(100_000))
+        m.seen_or_mark((i, 7))
+    false = sum(m.seen_or_mark((i, 8)) for i in range(100_000))
     assert false < 1000  # under 1 %
 
 

@@ -11,7 +11,8 @@ that never sees our answers has no reason to do (and if it does, each forged att
 costs it twice). A fifth of the global rate is kept for such repeated requests.
 
 Every table is bounded and O(1) per packet: per-key rates live in :class:`BoundedTable`
-(one float per key), and the repeated requests are remembered in a fixed bitmap.
+(one float per key), and the repeated requests are remembered in fixed memory
+(:class:`~pyhbb.rendezvous.recent_keys.RecentKeys`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Hashable
 
 from pyhbb.rendezvous.bounded_table import BoundedTable
 from pyhbb.rendezvous.rate_limits import TokenBucket, blocker_key, prefix_key
+from pyhbb.rendezvous.recent_keys import RecentKeys
 
 Addr = tuple[str, int]
 
@@ -28,6 +30,11 @@ SOURCE_SHARE = 100  # one source address 1/100
 RETRY_SHARE = 5  # repeated requests have their own 1/5 of the global rate
 BURST_SECONDS = 60.0  # by default every bucket holds a minute's worth
 MAX_KEYS = 32_768  # sources and prefixes remembered per budget (~130 bytes each)
+# Repeated requests, as (source address, port, request): 4 MiB per generation, each kept 30
+# to 60 s, so a client's retry 3 or 15 s later is found (§12). A false positive lets a
+# forged request into the retry lane, which is only a fifth of the rate.
+RETRY_MARKS_BITS_LOG2 = 25
+RETRY_MARKS_PERIOD = 30.0
 
 # Outcomes of FairBudget.admit
 ADMITTED = ""
@@ -64,53 +71,6 @@ class RateTable:
         return self.table.sweep(budget, lambda whole_at: whole_at <= now)
 
 
-class RetryMarks:
-    """Which (source address, request) pairs asked recently, in fixed memory: two
-    generations of a bitmap (two bits per pair, as a Bloom filter), the older dropped
-    every ``period`` seconds, so a pair is remembered for ``period`` to 2 ``period`` s.
-    Bit positions come from the process's randomised ``hash``: a forger cannot aim at
-    them. The bitmaps are allocated only when the first pair is marked."""
-
-    def __init__(self, bits_log2: int = 25, period: float = 30.0) -> None:
-        self.shift = bits_log2
-        self.mask = (1 << bits_log2) - 1
-        self.size = 1 << (bits_log2 - 3)
-        self.period = period
-        self._current: bytearray | None = None
-        self._previous: bytearray | None = None
-        self._since = 0.0
-
-    def seen_or_mark(self, pair: Hashable, now: float) -> bool:
-        """True when ``pair`` was marked before; else mark it and return False."""
-        h = hash(pair)
-        a = h & self.mask
-        b = (h >> self.shift) & self.mask
-        byte_a, bit_a, byte_b, bit_b = a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
-        current = self._current
-        if current is None:
-            current = self._current = bytearray(self.size)
-            self._since = now
-        elif current[byte_a] & bit_a and current[byte_b] & bit_b:
-            return True
-        previous = self._previous
-        if previous is not None and previous[byte_a] & bit_a and previous[byte_b] & bit_b:
-            return True
-        current[byte_a] |= bit_a
-        current[byte_b] |= bit_b
-        return False
-
-    def rotate(self, now: float) -> None:
-        """Housekeeping: start a new generation every ``period`` seconds."""
-        if self._current is not None and now - self._since >= self.period:
-            self._previous, self._current = self._current, None
-        elif (
-            self._current is None
-            and self._previous is not None
-            and now - self._since >= 2 * (self.period)
-        ):
-            self._previous = None  # quiet for two periods: give the memory back
-
-
 class FairBudget:
     """``rate`` events per second in total, shared fairly between sources (see module)."""
 
@@ -130,7 +90,7 @@ class FairBudget:
         self.prefixes = RateTable(rate / PREFIX_SHARE, prefix_burst, max_keys)
         source_burst = max(1.0, min_burst, burst / SOURCE_SHARE)
         self.sources = RateTable(rate / SOURCE_SHARE, source_burst, max_keys)
-        self.marks = RetryMarks()
+        self.marks = RecentKeys(RETRY_MARKS_BITS_LOG2, RETRY_MARKS_PERIOD)
         self.retried = 0
         """Events admitted through the retry lane."""
 
@@ -143,7 +103,7 @@ class FairBudget:
             return PREFIX_LIMIT
         if self.total.take(now):
             return ADMITTED
-        if self.marks.seen_or_mark((ip, src[1], request), now) and self.retries.take(now):
+        if self.marks.seen_or_mark((ip, src[1], request)) and self.retries.take(now):
             self.retried += 1
             return ADMITTED
         return GLOBAL_LIMIT

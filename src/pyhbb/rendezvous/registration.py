@@ -9,7 +9,6 @@ from functools import partial
 
 from pyhbb.net.hostport import format_addr, is_loopback
 from pyhbb.observability.throttle import worth_logging
-from pyhbb.rendezvous.absent_ids import AbsentIds
 from pyhbb.rendezvous.actions import (
     Action,
     ClaimPeer,
@@ -40,6 +39,7 @@ from pyhbb.rendezvous.peer_registry import (
     addr_key,
 )
 from pyhbb.rendezvous.rate_limits import TokenBucket, reg_pk_allowed
+from pyhbb.rendezvous.recent_keys import RecentKeys
 from pyhbb.rendezvous.state import MAX_ID_BYTES, MAX_TAKE_BACK_LOADS, CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.addr_mangle import Addr
@@ -60,6 +60,11 @@ SOFTWARE_ASK_TTL = 60.0
 LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
 TAKE_BACK_BURST_SECONDS = 1.0
 CLAIM_ATTEMPTS = 3  # a shared directory's entry changed under us: read and decide again
+# The take-back's negative cache (ids the database lacks, see _take_back): 2 MiB per
+# generation, each id kept one to two minutes. A false positive answers a registered peer's
+# heartbeat with request_pk, the behaviour before take-back; never the reverse.
+ABSENT_IDS_BITS_LOG2 = 24
+ABSENT_IDS_PERIOD = 60.0
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -91,7 +96,7 @@ class Registration:
         self.take_backs = FairBudget(
             settings.take_back_reads_per_second, TAKE_BACK_BURST_SECONDS, min_burst=64.0
         )
-        self.absent_ids = AbsentIds()
+        self.absent_ids = RecentKeys(ABSENT_IDS_BITS_LOG2, ABSENT_IDS_PERIOD)
         self._legacy_pacer = RateTable(1.0 / LEGACY_UPDATE_INTERVAL, 1.0, MAX_PACED_PEERS)
         self._legacy_total = TokenBucket(
             LEGACY_UPDATES_PER_SECOND, LEGACY_UPDATES_PER_SECOND * 10, 0.0
@@ -194,7 +199,8 @@ class Registration:
             len(peer_id) < 6
             or s.settings.node_name
             or not id_format_ok(peer_id)
-            or self.absent_ids.seen(peer_id)
+            # carried: an unknown id that keeps heartbeating stays remembered, at no read
+            or self.absent_ids.seen(peer_id, carry=True)
         ):
             s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
