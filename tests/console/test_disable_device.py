@@ -84,6 +84,7 @@ async def test_disable_enable_and_restart(tmp_path: Path) -> None:
             page = await set_disabled(admin, True)
             assert "Device disabled. hbbs now answers for it as for an offline device." in page
             assert '<span class="badge">disabled</span>' in page
+            assert 'role="alert"' not in page  # hbbs enforces it: no warning on the page
             await disabled_everywhere(hbbs, b, admin)
 
             # B keeps registering (its heartbeats and key are accepted as before).

@@ -141,6 +141,8 @@ async def hbbs_disable_note(call: Call) -> str:
             "Not enforced: hbbs runs in cluster mode, where disabling only marks the device "
             "here and in the client's device list; it can still be reached."
         )
+    if not answer[:1].isdigit():  # an hbbs without the command answers nothing
+        return "This hbbs did not say that it enforces disabling: the device may stay reachable."
     return ""
 
 
