@@ -169,8 +169,8 @@ def resolve(
 ) -> list[Action]:
     """Act as the adapters' executor: answer every LoadPeer from the core's fake database
     (seeded with ``rows``; missing = not in the database) and complete every Persist,
-    applying it to that database (or failing it with ``DB_DOWN``), until only network
-    actions remain."""
+    applying it to that database and telling the core (or failing it with ``DB_DOWN``),
+    until only network actions remain."""
     db = database(core)
     for peer_id, row in (rows or {}).items():
         db.setdefault(peer_id, row)
@@ -182,7 +182,7 @@ def resolve(
             out.append(action)
         elif persist_ok:
             _apply(db, action.write)
-            pending += loaded(core, action.on_ok, now)
+            pending += loaded(core, core.write_done(action), now)
         else:
             pending += loaded(core, core.write_failed(action, DB_DOWN), now)
     return out

@@ -71,10 +71,13 @@ async def test_help_has_the_official_lines_first() -> None:
     out = await f.run("h")
     assert out == HELP
     assert out.startswith(SPEC_HELP)
-    # pyhbb's one addition is documented on its own line.
+    # pyhbb's additions are documented each on its own line.
     assert out[len(SPEC_HELP) :] == (
         "stats: pyhbb counters and table sizes\n"
         "forget-peer <id>: pyhbb: drop the record of an ID deleted from the database\n"
+        "disable-peer <id>: pyhbb: answer for an ID as for an offline peer\n"
+        "enable-peer <id>: pyhbb: undo disable-peer\n"
+        "disabled-peers [<number>]: pyhbb: how many IDs are disabled, and 10 of them\n"
     )
 
 

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from pyhbb.rendezvous.disabled_peers import Change
 from pyhbb.rendezvous.rate_limits import BlockerEntry, IpChangeEntry, PunchEntry, blocker_key
-from pyhbb.rendezvous.state import CoreState
+from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
 
 log = logging.getLogger("pyhbb.rendezvous")
 
@@ -119,11 +120,76 @@ class CoreAdmin:
         the ID would never be stored again; now the next RegisterPeer asks for the key,
         and the RegisterPk that follows finds no row and registers the ID anew.
         """
+        if self.s.disabled.discard(peer_id):  # a new row with this ID is a new device
+            log.info("deleted peer %s is no longer disabled", peer_id)
         if peer_id not in self.s.peers:
             return False
         self.s.peers.remove(peer_id)
         log.info("record of peer %s forgotten by the console", peer_id)
         return True
+
+    # -- disabled peers (disabled_peers.py) -----------------------------------------------------
+
+    def disable_peer(self, peer_id: str) -> Change:
+        """Answer for ``peer_id`` as for an offline peer from now on (the web console wrote
+        ``status = 0`` into its row)."""
+        s = self.s
+        if s.settings.node_name:
+            return Change.CLUSTER_MODE
+        if not peer_id or len(peer_id.encode()) > MAX_ID_BYTES:
+            return Change.BAD_ID
+        if peer_id in s.disabled:
+            return Change.DONE
+        if not s.disabled.add(peer_id):
+            log.warning(
+                "disabling peer %s refused: %d IDs are disabled already, the most hbbs "
+                "enforces; enable or delete some in the web console first",
+                peer_id,
+                s.disabled.limit,
+            )
+            return Change.TABLE_FULL
+        log.info("peer %s disabled by the console: it is answered as offline", peer_id)
+        return Change.DONE
+
+    def enable_peer(self, peer_id: str) -> Change:
+        """Undo :meth:`disable_peer` (enabling an ID that is not disabled changes nothing)."""
+        if self.s.settings.node_name:
+            return Change.CLUSTER_MODE
+        if self.s.disabled.discard(peer_id):
+            log.info("peer %s enabled again by the console", peer_id)
+        return Change.DONE
+
+    def load_disabled(self, peer_ids: list[str], total: int) -> int:
+        """At start: the IDs the database marks disabled (``total`` of them, of which
+        ``peer_ids`` were read). Returns how many are enforced."""
+        n = self.s.disabled.add_all(peer_ids)
+        if n < total:
+            log.warning(
+                "%d IDs are disabled in the database, more than the %d hbbs enforces: "
+                "the other %d stay reachable; delete the devices you no longer need",
+                total,
+                self.s.disabled.limit,
+                total - n,
+            )
+        elif n:
+            log.info("%d disabled IDs are answered as offline", n)
+        return n
+
+    @property
+    def disabled_enforced(self) -> bool:
+        """Whether disabling an ID has an effect here (not in cluster mode)."""
+        return not self.s.settings.node_name
+
+    @property
+    def disabled_limit(self) -> int:
+        return self.s.disabled.limit
+
+    def disabled_count(self) -> int:
+        return len(self.s.disabled)
+
+    def disabled_peers(self, start: int, count: int) -> list[str]:
+        """Disabled IDs in the order they were disabled (console listing)."""
+        return self.s.disabled.page(start, count)
 
     # -- statistics -----------------------------------------------------------------------------
 
@@ -136,6 +202,7 @@ class CoreAdmin:
             "db_loads_pending": s.pending_loads,
             "ip_blocker_entries": len(s.blocker.entries),
             "punch_log_entries": len(s.punch_log.entries),
+            "disabled_peers": len(s.disabled),
         }
 
     def counters(self) -> dict[str, int]:

@@ -45,7 +45,7 @@ from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.rendezvous.messages import config_update_problem
 from pyhbb.rendezvous.rate_limits import BlockerLimits
 from pyhbb.rendezvous.state import CoreSettings
-from pyhbb.store.base import PeerStore
+from pyhbb.store.base import PeerStore, StoreError
 from pyhbb.store.database import SqliteDatabase
 from pyhbb.store.peers import SqlitePeerStore
 from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
@@ -369,6 +369,13 @@ async def serve(
     )
     server = HbbsServer(opts, key, store, db=db)
     try:
+        # Before the first client is served: a disabled device is never reachable.
+        admin = server.core.admin
+        try:
+            disabled = await store.disabled_ids(admin.disabled_limit)
+        except StoreError as e:
+            raise StoreError(f"reading the devices disabled in the web console failed: {e}") from e
+        admin.load_disabled(*disabled)
         return await _run_until_stopped(server, stop, on_started)  # commits the store's writes
     finally:
         await db.close()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from pyhbb.net.hostport import split_list
 from pyhbb.rendezvous.admin import CoreAdmin
+from pyhbb.rendezvous.disabled_peers import Change
 from pyhbb.rendezvous.rate_limits import BlockerEntry
 
 HELP = (
@@ -23,6 +24,9 @@ HELP = (
     "test-geo(tg) <ip1> <ip2>\n"
     "stats: pyhbb counters and table sizes\n"
     "forget-peer <id>: pyhbb: drop the record of an ID deleted from the database\n"
+    "disable-peer <id>: pyhbb: answer for an ID as for an offline peer\n"
+    "enable-peer <id>: pyhbb: undo disable-peer\n"
+    "disabled-peers [<number>]: pyhbb: how many IDs are disabled, and 10 of them\n"
 )
 COMMANDS = frozenset(
     {
@@ -43,10 +47,19 @@ COMMANDS = frozenset(
         "tg",
         "stats",
         "forget-peer",
+        "disable-peer",
+        "enable-peer",
+        "disabled-peers",
     }
 )
 
 Resolver = Callable[[str], Awaitable[bool]]
+
+UNSUPPORTED_IN_CLUSTER = "unsupported in cluster mode\n"
+CHANGE_ANSWERS = {
+    Change.CLUSTER_MODE: UNSUPPORTED_IN_CLUSTER,
+    Change.BAD_ID: "invalid id\n",
+}
 
 
 def _page_index(text: str) -> int | None:
@@ -97,6 +110,10 @@ class Console:
             return self._stats(now)
         if cmd == "forget-peer":
             return "forgotten\n" if rest and admin.forget_peer(rest[0]) else "unknown\n"
+        if cmd in ("disable-peer", "enable-peer"):
+            return self._disable(cmd, rest)
+        if cmd == "disabled-peers":
+            return self._disabled_peers(rest)
         return ""  # reload-geo and unknown commands: empty output, as upstream
 
     async def _relay_servers(self, rest: list[str]) -> str:
@@ -160,6 +177,24 @@ class Console:
             when = datetime.fromtimestamp(wall - (now - t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             out.append(f"{when} {e.from_ip} -> {e.to_id}@{e.to_ip}\n")
         return "".join(out)
+
+    def _disable(self, cmd: str, rest: list[str]) -> str:
+        if not rest or not rest[0]:
+            return f"usage: {cmd} <id>\n"
+        if cmd == "disable-peer":
+            change = self.admin.disable_peer(rest[0])
+            if change is Change.TABLE_FULL:
+                return f"refused: {self.admin.disabled_limit} IDs are disabled already, the limit\n"
+            return CHANGE_ANSWERS.get(change, "disabled\n")
+        return CHANGE_ANSWERS.get(self.admin.enable_peer(rest[0]), "enabled\n")
+
+    def _disabled_peers(self, rest: list[str]) -> str:
+        """The count, then up to 10 IDs from the given position (as ``ib`` pages)."""
+        if not self.admin.disabled_enforced:
+            return UNSUPPORTED_IN_CLUSTER
+        start = (_page_index(rest[0]) if rest else 0) or 0
+        ids = self.admin.disabled_peers(start, 10)
+        return "".join(f"{line}\n" for line in [str(self.admin.disabled_count()), *ids])
 
     def _stats(self, now: float) -> str:
         values = self.admin.table_sizes(now)

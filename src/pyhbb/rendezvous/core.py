@@ -23,6 +23,7 @@ from pyhbb.rendezvous.actions import (
     Close,
     Evict,
     GatherOnline,
+    InsertPeer,
     Persist,
     ProxyHttp,
     PunchViaOwner,
@@ -246,6 +247,10 @@ class RendezvousCore:
         the answers that waited for it, and the evict for the node that held the peer."""
         self.registration.persist_succeeded(persist.write)
         write = persist.write
+        if isinstance(write, InsertPeer):
+            self.state.disabled.discard(write.peer_id)  # a new row is not disabled
+        elif isinstance(write, RenamePeer):
+            self.state.disabled.rename(write.old_id, write.new_id)  # the row keeps its status
         if not self.state.settings.node_name or not revision:
             return persist.on_ok
         peer_id = write.new_id if isinstance(write, RenamePeer) else write.peer_id

@@ -100,6 +100,10 @@ class Punching:
                     n,
                 )
             return [Send(link, PUNCH_LICENSE_MISMATCH)]
+        if msg.id in s.disabled:
+            outcome("disabled")
+            self._log_disabled("punch", link, msg.id, now)
+            return [Send(link, PUNCH_OFFLINE)]
 
         def decide(record: PeerRecord | None, now: float, ok: bool) -> list[Action]:
             if not ok:
@@ -128,6 +132,17 @@ class Punching:
         rechecked: list[bool] = []
         doubtful = s.doubtful and msg.id in s.doubtful
         return s.with_peer(msg.id, now, decide, fresh=bool(doubtful))
+
+    def _log_disabled(self, what: str, link: Link, peer_id: str, now: float) -> None:
+        if n := self.s.log_throttle.count("disabled target", now):
+            log.info(
+                "%s request from %s to %s answered offline: disabled in the console "
+                "(%d this minute)",
+                what,
+                format_addr(link.addr),
+                peer_id,
+                n,
+            )
 
     def _notify_target(
         self, link: Link, msg: pb.PunchHoleRequest, record: PeerRecord, now: float
@@ -241,6 +256,12 @@ class Punching:
         if self._oversized("relay request", msg, link.addr):
             s.outcomes["relay", transport, "oversized"] += 1
             return []
+        if msg.id in s.disabled:
+            # The answer A gets for an offline peer's punch request: it stops at once
+            # instead of waiting for B's answer on each of its attempts.
+            s.outcomes["relay", transport, "disabled"] += 1
+            self._log_disabled("relay", link, msg.id, now)
+            return [Send(link, PUNCH_OFFLINE)]
         record = s.peers.get(msg.id)  # memory only, as upstream (§6.9)
         if record is None and s.settings.node_name:
             # cluster mode: B may be held by another node (directory, or the recent cache)

@@ -37,9 +37,10 @@ class Queries:
         states = bytearray((len(peers) + 7) // 8)
         limit = self.s.settings.max_online_query
         online = self.s.peers.online
+        disabled = self.s.disabled
         for i, peer_id in enumerate(peers):
             if i >= limit:
                 break
-            if online(peer_id, now):
+            if online(peer_id, now) and peer_id not in disabled:
                 states[i >> 3] |= 0x80 >> (i & 7)
         return bytes(states)

@@ -14,6 +14,7 @@ from nacl.signing import SigningKey
 from pyhbb.observability.throttle import LogThrottle
 from pyhbb.rendezvous.actions import Action, LoadPeer, Send, SendUdp
 from pyhbb.rendezvous.bounded_table import BoundedTable
+from pyhbb.rendezvous.disabled_peers import MAX_DISABLED, DisabledPeers
 from pyhbb.rendezvous.lan import LanPolicy
 from pyhbb.rendezvous.links import Link, RequesterTable
 from pyhbb.rendezvous.messages import config_update
@@ -88,6 +89,8 @@ class CoreSettings:
     udp_punch: bool = False
     """Forward udp_port and accept UDP PunchHoleSent (§7.9)."""
     id_change: bool = True
+    max_disabled: int = MAX_DISABLED
+    """IDs disabled in the web console that are enforced (disabled_peers.py)."""
     node_name: str = ""
     """This node's name in a shared peer directory (cluster mode). Empty: a single server,
     where every peer in the database is this server's own."""
@@ -110,6 +113,8 @@ class CoreState:
         self.settings = settings
         self.random_bytes = random_bytes
         self.peers = PeerRegistry(settings.max_peers, settings.evict_after)
+        self.disabled = DisabledPeers(settings.max_disabled)
+        """IDs answered as offline whatever their record says (single server only)."""
         self.requesters = RequesterTable()
         self.blocker = IpBlocker(settings.blocker)
         self.ip_changes = IpChanges()

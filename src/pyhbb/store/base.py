@@ -72,6 +72,11 @@ class PeerStore(Protocol):
         """Number of rows (for statistics)."""
         ...
 
+    async def disabled_ids(self, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` ids of the rows the web console disabled (``status`` 0), and
+        how many such rows there are."""
+        ...
+
     async def close(self) -> None:
         """Finish every write already requested, then release the database."""
         ...

@@ -76,6 +76,13 @@ class SqlitePeerStore:
         self._check_open()
         return await self._db.read(_count)
 
+    async def disabled_ids(self, limit: int) -> tuple[list[str], int]:
+        """Up to ``limit`` ids of rows with ``status`` 0 (the web console's disabled
+        devices; the official server never writes the column), in table order, and how
+        many there are: one read job, one snapshot."""
+        self._check_open()
+        return await self._db.read(partial(_disabled_ids, limit))
+
     async def close(self) -> None:
         """Wait until every write already requested is committed; later calls raise
         :class:`StoreError`. Closing twice is harmless."""
@@ -127,6 +134,15 @@ def _stored(guid: object, stored_id: object, uuid: object, pk: object, info: obj
 def _count(conn: sqlite3.Connection) -> int:
     n: int = conn.execute("select count(*) from peer").fetchone()[0]
     return n
+
+
+def _disabled_ids(limit: int, conn: sqlite3.Connection) -> tuple[list[str], int]:
+    query = "select id from peer where status = 0 limit ?"
+    ids = [str(row[0]) for row in conn.execute(query, (limit,))]
+    if len(ids) < limit:
+        return ids, len(ids)
+    total: int = conn.execute("select count(*) from peer where status = 0").fetchone()[0]
+    return ids, total
 
 
 def _insert(

@@ -46,6 +46,15 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 MAX_FLASH = 300
 
 
+def flash_cookie(text: str) -> str:
+    """``text`` quoted for the flash cookie and cut to what :func:`security.cookie` reads
+    back (a longer value would be dropped, and the message with it)."""
+    text = text[:MAX_FLASH]
+    while len(quote(text)) > security.MAX_COOKIE:  # at most MAX_FLASH short rounds
+        text = text[:-1]
+    return quote(text)
+
+
 def fmt_time(ts: float | None) -> str:
     if ts is None:
         return "—"
@@ -177,7 +186,7 @@ class Console:
             security.set_cookie(
                 response,
                 security.FLASH_COOKIE,
-                quote(flash[:MAX_FLASH]),
+                flash_cookie(flash),
                 secure=self.secure(request),
                 max_age=60,
             )

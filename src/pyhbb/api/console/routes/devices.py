@@ -101,6 +101,51 @@ async def online_states(call: Call, ids: list[str]) -> dict[str, bool] | None:
     return await call.ctx.presence.online(ids) if ids else {}
 
 
+UNSUPPORTED_IN_CLUSTER = "unsupported in cluster mode"  # hbbs console's answer
+
+
+async def tell_hbbs_disabled(call: Call, device_id: str, disabled: bool) -> str:
+    """Tell hbbs of a disable or enable already written; a sentence for the admin."""
+    command, done = ("disable-peer", "disabled") if disabled else ("enable-peer", "enabled")
+    try:
+        answer = (await call.console.hbbs.run(command, device_id)).strip()
+    except (ConsoleUnavailable, ValueError) as e:
+        return f" hbbs could not be told, so this takes effect when hbbs restarts ({e})."
+    if answer == done:
+        return (
+            " hbbs now answers for it as for an offline device."
+            if disabled
+            else " It can be reached again."
+        )
+    if answer == UNSUPPORTED_IN_CLUSTER:
+        return (
+            " hbbs runs in cluster mode, where disabling is not enforced: the device can "
+            "still be reached."
+        )
+    log.warning("hbbs answered %r to %s %s", answer[:200], command, device_id)
+    if answer.startswith("refused"):
+        return f" hbbs refused it ({answer[:120]}): the device can still be reached."
+    return f" hbbs did not confirm it, so this takes effect when hbbs restarts ({answer[:80]!r})."
+
+
+async def hbbs_disable_note(call: Call) -> str:
+    """Why disabling would not take effect in hbbs now ("" when it would)."""
+    try:
+        answer = (await call.console.hbbs.run("disabled-peers")).strip()
+    except ConsoleUnavailable as e:
+        return (
+            f"hbbs's console did not answer, so a change reaches hbbs only when it restarts ({e})."
+        )
+    if answer == UNSUPPORTED_IN_CLUSTER:
+        return (
+            "Not enforced: hbbs runs in cluster mode, where disabling only marks the device "
+            "here and in the client's device list; it can still be reached."
+        )
+    if not answer[:1].isdigit():  # an hbbs without the command answers nothing
+        return "This hbbs did not say that it enforces disabling: the device may stay reachable."
+    return ""
+
+
 def routes(console: Console) -> list[Route]:
     async def device_list(call: Call) -> Response:
         query = query_from(call)
@@ -225,6 +270,7 @@ def routes(console: Console) -> list[Route]:
         if device is None:
             raise ApiError(f"No device with ID {device_id!r} that you may see.", 404)
         online = await online_states(call, [device.device_id])
+        disable_note = await hbbs_disable_note(call) if viewer.is_admin else ""
         return call.render(
             "device.html",
             device=device,
@@ -232,6 +278,7 @@ def routes(console: Console) -> list[Route]:
             logins=logins,
             owners=owners,
             groups=groups,
+            disable_note=disable_note,
         )
 
     async def edit(call: Call) -> Response:
@@ -260,7 +307,8 @@ def routes(console: Console) -> list[Route]:
             "device %s %s by %s", device_id, "disabled" if disabled else "enabled", call.user.name
         )
         word = "disabled" if disabled else "enabled again"
-        return call.redirect(f"/device?{urlencode({'id': device_id})}", f"Device {word}.")
+        told = await tell_hbbs_disabled(call, device_id, disabled)
+        return call.redirect(f"/device?{urlencode({'id': device_id})}", f"Device {word}.{told}")
 
     async def delete(call: Call) -> Response:
         form = call.form
