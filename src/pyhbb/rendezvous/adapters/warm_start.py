@@ -23,34 +23,47 @@ from pyhbb.store.base import PeerStore
 
 log = logging.getLogger("pyhbb.rendezvous")
 
-PAGE = 5000  # rows per read job: ~10 ms of the reader's time
-SLICE = 500  # rows entered per loop iteration: ~1-2 ms, never a stall
+PAGE = 5000  # rows per read job: a few ms of the reader's time
+SLICE = 1000  # rows entered per loop iteration: ~1 ms, never a stall
 
 
 async def warm_start(
     core: RendezvousCore, store: PeerStore, clock: Callable[[], float], limit: int
 ) -> None:
-    """Read the peer table into ``core`` (see the module)."""
+    """Read the peer table into ``core`` (see the module).
+
+    The reader thread reads the next page while the loop enters the current one, so the
+    two costs overlap instead of adding up (SQLite lets go of the GIL while it steps)."""
     started = clock()
-    after = b""
     entered = 0
     state = core.state
-    while len(state.peers) < limit:
-        try:
-            rows = await store.scan(after, PAGE)
-        except Exception as e:  # StoreError, or a store bug: the heartbeats still get in
-            log.warning(
-                "warm start stopped after %d peers: %s; the others are read back as they heartbeat",
-                entered,
-                e,
-            )
-            return
-        if not rows:
-            break
-        after = rows[-1].guid
-        for start in range(0, len(rows), SLICE):
-            entered += state.preload(rows[start : start + SLICE], clock(), limit)
-            await asyncio.sleep(0)
+    if len(state.peers) >= limit:
+        return
+    reading = asyncio.ensure_future(store.scan_compact(b"", PAGE))
+    try:
+        while True:
+            try:
+                page = await reading
+            except Exception as e:  # StoreError, or a store bug: the heartbeats still get in
+                log.warning(
+                    "warm start stopped after %d peers: %s; "
+                    "the others are read back as they heartbeat",
+                    entered,
+                    e,
+                )
+                return
+            rows = page.rows
+            if not rows:
+                break
+            reading = asyncio.ensure_future(store.scan_compact(page.last_guid, PAGE))
+            for start in range(0, len(rows), SLICE):
+                entered += state.preload_rows(rows[start : start + SLICE], clock(), limit)
+                await asyncio.sleep(0)
+            if len(state.peers) >= limit:
+                break
+    finally:
+        if not reading.done():  # the limit was reached, or the server is stopping
+            reading.cancel()
     log.info(
         "warm start: %d peers read into memory in %.1f s%s",
         entered,
