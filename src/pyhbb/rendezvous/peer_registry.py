@@ -376,22 +376,22 @@ class PeerRegistry:
             return 0
         peers = self._peers
         time = _EXPIRED_TIME if last_reg == EXPIRED else _pack_time(last_reg)
+        time_port0 = time + b"\0\0"  # an IP-only address follows the time (addr_key)
         length_byte = _LENGTH_BYTE
         is_canonical_v4 = _is_canonical_v4
         added: list[str] = []
         for peer_id, pk, ip in rows:
             if peer_id in peers:
                 continue
+            try:
+                head = length_byte[len(pk)] + pk
+            except IndexError:  # a key no client could have sent: left out
+                head = b"\0"
             if is_canonical_v4(ip):
-                tail = time + b"\0\0" + ip.encode()
+                peers[peer_id] = time_port0.join((head, ip.encode()))
             else:  # IPv6, mapped, empty or no IP: the general rule (stored_blob)
                 canonical = canonical_ip(ip) if ip else None
-                tail = time + addr_key((canonical, 0)) if canonical else time
-            try:
-                head = length_byte[len(pk)]
-            except IndexError:  # a key no client could have sent: left out
-                head, pk = b"\0", b""
-            peers[peer_id] = head + pk + tail
+                peers[peer_id] = head + (time + addr_key((canonical, 0)) if canonical else time)
             added.append(peer_id)
             if len(added) == room:
                 break
