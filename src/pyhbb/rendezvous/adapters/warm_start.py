@@ -32,38 +32,30 @@ async def warm_start(
 ) -> None:
     """Read the peer table into ``core`` (see the module).
 
-    The reader thread reads the next page while the loop enters the current one, so the
-    two costs overlap instead of adding up (SQLite lets go of the GIL while it steps)."""
+    One page at a time: reading the next page while the loop enters the current one was
+    measured no faster (bench/warm_start.py): the driver holds the GIL to convert each
+    row, so the two threads take turns rather than overlap."""
     started = clock()
+    after = b""
     entered = 0
     state = core.state
-    if len(state.peers) >= limit:
-        return
-    reading = asyncio.ensure_future(store.scan_compact(b"", PAGE))
-    try:
-        while True:
-            try:
-                page = await reading
-            except Exception as e:  # StoreError, or a store bug: the heartbeats still get in
-                log.warning(
-                    "warm start stopped after %d peers: %s; "
-                    "the others are read back as they heartbeat",
-                    entered,
-                    e,
-                )
-                return
-            rows = page.rows
-            if not rows:
-                break
-            reading = asyncio.ensure_future(store.scan_compact(page.last_guid, PAGE))
-            for start in range(0, len(rows), SLICE):
-                entered += state.preload_rows(rows[start : start + SLICE], clock(), limit)
-                await asyncio.sleep(0)
-            if len(state.peers) >= limit:
-                break
-    finally:
-        if not reading.done():  # the limit was reached, or the server is stopping
-            reading.cancel()
+    while len(state.peers) < limit:
+        try:
+            page = await store.scan_compact(after, PAGE)
+        except Exception as e:  # StoreError, or a store bug: the heartbeats still get in
+            log.warning(
+                "warm start stopped after %d peers: %s; the others are read back as they heartbeat",
+                entered,
+                e,
+            )
+            return
+        rows = page.rows
+        if not rows:
+            break
+        after = page.last_guid
+        for start in range(0, len(rows), SLICE):
+            entered += state.preload_rows(rows[start : start + SLICE], clock(), limit)
+            await asyncio.sleep(0)
     log.info(
         "warm start: %d peers read into memory in %.1f s%s",
         entered,
