@@ -24,12 +24,13 @@ holds back into bytes.
 
 from __future__ import annotations
 
+import re
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from pyhbb.rendezvous.links import Link
-from pyhbb.rendezvous.stored_peer import StoredPeer
+from pyhbb.rendezvous.stored_peer import CompactRow, StoredPeer
 from pyhbb.rendezvous.sweep import KeyRing
 from pyhbb.wire.addr_mangle import Addr, ip_from_bytes, ip_to_bytes, try_into_v4
 
@@ -75,6 +76,13 @@ def canonical_ip(ip: str) -> str | None:
         return None
     # dotted IPv4 that parses is canonical already (ip_to_bytes takes canonical octets only)
     return ip if len(raw) == 4 and ":" not in ip else ip_from_bytes(raw)
+
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # str(n) for n in 0..255, no more
+_is_canonical_v4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}").fullmatch
+"""Whether the text is dotted IPv4 that :func:`canonical_ip` returns as it is: one C call
+instead of its three Python ones, for the common case of a warm start's rows."""
+_LENGTH_BYTE = [bytes((n,)) for n in range(MAX_PK_BYTES + 1)]
 
 
 def stored_blob(row: StoredPeer, last_reg: float = EXPIRED) -> bytes:
@@ -358,6 +366,37 @@ class PeerRegistry:
         assert peer_id not in self._peers
         self._ring.added(peer_id)
         self._peers[peer_id] = stored_blob(row, last_reg)
+
+    def add_rows(self, rows: Sequence[CompactRow], last_reg: float, room: int) -> int:
+        """Enter the rows ``(id, pk, info.ip)`` whose ids are not in memory, at most
+        ``room`` of them, in order; returns how many were entered. Each record is the one
+        :meth:`add_stored` makes of the same row, built with fewer calls: a warm start
+        enters a million rows."""
+        if room <= 0:
+            return 0
+        peers = self._peers
+        time = _EXPIRED_TIME if last_reg == EXPIRED else _pack_time(last_reg)
+        time_port0 = time + b"\0\0"  # an IP-only address follows the time (addr_key)
+        length_byte = _LENGTH_BYTE
+        is_canonical_v4 = _is_canonical_v4
+        added: list[str] = []
+        for peer_id, pk, ip in rows:
+            if peer_id in peers:
+                continue
+            try:
+                head = length_byte[len(pk)] + pk
+            except IndexError:  # a key no client could have sent: left out
+                head = b"\0"
+            if is_canonical_v4(ip):
+                peers[peer_id] = time_port0.join((head, ip.encode()))
+            else:  # IPv6, mapped, empty or no IP: the general rule (stored_blob)
+                canonical = canonical_ip(ip) if ip else None
+                peers[peer_id] = head + (time + addr_key((canonical, 0)) if canonical else time)
+            added.append(peer_id)
+            if len(added) == room:
+                break
+        self._ring.extend(added)
+        return len(added)
 
     def put(self, peer_id: str, record: PeerRecord) -> None:
         peers = self._peers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from pyhbb.rendezvous.rate_limits import (
     PunchLog,
 )
 from pyhbb.rendezvous.relay_servers import RelayServers
-from pyhbb.rendezvous.stored_peer import StoredPeer
+from pyhbb.rendezvous.stored_peer import CompactRow, StoredPeer
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.signed_id import sign_id_pk
 
@@ -347,22 +347,19 @@ class CoreState:
         return actions + self._load_again(peer_id)
 
     def preload(self, rows: list[StoredPeer], now: float, limit: int) -> int:
-        """Warm start: enter database rows whose ids are not in memory, while fewer than
-        ``limit`` records are; returns how many were entered. A returning peer's first
-        heartbeat then finds its record (the same one a read would give), and a row
-        nobody heartbeats for is evicted :data:`PRELOAD_GRACE` seconds later."""
-        peers = self.peers
+        """:meth:`preload_rows` for rows read as :class:`StoredPeer`."""
+        return self.preload_rows([(row.id, row.pk, row.ip) for row in rows], now, limit)
+
+    def preload_rows(self, rows: Sequence[CompactRow], now: float, limit: int) -> int:
+        """Warm start: enter database rows ``(id, pk, info.ip)`` whose ids are not in
+        memory, while fewer than ``limit`` records are; returns how many were entered. A
+        returning peer's first heartbeat then finds its record (the same one a read would
+        give), and a row nobody heartbeats for is evicted :data:`PRELOAD_GRACE` seconds
+        later."""
         # offline, and due for eviction once the grace is over (never before REG_TIMEOUT)
         evict_after = self.settings.evict_after
         last_reg = now - REG_TIMEOUT - max(0.0, evict_after - PRELOAD_GRACE)
-        added = 0
-        for row in rows:
-            if len(peers) >= limit:
-                break
-            if row.id not in peers:
-                peers.add_stored(row.id, row, last_reg)
-                added += 1
-        return added
+        return self.peers.add_rows(rows, last_reg, limit - len(self.peers))
 
     @property
     def pending_loads(self) -> int:

@@ -23,3 +23,18 @@ class StoredPeer(NamedTuple):
     "" in a single server's database, where every peer is this server's."""
     revision: int = 0
     """The directory entry's revision, which a claim must name (0 in SQLite)."""
+
+
+CompactRow = tuple[str, bytes, str]
+"""What a warm start needs of a row: ``(id, pk, info.ip)``, the values of the same names
+in :class:`StoredPeer`. A plain tuple, as the database driver returns it: a restart reads
+a million, and no per-row object beyond the driver's own is built for them."""
+
+
+class CompactPage(NamedTuple):
+    """One page of a table scan for the warm start."""
+
+    rows: list[CompactRow]
+    """In guid order."""
+    last_guid: bytes
+    """The guid of the last row: the next page starts after it (``b""`` with no rows)."""

@@ -53,6 +53,16 @@ class KeyRing(Generic[K]):
             self._chunks.append(tuple(tail))
             tail.clear()
 
+    def extend(self, keys: list[K]) -> None:
+        """:meth:`added` for each of ``keys`` in turn, in one call (a warm start adds a
+        million)."""
+        tail = self._tail
+        tail.extend(keys)
+        self._size += len(keys)
+        while len(tail) >= CHUNK:
+            self._chunks.append(tuple(tail[:CHUNK]))
+            del tail[:CHUNK]
+
     keep = added
     """``key``, just taken, stays in the table: visit it again next pass."""
 

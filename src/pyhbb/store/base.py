@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from pyhbb.rendezvous.stored_peer import StoredPeer
+from pyhbb.rendezvous.stored_peer import CompactPage, CompactRow, StoredPeer
 
-__all__ = ["IdTaken", "PeerStore", "StoreError", "StoredPeer"]
+__all__ = ["CompactPage", "CompactRow", "IdTaken", "PeerStore", "StoreError", "StoredPeer"]
 
 
 class StoreError(Exception):
@@ -54,6 +54,11 @@ class PeerStore(Protocol):
 
     async def scan(self, after_guid: bytes, limit: int) -> list[StoredPeer]:
         """Up to ``limit`` rows in guid order, after ``after_guid`` (``b""``: the first)."""
+        ...
+
+    async def scan_compact(self, after_guid: bytes, limit: int) -> CompactPage:
+        """The page :meth:`scan` would return, as ``(id, pk, ip)`` tuples with the same
+        values (the warm start reads the whole table this way)."""
         ...
 
     async def insert(self, guid: bytes, peer_id: str, uuid: bytes, pk: bytes, ip: str) -> None:
