@@ -31,7 +31,6 @@ import os
 import platform
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +48,7 @@ from hbbs_procs import (
     wait_tcp_listening,
     wait_udp_answer,
 )
-from results_md import write_section
+from results_md import tree_commit, write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.framing import FrameDecoder, encode_frame
@@ -380,9 +379,7 @@ def main() -> int:
         runs.append(run)
         if not run.alive:
             print(run.log_tail)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = tree_commit(ROOT)
     head = (
         f"Measured by `bench/hbbs_flood.py` on {datetime.date.today()}, "
         f"{os.cpu_count()} cores (shared with other work: figures are noisy), Python "

@@ -68,7 +68,7 @@ from hbbs_procs import (
 )
 from hbbs_profile import summarize_pyspy
 from hbbs_punch import punch_main
-from results_md import write_section
+from results_md import tree_commit, write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -738,7 +738,7 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
     u = runs.get("uvloop")
     p = runs.get("pyhbb")
     lines = [SECTION, ""]
-    rev = git_revision()
+    rev = "`" + tree_commit(ROOT) + "`"
     lines.append(
         f"Measured by `bench/hbbs_load.py` on {today}, {cores} cores, Python {py}, Linux "
         f"{platform.release()}, loopback only, pyhbb at {rev}; run took {elapsed / 60:.1f} min. "
@@ -856,20 +856,6 @@ def report(runs: dict[str, ServerRun], o: Options, elapsed: float) -> str:
             lines.append(f"Note ({r.name}): {note}")
     lines.append("")
     return "\n".join(lines)
-
-
-def git_revision() -> str:
-    """Commit of the working tree the server ran from, marked when src/ had changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown commit"
-    return f"`{head}`" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def standing(runs: dict[str, ServerRun]) -> str:

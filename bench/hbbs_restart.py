@@ -36,7 +36,6 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +54,7 @@ from hbbs_procs import (
     wait_udp_answer,
 )
 from hbbs_spread import SpreadLayout, SpreadPool
-from results_md import write_section
+from results_md import tree_commit, write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
 
@@ -378,7 +377,7 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
     lines.append(
         f"Measured by `bench/hbbs_restart.py` on {today}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, Linux {platform.release()}, loopback only, pyhbb at "
-        f"{git_revision()}; run took {elapsed / 60:.1f} min; load average at the end "
+        f"`{tree_commit(ROOT)}`; run took {elapsed / 60:.1f} min; load average at the end "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (the machine is shared: read ratios "
         f"and figures of the same run). N = {o.peers:,} peers, {o.senders} sender processes "
         "(`hbbs_spread.py`: one source IP per peer through IP_PKTINFO, each peer playing the "
@@ -504,19 +503,6 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
             lines.append(f"Note ({r.code}, {r.per_addr} per IP): {note}")
     lines.append("")
     return "\n".join(lines)
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "unknown commit"
-    return f"`{head}`" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from results_md import write_section
+from results_md import tree_commit, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -510,7 +510,7 @@ def many_sessions(args: argparse.Namespace, sources: dict[str, Path]) -> str:
         "",
         f"Measured by `bench/relay_bench.py --sessions {args.sessions} --session-reps "
         f"{args.session_reps}` on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, loopback, pyhbb at `{git_commit()}`; load "
+        f"Python {platform.python_version()}, loopback, pyhbb at `{tree_commit(ROOT)}`; load "
         f"average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (a shared machine: "
         "the relays were run one after the other, interleaved, and the medians compared). "
         f"Each session sends 16 KiB every 125 ms one way (1 Mb/s) for a {window:g} s window; "
@@ -572,7 +572,7 @@ def compare_table(
             (f"{name}: delivered (%)", 100 * o.received_ratio, 100 * n.received_ratio, "higher")
         )
     out = [
-        f"This tree (`{git_commit()}`) against `{label}`, interleaved in the same run "
+        f"This tree (`{tree_commit(ROOT)}`) against `{label}`, interleaved in the same run "
         "(medians as above):",
         "",
         f"| figure | {label} | this tree | this / {label} | better is |",
@@ -582,17 +582,6 @@ def compare_table(
         ratio = f"{new / old:.2f}" if old else "–"
         out.append(f"| {name} | {old:.3g} | {new:.3g} | **{ratio}** | {better} |")
     return out
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        )
-    except OSError:
-        return "unknown"
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=ROOT).returncode
-    return out.stdout.strip() + (" + uncommitted changes" if dirty else "")
 
 
 def main() -> None:
@@ -710,7 +699,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, loopback. Baseline: `bench/relay_splice_baseline.c` "
         "(single-threaded epoll + splice, built by the benchmark). pyhbb: `.venv/bin/hbbr` "
-        f"at `{git_commit()}` "
+        f"at `{tree_commit(ROOT)}` "
         "(uvloop, splice pump, limiter active with caps far above loopback speed). "
         f"Median of {reps} run(s); {per_flow >> 20} MiB per direction per run. "
         "Single runs spread by about ±15 % on this 2-core machine (the load generator "

@@ -10,6 +10,7 @@ mean, how loaded the machine was) and is carried over to the end of the new one.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 NOTES = "### Notes"
@@ -48,3 +49,18 @@ def write_section(path: Path, section: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(replace_section(text, section), encoding="utf-8")
     os.replace(partial, path)
+
+
+def tree_commit(root: Path) -> str:
+    """The short commit of the checkout at ``root`` the figures were measured on, marked
+    when ``src/`` had uncommitted changes (or "unknown commit" outside a git checkout)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown commit"
+    return (head or "unknown commit") + (" + uncommitted changes in src/" if dirty else "")

@@ -45,23 +45,13 @@ from typing import Any
 
 from results_md import write_section
 
+from pyhbb.store.schema import CREATE_TABLE
+
 BENCH = Path(__file__).resolve().parent
 SRC = BENCH.parent / "src"
 RESULTS = BENCH / "RESULTS.md"
 CLOCK = 1_000_000.0  # the fixed "now" the records are entered at (see the digest)
 PROBE_PERIOD = 0.002
-
-OFFICIAL_PEER = """create table peer (
-    guid blob primary key not null,
-    id varchar(100) not null,
-    uuid blob not null,
-    pk blob not null,
-    created_at datetime not null default(current_timestamp),
-    user blob,
-    status tinyint,
-    note varchar(300),
-    info text not null
-) without rowid"""
 
 
 def build_db(path: Path, rows: int, v6_percent: int, seed: int = 7) -> None:
@@ -69,7 +59,7 @@ def build_db(path: Path, rows: int, v6_percent: int, seed: int = 7) -> None:
     the file), random guids; ``v6_percent`` of the IPs are IPv6, as many IPv4-mapped."""
     rnd = random.Random(seed)
     conn = sqlite3.connect(path)
-    conn.execute(OFFICIAL_PEER)
+    conn.execute(CREATE_TABLE)  # the official schema (store/schema.py)
     conn.execute("create unique index index_peer_id on peer (id)")
 
     def ip(i: int) -> str:

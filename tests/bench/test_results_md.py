@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -106,3 +107,11 @@ def test_a_section_must_start_with_its_heading() -> None:
     for section in ("Figures without a heading.\n", "# Benchmark results\n", "### Notes\n"):
         with pytest.raises(ValueError):
             results_md.replace_section(BEFORE, section)
+
+
+def test_tree_commit_names_the_checkout_or_says_it_is_unknown(tmp_path: Path) -> None:
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH, capture_output=True, text=True
+    ).stdout.strip()
+    assert results_md.tree_commit(BENCH.parent).startswith(head)
+    assert results_md.tree_commit(tmp_path) == "unknown commit"
