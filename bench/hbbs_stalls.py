@@ -10,19 +10,24 @@ real server (one source IPv4 address per peer):
    ``--settle`` seconds (past the IP blocker's 61 s window).
 
 Every simulated second the core's housekeeping runs once (``core.on_timer``, as
-``app.py`` does), and every call to it, every second's batch of ``on_udp`` and the worst datagram in it are timed
-with ``time.perf_counter``; the steps inside housekeeping are timed separately (the
-bench wraps each step's method on its instance: the core is unchanged). Reports the
+``app.py`` does). Every call to it, every second's batch of ``on_udp`` and the worst
+datagram in that batch are timed with ``time.perf_counter``; the steps inside housekeeping
+are timed separately (the bench wraps each step's method on its instance: the core is
+unchanged). ``--profile``: cProfile over the steady-state housekeeping calls. Reports the
 worst calls per phase and which step they spent their time in.
 
 Usage: .venv/bin/python bench/hbbs_stalls.py [--peers N] [--register-secs S] [--settle S]
+       [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import gc
+import io
+import pstats
 import sys
 import time
 from collections import defaultdict
@@ -126,6 +131,9 @@ def main() -> None:
     ap.add_argument("--register-secs", type=int, default=500, help="simulated registration time")
     ap.add_argument("--settle", type=int, default=150, help="simulated heartbeat seconds")
     ap.add_argument("--top", type=int, default=8, help="worst calls listed per phase")
+    ap.add_argument(
+        "--profile", action="store_true", help="cProfile the steady-state housekeeping calls"
+    )
     args = ap.parse_args()
     n = args.peers
 
@@ -153,12 +161,20 @@ def main() -> None:
     t_start = time.perf_counter()
     now = 10_000.0
 
+    profiler = cProfile.Profile() if args.profile else None
+
     def housekeeping(phase: str) -> None:
         gc_time[0] = 0.0
+        profiling = profiler is not None and phase == "steady"
+        if profiling:
+            profiler.enable()
         t = time.perf_counter()
         core.on_timer(now)
-        calls.append(Call(f"{phase} housekeeping", now, time.perf_counter() - t, steps.take(),
-                          gc_time[0]))
+        if profiling:
+            profiler.disable()
+        calls.append(
+            Call(f"{phase} housekeeping", now, time.perf_counter() - t, steps.take(), gc_time[0])
+        )
 
     def batch(phase: str, lo: int, hi: int, make: Callable[[int], bytes]) -> None:
         gc_time[0] = 0.0
@@ -169,16 +185,22 @@ def main() -> None:
             t1 = clock()
             drv.run(core.on_udp(make(i), srcs[i], now), now)
             worst = max(worst, clock() - t1)
-        calls.append(Call(f"{phase} on_udp x{hi - lo}", now, clock() - t,
-                          {"worst single datagram": worst}, gc_time[0]))
+        calls.append(
+            Call(
+                f"{phase} on_udp x{hi - lo}",
+                now,
+                clock() - t,
+                {"worst single datagram": worst},
+                gc_time[0],
+            )
+        )
 
     def register_pk(i: int) -> bytes:
         msg = pb.RegisterPk(id=ids[i], uuid=UUID, pk=pk_of[i & 255])
         return pb.RendezvousMessage(register_pk=msg).SerializeToString()
 
     heartbeats = [
-        pb.RendezvousMessage(register_peer=pb.RegisterPeer(id=ids[i], serial=0))
-        .SerializeToString()
+        pb.RendezvousMessage(register_peer=pb.RegisterPeer(id=ids[i], serial=0)).SerializeToString()
         for i in range(n)
     ]
 
@@ -206,10 +228,14 @@ def main() -> None:
     gc.callbacks.remove(on_gc)
 
     s = core.state
-    print(f"# {n} peers, {args.register_secs} s registering + {args.settle} s steady "
-          f"(simulated); wall {wall:.0f} s (registration {t_reg:.0f} s)")
-    print(f"# tables: peers {len(s.peers)}, blocker {len(s.blocker.entries)}, "
-          f"ip_changes {len(s.ip_changes.entries)}, reg_pk_counts {len(s.reg_pk_counts)}")
+    print(
+        f"# {n} peers, {args.register_secs} s registering + {args.settle} s steady "
+        f"(simulated); wall {wall:.0f} s (registration {t_reg:.0f} s)"
+    )
+    print(
+        f"# tables: peers {len(s.peers)}, blocker {len(s.blocker.entries)}, "
+        f"ip_changes {len(s.ip_changes.entries)}, reg_pk_counts {len(s.reg_pk_counts)}"
+    )
     for kind in ("housekeeping", "on_udp"):
         for phase in ("register", "steady"):
             sel = [c for c in calls if c.what.startswith(phase + " ") and kind in c.what]
@@ -218,14 +244,23 @@ def main() -> None:
             sel.sort(key=lambda c: c.secs, reverse=True)
             secs = sorted(c.secs for c in sel)
             med = secs[len(secs) // 2]
-            print(f"\n## {phase} {kind}: {len(sel)} calls, median {med * 1e3:.2f} ms, "
-                  f"worst {sel[0].secs * 1e3:.2f} ms, over 10 ms: "
-                  f"{sum(c.secs > 0.010 for c in sel)}")
+            print(
+                f"\n## {phase} {kind}: {len(sel)} calls, median {med * 1e3:.2f} ms, "
+                f"worst {sel[0].secs * 1e3:.2f} ms, over 10 ms: "
+                f"{sum(c.secs > 0.010 for c in sel)}"
+            )
             for c in sel[: args.top]:
                 top = sorted(c.steps.items(), key=lambda kv: kv[1], reverse=True)[:3]
                 where = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in top)
-                print(f"  t={c.now - 10_000:6.0f} {c.what:28} {c.secs * 1e3:8.2f} ms "
-                      f"(gc {c.gc_secs * 1e3:.2f}) {where}")
+                print(
+                    f"  t={c.now - 10_000:6.0f} {c.what:28} {c.secs * 1e3:8.2f} ms "
+                    f"(gc {c.gc_secs * 1e3:.2f}) {where}"
+                )
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+        print("\n## cProfile of the steady-state housekeeping calls (own time)")
+        print(out.getvalue())
     sys.stdout.flush()
 
 
