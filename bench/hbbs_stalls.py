@@ -134,7 +134,24 @@ def main() -> None:
     ap.add_argument(
         "--profile", action="store_true", help="cProfile the steady-state housekeeping calls"
     )
+    ap.add_argument(
+        "--interval",
+        default="1,0.1",
+        help="housekeeping intervals in seconds, one run each (1 = how hbbs ran it before "
+        "its calls were spread over a second; 0.1 = app.py now)",
+    )
     args = ap.parse_args()
+    worst: dict[float, float] = {}
+    for interval in (float(x) for x in args.interval.split(",")):
+        print(f"\n# housekeeping every {interval:g} s")
+        worst[interval] = run(args, interval)
+    base = next(iter(worst.values()))
+    print("\n# worst steady-state housekeeping call, ratio to the first interval's")
+    for interval, secs in worst.items():
+        print(f"  every {interval:g} s: {secs * 1e3:.2f} ms ({secs / base:.2f}x)")
+
+
+def run(args: argparse.Namespace, interval: float) -> float:
     n = args.peers
 
     settings = CoreSettings(
@@ -163,15 +180,15 @@ def main() -> None:
 
     profiler = cProfile.Profile() if args.profile else None
 
-    def housekeeping(phase: str) -> None:
+    def housekeeping(phase: str, at: float) -> None:
         gc_time[0] = 0.0
-        profiling = profiler is not None and phase == "steady"
-        if profiling:
-            profiler.enable()
+        profiling = profiler if phase == "steady" else None
+        if profiling is not None:
+            profiling.enable()
         t = time.perf_counter()
-        core.on_timer(now)
-        if profiling:
-            profiler.disable()
+        core.on_timer(at)
+        if profiling is not None:
+            profiling.disable()
         calls.append(
             Call(f"{phase} housekeeping", now, time.perf_counter() - t, steps.take(), gc_time[0])
         )
@@ -215,14 +232,16 @@ def main() -> None:
         hb_lo, hb_hi = done * slot // HEARTBEAT, done * (slot + 1) // HEARTBEAT
         if hb_hi > hb_lo:
             batch("register-hb", hb_lo, hb_hi, heartbeats.__getitem__)
-        housekeeping("register")
+        for k in range(round(1 / interval)):
+            housekeeping("register", now + k * interval)
         now += 1.0
     t_reg = time.perf_counter() - t_start
     for sec in range(args.settle):
         slot = sec % HEARTBEAT
         lo, hi = n * slot // HEARTBEAT, n * (slot + 1) // HEARTBEAT
         batch("steady", lo, hi, heartbeats.__getitem__)
-        housekeeping("steady")
+        for k in range(round(1 / interval)):
+            housekeeping("steady", now + k * interval)
         now += 1.0
     wall = time.perf_counter() - t_start
     gc.callbacks.remove(on_gc)
@@ -262,6 +281,8 @@ def main() -> None:
         print("\n## cProfile of the steady-state housekeeping calls (own time)")
         print(out.getvalue())
     sys.stdout.flush()
+    steady = [c.secs for c in calls if c.what == "steady housekeeping"]
+    return max(steady, default=0.0)
 
 
 if __name__ == "__main__":
