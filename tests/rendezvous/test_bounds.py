@@ -339,3 +339,36 @@ def test_full_registry_refuses_new_ids_until_an_offline_record_can_go() -> None:
     actions = resolve(core, core.on_udp(register_pk("peer003"), src, T0 + 31), T0 + 31)
     assert actions == [SendUdp(REG_OK, src)]
     assert set(dict(core.state.peers.items())) == {"peer001", "peer003"}
+
+
+# -- housekeeping slices ---------------------------------------------------------------------
+
+
+def test_housekeeping_spreads_a_seconds_blocker_sweep_over_calls_that_come_sooner() -> None:
+    """One second's share of every table at a million peers stalled the loop for 10-20 ms
+    (bench/hbbs_stalls.py): a call that comes a tenth of a second after the last one looks
+    at a tenth of the share (every entry here is stale, so entries dropped = entries
+    looked at)."""
+    core = make_core()
+    entries = core.state.blocker.entries
+    for i in range(120_000):
+        entries[f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"] = (1, T0, T0, None)
+    core.on_timer(T0 + 100)  # the first call: a whole second's share (1/60 of the table)
+    assert len(entries) == 120_000 - 2000
+    core.on_timer(T0 + 100.1)
+    assert 118_000 - len(entries) == 197  # a tenth of 118,000 / 60
+    core.on_timer(T0 + 105)  # after a pause, no more than a second's share
+    assert 117_803 - len(entries) == 117_803 // 60
+
+
+def test_housekeeping_spreads_a_seconds_peer_sweep_over_calls_that_come_sooner() -> None:
+    core = make_core(evict_after=0.0)
+    peers = core.state.peers
+    for i in range(6000):
+        peers.add_stored(f"peer{i:05d}", stored(f"peer{i:05d}"))
+    core.on_timer(T0)  # a second's share: 1000 records looked at, all long offline
+    assert len(peers) == 5000
+    core.on_timer(T0 + 0.1)
+    assert len(peers) == 4900
+    core.on_timer(T0 + 0.1)  # the same instant again: a small fixed slice still progresses
+    assert len(peers) == 4900 - 64

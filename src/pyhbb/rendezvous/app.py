@@ -52,7 +52,7 @@ from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
 
 log = logging.getLogger("pyhbb.rendezvous")
 
-HOUSEKEEPING_INTERVAL = 1.0
+HOUSEKEEPING_INTERVAL = 0.1  # the core spreads a second's sweeping over these calls
 PRELOAD_SHARE = 0.9  # the warm start fills the peer table up to this share of its limit
 SUMMARY_INTERVAL = 600  # seconds between the summary log lines
 

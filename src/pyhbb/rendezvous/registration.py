@@ -57,6 +57,7 @@ LEGACY_UPDATES_PER_SECOND = 1000.0
 MAX_PACED_PEERS = 100_000
 MAX_SOFTWARE_ASKS = 10_000
 SOFTWARE_ASK_TTL = 60.0
+REGISTRATION_SLICE = 1000  # entries of each table expired per second of housekeeping
 LOOKUP_BURST_SECONDS = 1.0  # database reads: a second's worth, not a minute's
 TAKE_BACK_BURST_SECONDS = 1.0
 CLAIM_ATTEMPTS = 3  # a shared directory's entry changed under us: read and decide again
@@ -434,9 +435,9 @@ class Registration:
             stats[key],
         )
 
-    def housekeeping(self, now: float) -> None:
-        """Once a second: expire budgets, pacing and the remembered SoftwareUpdate asks."""
-        budget = 1000
+    def housekeeping(self, now: float, budget: int = REGISTRATION_SLICE) -> None:
+        """Expire budgets, pacing and the remembered SoftwareUpdate asks, looking at most
+        at ``budget`` entries of each table."""
         self.new_ids.housekeeping(now, budget)
         self.lookups.housekeeping(now, budget)
         self.take_backs.housekeeping(now, budget)
