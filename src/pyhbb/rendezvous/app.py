@@ -283,13 +283,16 @@ class HbbsServer:
     async def _housekeeping(self) -> None:
         loop = asyncio.get_running_loop()
         next_summary = loop.time() + SUMMARY_INTERVAL
+        next_fd_check = loop.time()
         admin = self.core.admin
         last = admin.counters()
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             now = loop.time()
             self.executor.run(self.core.on_timer(now))
-            if self.fd_watch is not None:
+            # once a second, as before the sweeps were split: its count is "seconds short"
+            if self.fd_watch is not None and now >= next_fd_check:
+                next_fd_check = now + 1.0
                 self.fd_watch.check(self.limiter.count)
             if now >= next_summary:
                 next_summary = now + SUMMARY_INTERVAL
