@@ -12,7 +12,13 @@ Every second one JSON line goes to STATS_FILE::
      on a CPU (a stall of the server's own, not a wait for a core on a busy machine),
      "gc": [[generation, ms of CPU], ...] collections that ended in that second,
      "rss": VmRSS bytes, "peers": records in memory, "objects": records held as objects,
-     "counters": the core's heartbeat counters, pending loads, read jobs and ids read}
+     "counters": the core's heartbeat counters, pending loads, read jobs and ids read,
+     "metric_lag_max": ms, what hbbs's own ``pyhbb_event_loop_lag_max_seconds`` reports
+     (its worst of the last 10-20 s; null unless hbbs runs with --metrics)}
+
+``metric_lag_max`` checks the operator's view against the probe's: the metric's timer
+ticks every 5 ms, so it reads a stall at most 5 ms short, and it should agree with
+``lag_max`` over the same seconds.
 
 The lag probe is a timer every ``LAG_TICK`` s: its lateness is how long the loop was busy
 with something else when it was due (a stall). Environment knobs for the benchmark:
@@ -93,6 +99,14 @@ class Probe:
                 next_report = now + 1.0
                 self.report(now)
 
+    def metric_lag_max(self) -> float | None:
+        """The server's own worst-lag gauge, in ms (``None`` without --metrics)."""
+        monitoring = getattr(self.server, "monitoring", None)
+        if monitoring is None:
+            return None
+        lag = monitoring.lag
+        return round(lag.worst_recent(lag.clock()) * 1000, 3)
+
     def report(self, now: float) -> None:
         evict = self.out_path.with_suffix(".evict_after")  # the bench's eviction phase
         if self.server is not None and evict.exists():
@@ -120,6 +134,7 @@ class Probe:
             "peers": peers,
             "objects": objects,
             "counters": counters,
+            "metric_lag_max": self.metric_lag_max(),
         }
         self.out.write(json.dumps(line) + "\n")
         self.lag_max, self.lag_n, self.over10, self.gc_done = 0.0, 0, 0, []
