@@ -105,7 +105,8 @@ class Probe:
         if monitoring is None:
             return None
         lag = monitoring.lag
-        return round(lag.worst_recent(lag.clock()) * 1000, 3)
+        worst: float = lag.worst_recent(lag.clock())
+        return round(worst * 1000, 3)
 
     def report(self, now: float) -> None:
         evict = self.out_path.with_suffix(".evict_after")  # the bench's eviction phase
