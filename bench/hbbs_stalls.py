@@ -9,15 +9,17 @@ real server (one source IPv4 address per peer):
 2. **steady state**: every peer sends RegisterPeer once per 15 s of simulated time for
    ``--settle`` seconds (past the IP blocker's 61 s window).
 
-Every simulated second the core's housekeeping runs once (``core.on_timer``, as
-``app.py`` does). Every call to it, every second's batch of ``on_udp`` and the worst
+The core's housekeeping runs every ``--interval`` simulated seconds (``core.on_timer``;
+app.py: 0.1 s). Every call to it, every second's batch of ``on_udp`` and the worst
 datagram in that batch are timed with ``time.perf_counter``; the steps inside housekeeping
 are timed separately (the bench wraps each step's method on its instance: the core is
-unchanged). ``--profile``: cProfile over the steady-state housekeeping calls. Reports the
-worst calls per phase and which step they spent their time in.
+unchanged). Garbage collections are timed through ``gc.callbacks``, per phase and
+generation; as app.py does once hbbs has started, what exists before the first datagram
+is frozen (``gc.freeze``). ``--profile``: cProfile over the steady-state housekeeping
+calls. Reports the worst calls per phase and which step they spent their time in.
 
 Usage: .venv/bin/python bench/hbbs_stalls.py [--peers N] [--register-secs S] [--settle S]
-       [--profile]
+       [--interval 1,0.1] [--rows named,plain] [--profile]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import cProfile
 import dataclasses
 import gc
 import io
+import marshal
 import pstats
 import sys
 import time
@@ -60,10 +63,11 @@ class Driver:
         """Keep each row as the StoredPeer the core was handed (how this bench kept them
         before 2026-12-01: ``--rows named`` measures that)."""
         self.db: dict[str, Any] = {}
-        """id → (guid, uuid, pk, ip): plain tuples of atomic values, which the cyclic GC
-        stops tracking, as hbbs's rows live in SQLite and not on the Python heap (a dict of
-        a million StoredPeer named tuples, which stay tracked, made the bench's own full
-        collections take 0.5 s)."""
+        """id → (guid, uuid, pk, ip) marshalled to bytes: hbbs's rows live in SQLite, not
+        on the Python heap, so the bench's must cost the GC nothing either. A dict of a
+        million StoredPeer named tuples (tracked for good) made the bench's own full
+        collections take 0.5 s; one of plain tuples, 0.1 s (each new tuple is tracked
+        until a collection sees it, and makes the whole dict one the GC walks)."""
 
     def row(self, peer_id: str) -> StoredPeer | None:
         row = self.db.get(peer_id)
@@ -72,12 +76,14 @@ class Driver:
         if self.named_rows:
             assert isinstance(row, StoredPeer)
             return row
-        guid, uuid, pk, ip = row
+        guid, uuid, pk, ip = marshal.loads(row)
         return StoredPeer(guid, peer_id, uuid, pk, ip)
 
     def store(self, peer_id: str, guid: bytes, uuid: bytes, pk: bytes, ip: str) -> None:
         self.db[peer_id] = (
-            StoredPeer(guid, peer_id, uuid, pk, ip) if self.named_rows else (guid, uuid, pk, ip)
+            StoredPeer(guid, peer_id, uuid, pk, ip)
+            if self.named_rows
+            else marshal.dumps((guid, uuid, pk, ip))
         )
 
     def run(self, actions: list[Action], now: float) -> None:
@@ -94,7 +100,9 @@ class Driver:
                         self.store(w.peer_id, w.guid, w.uuid, w.pk, w.ip)
                     elif isinstance(w, UpdatePeer):
                         old = db[w.peer_id]
-                        guid, uuid = (old.guid, old.uuid) if self.named_rows else old[:2]
+                        fields = old if self.named_rows else self.row(w.peer_id)
+                        assert fields is not None
+                        guid, uuid = fields.guid, fields.uuid
                         self.store(w.peer_id, guid, uuid, w.pk, w.ip)
                     nxt += core.write_done(a)
             pending = nxt
@@ -166,8 +174,8 @@ def main() -> None:
     ap.add_argument(
         "--rows",
         default="plain",
-        help="how the bench's in-memory database keeps rows, one run each: plain (tuples "
-        "the GC stops tracking, as rows in SQLite cost the GC nothing) or named (the "
+        help="how the bench's in-memory database keeps rows, one run each: plain (bytes, "
+        "untracked by the GC, as rows in SQLite cost the GC nothing) or named (the "
         "StoredPeer objects, tracked: how this bench measured before 2026-12-01)",
     )
     args = ap.parse_args()
