@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import gc
 
+from pyhbb.rendezvous.bounded_table import BoundedTable
 from pyhbb.rendezvous.core import RendezvousCore
+from pyhbb.rendezvous.packed_table import PackedTable
 from pyhbb.rendezvous.peer_registry import PeerRecord
 from pyhbb.rendezvous.rate_limits import BlockerLimits
 from tests.rendezvous.helpers import (
@@ -143,3 +145,26 @@ def test_the_counter_follows_references() -> None:
     holder["c"] = [holder]  # a cycle: counted once
     assert tracked_reachable(holder) == 5
     assert tracked_reachable(b"bytes") == 0  # nothing to walk
+
+
+def test_a_packed_table_stays_out_of_the_gcs_sight() -> None:
+    """Fresh tuples make a plain table's dict tracked (a full collection walks every
+    entry); the packed table keeps the same values and costs the GC nothing per entry."""
+    plain: BoundedTable[str, tuple[int, float]] = BoundedTable(10_000)
+    packed: PackedTable[tuple[int, float]] = PackedTable(10_000, "<Id")
+    for i in range(5000):
+        plain[str(i)] = packed[str(i)] = (i, T0 + i)
+    gc.collect()
+    plain["new"] = packed["new"] = (1, T0)  # each registration writes a fresh tuple
+    assert tracked_reachable(plain) >= 3  # the table, its ring and its dict (with the tuple)
+    walked_packed = tracked_reachable(packed)
+    for i in range(5000, 9000):
+        packed[str(i)] = (i, T0 + i)
+    assert tracked_reachable(packed) == walked_packed  # the same few objects: no dict
+    # the same values, read and swept as tuples
+    assert packed["7"] == (7, T0 + 7) and packed.get("7", None) == (7, T0 + 7)
+    assert packed.get("absent", (0, 0.0)) == (0, 0.0) and "absent" not in packed
+    assert packed.sweep(20_000, lambda v: v[1] - T0 >= 4500) == 4500
+    assert len(packed) == 4501 and packed["new"] == (1, T0)
+    packed["7"] = (8, T0)
+    assert packed["7"] == (8, T0) and len(packed) == 4501
