@@ -12,7 +12,17 @@ Every second one JSON line goes to STATS_FILE::
      on a CPU (a stall of the server's own, not a wait for a core on a busy machine),
      "gc": [[generation, ms of CPU], ...] collections that ended in that second,
      "rss": VmRSS bytes, "peers": records in memory, "objects": records held as objects,
-     "counters": the core's heartbeat counters, pending loads, read jobs and ids read}
+     "counters": the core's heartbeat counters, pending loads, read jobs and ids read,
+     "metric_lag_max": ms, what hbbs's own ``pyhbb_event_loop_lag_max_seconds`` reports
+     (its worst of the last 10-20 s; null unless hbbs runs with --metrics)}
+
+``metric_lag_max`` checks the operator's view against the probe's: the metric's timer
+ticks every 5 ms, so it reads a stall at most 5 ms short, and it should agree with
+``lag_max`` over the same seconds.
+
+After a full collection over ``SLOW_FULL_GC_MS`` (at most every ``DUMP_INTERVAL`` s), and
+on SIGUSR2, the types of the objects the GC tracks go to STATS_FILE with the suffix
+``.tracked`` (one JSON line each): what a slow full collection had to walk.
 
 The lag probe is a timer every ``LAG_TICK`` s: its lateness is how long the loop was busy
 with something else when it was due (a stall). Environment knobs for the benchmark:
@@ -36,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 LAG_TICK = 0.002
+SLOW_FULL_GC_MS = 10.0  # a full collection this long dumps the tracked types (see below)
+DUMP_INTERVAL = 10.0  # at most one such dump per this many seconds
 
 
 def rss_bytes() -> int:
@@ -58,6 +70,7 @@ class Probe:
         self.busy_max = 0.0
         self.busy_over10 = 0
         self.server: Any = None
+        self.next_dump = 0.0
         gc.callbacks.append(self._gc)
 
     def _gc(self, phase: str, info: dict[str, int]) -> None:
@@ -67,6 +80,11 @@ class Probe:
         else:
             ms = (time.thread_time() - self.gc_started) * 1000
             self.gc_done.append([info["generation"], round(ms, 3)])
+            now = time.monotonic()
+            if info["generation"] == 2 and ms > SLOW_FULL_GC_MS and now >= self.next_dump:
+                # what that collection walked: the types of the objects it tracks
+                self.next_dump = now + DUMP_INTERVAL
+                dump_tracked(self.out_path, f"full collection {ms:.1f} ms")
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,6 +110,15 @@ class Probe:
             if now >= next_report:
                 next_report = now + 1.0
                 self.report(now)
+
+    def metric_lag_max(self) -> float | None:
+        """The server's own worst-lag gauge, in ms (``None`` without --metrics)."""
+        monitoring = getattr(self.server, "monitoring", None)
+        if monitoring is None:
+            return None
+        lag = monitoring.lag
+        worst: float = lag.worst_recent(lag.clock())
+        return round(worst * 1000, 3)
 
     def report(self, now: float) -> None:
         evict = self.out_path.with_suffix(".evict_after")  # the bench's eviction phase
@@ -120,10 +147,27 @@ class Probe:
             "peers": peers,
             "objects": objects,
             "counters": counters,
+            "metric_lag_max": self.metric_lag_max(),
         }
         self.out.write(json.dumps(line) + "\n")
         self.lag_max, self.lag_n, self.over10, self.gc_done = 0.0, 0, 0, []
         self.busy_max, self.busy_over10 = 0.0, 0
+
+
+def dump_tracked(stats: Path, reason: str) -> None:
+    """The types of the objects the cyclic GC tracks (not frozen), appended to STATS_FILE
+    with the suffix ``.tracked``: on SIGUSR2, and after a full collection over
+    ``SLOW_FULL_GC_MS`` (at most every ``DUMP_INTERVAL`` s)."""
+    counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+    line = {
+        "t": time.monotonic(),
+        "reason": reason,
+        "frozen": gc.get_freeze_count(),
+        "tracked": sum(counts.values()),
+        "top": counts.most_common(20),
+    }
+    with stats.with_suffix(".tracked").open("a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def main() -> int:
@@ -149,20 +193,8 @@ def main() -> int:
         probe.server = self
         self._spawn(probe.run())
 
-    def dump_tracked(*_: object) -> None:
-        """SIGUSR2: the types of the objects the cyclic GC tracks (not frozen), to a file."""
-        counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
-        with stats.with_suffix(".tracked").open("a") as f:
-            f.write(
-                json.dumps(
-                    {
-                        "t": time.monotonic(),
-                        "frozen": gc.get_freeze_count(),
-                        "top": counts.most_common(20),
-                    }
-                )
-                + "\n"
-            )
+    def on_usr2(*_: object) -> None:
+        dump_tracked(stats, "SIGUSR2")
 
     def trim(*_: object) -> None:
         """SIGUSR1: give the allocator's free pages back (glibc malloc_trim), and note the
@@ -182,7 +214,7 @@ def main() -> int:
                 + "\n"
             )
 
-    signal.signal(signal.SIGUSR2, dump_tracked)
+    signal.signal(signal.SIGUSR2, on_usr2)
     signal.signal(signal.SIGUSR1, trim)
     app.core_settings = core_settings  # type: ignore[assignment]
     app.HbbsServer.start = start  # type: ignore[method-assign]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 
@@ -71,6 +72,25 @@ async def test_loop_lag_measures_a_real_stall() -> None:
     snap = lag.histogram.snapshot()
     assert snap.count >= 5
     assert snap.buckets[-1][1] - dict(snap.buckets)[0.25] >= 1  # one observation over 0.25 s
+
+
+async def test_loop_lag_sees_a_short_stall_nearly_whole(caplog: pytest.LogCaptureFixture) -> None:
+    """A 30 ms stall that begins right after the timer was set reads at least 30 ms less
+    one interval (5 ms): a stall over 10 ms shows as one; a 150 ms stall is also logged."""
+    lag = LoopLag()
+    loop = asyncio.get_running_loop()
+    lag.start(loop)
+    time.sleep(0.03)  # hold the loop from the start: the stall covers the first due time
+    await asyncio.sleep(0.02)
+    assert lag.worst_recent(time.monotonic()) >= 0.025
+    assert not [r for r in caplog.records if "stalled" in r.getMessage()]
+    with caplog.at_level(logging.WARNING, logger="pyhbb.loop"):
+        await asyncio.sleep(0.01)
+        time.sleep(0.15)
+        await asyncio.sleep(0.02)
+    lag.stop()
+    warnings = [r.getMessage() for r in caplog.records if "stalled" in r.getMessage()]
+    assert len(warnings) == 1 and "event loop stalled for 1" in warnings[0], warnings
 
 
 def test_health_report_statuses() -> None:

@@ -18,6 +18,7 @@ from pyhbb.rendezvous.disabled_peers import MAX_DISABLED, DisabledPeers
 from pyhbb.rendezvous.lan import LanPolicy
 from pyhbb.rendezvous.links import Link, RequesterTable
 from pyhbb.rendezvous.messages import config_update
+from pyhbb.rendezvous.packed_table import PackedTable
 from pyhbb.rendezvous.peer_registry import REG_TIMEOUT, PeerDetails, PeerRecord, PeerRegistry
 from pyhbb.rendezvous.rate_limits import (
     BlockerLimits,
@@ -127,8 +128,10 @@ class CoreState:
         part from a fixed set of words."""
         self.log_throttle = LogThrottle()
         """Every line a client can trigger goes through it (1st, 2nd, 4th ... a minute)."""
-        self.reg_pk_counts: BoundedTable[str, tuple[int, float]] = BoundedTable(MAX_REG_PK_COUNTS)
-        """Per-id RegisterPk bursts (§6.4 step 6): (count, time); expired after 7 s."""
+        self.reg_pk_counts: PackedTable[tuple[int, float]] = PackedTable(MAX_REG_PK_COUNTS, "<Id")
+        """Per-id RegisterPk bursts (§6.4 step 6): (count, time); expired after 7 s. Packed:
+        written on every registration, its dict would otherwise be one every full
+        collection walks (packed_table.py)."""
         self.sessions: dict[Link, str] = {}
         """Registration sessions (§7.4): link → the peer id registered on it."""
         self._session_ips: Counter[str] = Counter()
