@@ -47,6 +47,7 @@ from pyhbb.rendezvous.peer_registry import MAX_SWEEP_SLICE
 from pyhbb.rendezvous.punching import Punching
 from pyhbb.rendezvous.queries import Queries
 from pyhbb.rendezvous.registration import REGISTRATION_SLICE, Registration
+from pyhbb.rendezvous.shedding import DROP, PASS, PASS_REPEATED, SLIP_ANSWER
 from pyhbb.rendezvous.state import CoreSettings, CoreState
 from pyhbb.rendezvous.stored_peer import StoredPeer
 from pyhbb.wire import addr_mangle
@@ -56,6 +57,13 @@ from pyhbb.wire.addr_mangle import Addr
 log = logging.getLogger("pyhbb.rendezvous")
 
 MIN_TIMER_SLICE = 64  # entries per table per housekeeping call, however soon it comes
+# Outcome counts of shed RegisterPk (the metrics' pyhbb_hbbs_register_pk), built once.
+SHED_DROPPED = ("register_pk", "udp", "shed")
+SHED_ANSWERED = ("register_pk", "udp", "too_frequent")
+REGISTER_PK_TOO_FREQUENT = REGISTER_PK[pb.RegisterPkResponse.TOO_FREQUENT]
+# The first byte of a RendezvousMessage whose first field is register_pk (field 15,
+# length-delimited): how every client encodes one.
+REGISTER_PK_TAG = bytes([15 << 3 | 2])
 
 
 class RendezvousCore:
@@ -69,6 +77,7 @@ class RendezvousCore:
     ) -> None:
         self.state = CoreState(settings, random_bytes)
         self.registration = Registration(self.state)
+        self._shedding = self.registration.shedding
         self.punching = Punching(self.state, mangle_time)
         self.queries = Queries(self.state)
         self.id_change = IdChange(self.state)
@@ -78,6 +87,13 @@ class RendezvousCore:
     # -- UDP on P (§6.2) --------------------------------------------------------------------
 
     def on_udp(self, data: bytes, src: Addr, now: float) -> list[Action]:
+        # A flood of RegisterPk is shed before it is parsed (shedding.py); the datagram's
+        # bytes tell a client's repeat, which resends the same ones.
+        verdict = PASS
+        if data[:1] == REGISTER_PK_TAG:
+            verdict = self._shedding.check(src, data, now)
+            if verdict >= DROP:
+                return self._shed(verdict, src)
         msg = parse(data)
         if msg is None:
             self.state.stats["udp_malformed"] += 1
@@ -92,8 +108,16 @@ class RendezvousCore:
             if not req.uuid or not req.pk:
                 self.state.outcomes["register_pk", "udp", "ignored"] += 1
                 return []
+            if data[:1] != REGISTER_PK_TAG:  # any other encoding meets the same gate
+                verdict = self._shedding.check(src, data, now)
+                if verdict >= DROP:
+                    return self._shed(verdict, src)
             return self.registration.register_pk(
-                req, src, lambda result: SendUdp(REGISTER_PK[result], src), now
+                req,
+                src,
+                lambda result: SendUdp(REGISTER_PK[result], src),
+                now,
+                repeated=verdict == PASS_REPEATED,
             )
         if kind == "configure_update":
             return self._configure_update(msg.configure_update, src)
@@ -104,6 +128,13 @@ class RendezvousCore:
         # PunchHoleRequest, PunchHoleSent, LocalAddr, ... are ignored on UDP on purpose:
         # answering them would make us a reflector (§6.2).
         self.state.stats["udp_ignored"] += 1
+        return []
+
+    def _shed(self, verdict: int, src: Addr) -> list[Action]:
+        if verdict == SLIP_ANSWER:
+            self.state.outcomes[SHED_ANSWERED] += 1
+            return [SendUdp(REGISTER_PK_TOO_FREQUENT, src)]
+        self.state.outcomes[SHED_DROPPED] += 1
         return []
 
     def _configure_update(self, msg: pb.ConfigUpdate, src: Addr) -> list[Action]:

@@ -36,6 +36,11 @@ MAX_KEYS = 32_768  # sources and prefixes remembered per budget (~130 bytes each
 RETRY_MARKS_BITS_LOG2 = 25
 RETRY_MARKS_PERIOD = 30.0
 
+# Verdicts of FairBudget.refuses_surely
+SURELY = "surely"
+REPEATED = "repeated"
+UNDECIDED = ""
+
 # Outcomes of FairBudget.admit
 ADMITTED = ""
 SOURCE_LIMIT = "source"
@@ -67,6 +72,11 @@ class RateTable:
         self.table[key] = whole_at + self.interval
         return True
 
+    def refuses(self, key: Hashable, now: float) -> bool:
+        """Would :meth:`take` refuse ``key`` at ``now``? (Writes nothing.)"""
+        whole_at = self.table.get(key)
+        return whole_at is not None and whole_at - max(now, self._now) > self.tolerance
+
     def sweep(self, now: float, budget: int) -> int:
         return self.table.sweep(budget, lambda whole_at: whole_at <= now)
 
@@ -94,8 +104,10 @@ class FairBudget:
         self.retried = 0
         """Events admitted through the retry lane."""
 
-    def admit(self, src: Addr, request: str, now: float) -> str:
-        """:data:`ADMITTED`, or which limit refused ``request`` from ``src``."""
+    def admit(self, src: Addr, request: Hashable, now: float, repeated: bool = False) -> str:
+        """:data:`ADMITTED`, or which limit refused ``request`` from ``src``. ``repeated``:
+        the caller knows this request is a repeat (:meth:`refuses_surely` said so), so it
+        may use the retry lane without being looked up in the marks again."""
         ip = src[0]
         if not self.sources.take(blocker_key(ip), now):
             return SOURCE_LIMIT
@@ -103,10 +115,29 @@ class FairBudget:
             return PREFIX_LIMIT
         if self.total.take(now):
             return ADMITTED
-        if self.marks.seen_or_mark((ip, src[1], request)) and self.retries.take(now):
+        if (repeated or self.marks.seen_or_mark((ip, src[1], request))) and self.retries.take(now):
             self.retried += 1
             return ADMITTED
         return GLOBAL_LIMIT
+
+    def refuses_surely(self, src: Addr, request: Hashable, now: float) -> str:
+        """Would :meth:`admit` refuse ``request`` from ``src`` at ``now``? :data:`SURELY`
+        while the global rate is spent, unless this is a repeated request the retry lane
+        has room for, and when the source or its prefix has spent its share;
+        :data:`REPEATED` for such a repeat (pass ``repeated=True`` to :meth:`admit`), else
+        :data:`UNDECIDED`. Writes no table: a request met while the global rate is spent
+        is only marked (fixed memory), so that its repeat finds the retry lane. The
+        flood's cheap first check (:mod:`~pyhbb.rendezvous.shedding`): the common case, a
+        new request while the global rate is spent, costs one bucket and one mark."""
+        verdict = UNDECIDED
+        if self.total.empty(now):
+            if not self.marks.seen_or_mark((src[0], src[1], request)) or self.retries.empty(now):
+                return SURELY
+            verdict = REPEATED
+        ip = src[0]
+        if self.prefixes.refuses(prefix_key(ip), now) or self.sources.refuses(blocker_key(ip), now):
+            return SURELY
+        return verdict
 
     def housekeeping(self, now: float, budget: int) -> None:
         """Expire whole budgets and rotate the retry marks (once a second)."""

@@ -255,6 +255,10 @@ class TokenBucket:
         self._tokens -= 1.0
         return True
 
+    def empty(self, now: float) -> bool:
+        """Would :meth:`take` refuse at ``now``? (Takes nothing.)"""
+        return self._tokens + max(0.0, now - self._last) * self.rate < 1.0
+
 
 def reg_pk_allowed(count: int, last: float, now: float) -> tuple[bool, int]:
     """Per-id RegisterPk limit (§6.4 step 6): returns (allowed, new counter)."""

@@ -98,14 +98,24 @@ class RecentKeys:
     def seen_or_mark(self, key: Hashable) -> bool:
         """True when ``key`` was marked in the last one to two periods (it is not marked
         again); else mark it and return False. One hash for both."""
-        positions = byte_a, bit_a, byte_b, bit_b = self._positions(key)
+        # _positions and _set inlined: this is the flood's hot path (shedding.py)
+        h = hash(key)
+        mask = self.mask
+        a = h & mask
+        b = (h >> self.shift) & mask
+        byte_a, bit_a, byte_b, bit_b = a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
         current = self._current
-        if current is not None and current[byte_a] & bit_a and current[byte_b] & bit_b:
-            return True
+        if current is not None:
+            if current[byte_a] & bit_a and current[byte_b] & bit_b:
+                return True
+        else:
+            current = self._current = bytearray(self.size)
         previous = self._previous
         if previous is not None and previous[byte_a] & bit_a and previous[byte_b] & bit_b:
             return True
-        self._set(positions)
+        current[byte_a] |= bit_a
+        current[byte_b] |= bit_b
+        self.marked += 1
         return False
 
     def rotate(self, now: float) -> None:

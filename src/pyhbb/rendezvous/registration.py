@@ -40,6 +40,7 @@ from pyhbb.rendezvous.peer_registry import (
 )
 from pyhbb.rendezvous.rate_limits import TokenBucket, reg_pk_allowed
 from pyhbb.rendezvous.recent_keys import RecentKeys
+from pyhbb.rendezvous.shedding import Shedding
 from pyhbb.rendezvous.state import MAX_ID_BYTES, MAX_TAKE_BACK_LOADS, CoreState
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.addr_mangle import Addr
@@ -93,6 +94,8 @@ class Registration:
             LOOKUP_BURST_SECONDS,
             min_burst=2 * (settings.blocker.burst + 2),
         )
+        self.shedding = Shedding(self.lookups)
+        """Asked first for every UDP RegisterPk (RendezvousCore.on_udp)."""
         # heartbeats of peers not in memory that read the database (see _take_back)
         self.take_backs = FairBudget(
             settings.take_back_reads_per_second, TAKE_BACK_BURST_SECONDS, min_burst=64.0
@@ -305,9 +308,11 @@ class Registration:
         answer: Reply,
         now: float,
         session: Link | None = None,
+        repeated: bool = False,
     ) -> list[Action]:
         """RegisterPk from ``src`` (UDP, or a TCP/WebSocket ``session`` to bind on success),
-        answered with ``answer(result)``."""
+        answered with ``answer(result)``. ``repeated``: the shedding gate found it to be a
+        repeat (the look-up budget's retry lane is open to it)."""
         s = self.s
         peer_id = msg.id
         transport = "udp" if session is None else session.transport.value
@@ -325,16 +330,18 @@ class Registration:
         if not id_format_ok(peer_id):
             s.stats["register_pk_refused"] += 1
             return [reply(Result.INVALID_ID_FORMAT)]
+        if not reg_pk_allowed(*s.reg_pk_counts.get(peer_id, (0, EXPIRED)), now)[0]:
+            # Refused before the database is read: a flood for one id costs no I/O; and
+            # before the IP blocker records a new source: a flood from new sources costs
+            # no table entry either.
+            s.stats["register_pk_too_frequent"] += 1
+            return [reply(TOO_FREQUENT)]
         ip = src[0]
         if not s.blocker.allow(ip, peer_id, now):
             s.stats["register_pk_too_frequent"] += 1
             log.debug("RegisterPk of %s from %s refused by the IP blocker", peer_id, ip)
             return [reply(TOO_FREQUENT)]
-        if not reg_pk_allowed(*s.reg_pk_counts.get(peer_id, (0, EXPIRED)), now)[0]:
-            # Refused before the database is read: a flood for one id costs no I/O.
-            s.stats["register_pk_too_frequent"] += 1
-            return [reply(TOO_FREQUENT)]
-        refused = self.lookups.admit(src, peer_id, now)
+        refused = self.lookups.admit(src, peer_id, now, repeated)
         if refused:
             self._budget_refused("lookup", refused, peer_id, src)
             return [reply(TOO_FREQUENT)]
@@ -441,6 +448,7 @@ class Registration:
         self.new_ids.housekeeping(now, budget)
         self.lookups.housekeeping(now, budget)
         self.take_backs.housekeeping(now, budget)
+        self.shedding.report(now)
         self.absent_ids.rotate(now)
         self._legacy_pacer.sweep(now, budget)
         self._software_asks.sweep(budget, lambda asked: now - asked >= SOFTWARE_ASK_TTL)
