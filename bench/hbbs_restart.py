@@ -51,6 +51,7 @@ from hbbs_procs import (
     rss_bytes,
     start_child,
     udp_drops,
+    udp_drops_of,
     wait_udp_answer,
 )
 from hbbs_spread import SpreadLayout, SpreadPool
@@ -343,6 +344,9 @@ class Bench:
         t_ready = time.monotonic()
         pool.call("reset")
         drops0 = udp_drops(port)
+        gen_ports = set(getattr(pool, "ports", ()))  # the C generator's; Python's: unknown
+        gen_drops0 = udp_drops_of(gen_ports)
+        gen_cpu0 = sum(cpu_seconds(pid) for pid in pool.pids)
         c0 = cpu_seconds(hbbs.pid)
         total = run.peers
         online = 0
@@ -355,6 +359,8 @@ class Bench:
                 break
         t_all = time.monotonic()
         cores = (cpu_seconds(hbbs.pid) - c0) / (t_all - t_ready)
+        gen_cores = (sum(cpu_seconds(pid) for pid in pool.pids) - gen_cpu0) / (t_all - t_ready)
+        gen_drops = udp_drops_of(gen_ports) - gen_drops0 if gen_ports else None
         final = pool.call("stats", True)
         times = array("d")
         for s in final:
@@ -373,6 +379,8 @@ class Bench:
             "counts": counts,
             "server_cores": cores,
             "kernel_drops": udp_drops(port) - drops0,
+            "generator_cores": gen_cores,
+            "generator_drops": gen_drops,
             "curve": seen[::4],
         }
         print(
@@ -391,6 +399,10 @@ class Bench:
             for per_addr in sorted(self.o.restart):
                 runs.append(self.run_layout(per_addr, "baseline", self.o.generators[0]))
         return runs
+
+
+def count_or_dash(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -513,9 +525,10 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
         lines.append("")
         lines.append(
             "| code | generator | peers per IP | online again | 50 % | 90 % | 99 % | **all** "
-            "| RegisterPk sent | heartbeats sent (resent) | hbbs stop / start | server cores |"
+            "| RegisterPk sent | heartbeats sent (resent) | hbbs stop / start | server cores "
+            "| dropped at hbbs's socket | generator cores | dropped at the generator's |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in restarts:
             x = r.restart
             p = x["percentiles"]
@@ -531,7 +544,9 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
                 f"| {counts.get('sent_register_pk', 0):,} | {counts.get('sent_heartbeats', 0):,} "
                 f"({counts.get('retries', 0):,}) "
                 f"| {x['stop_seconds']:.1f} / {x['start_seconds']:.1f} s "
-                f"| {x['server_cores']:.2f} |"
+                f"| {x['server_cores']:.2f} | {x['kernel_drops']:,} "
+                f"| {x.get('generator_cores', 0):.2f} "
+                f"| {count_or_dash(x.get('generator_drops'))} |"
             )
     reads = next((r.reads for r in runs if r.reads), None)
     if reads:

@@ -139,6 +139,8 @@ class CSpreadPool:
         if not ready.startswith("ready"):
             raise RuntimeError(f"the C generator did not start: {ready!r}")
         self.sizes = [int(ready.split()[1])]
+        self.ports = [int(p) for p in ready.split()[2:]]
+        """The generator's UDP ports (one per socket slot): for its kernel drop counts."""
 
     @property
     def pids(self) -> list[int]:
