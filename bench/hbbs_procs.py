@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +75,17 @@ def cpu_seconds(pid: int) -> float:
 
 def udp_drops(port: int) -> int:
     """Datagrams the kernel dropped on every UDP socket bound to local ``port``."""
+    return udp_drops_of({port})
+
+
+def udp_drops_of(ports: Collection[int]) -> int:
+    """Datagrams the kernel dropped on every UDP socket bound to one of local ``ports``."""
     total = 0
     for name in ("/proc/net/udp", "/proc/net/udp6"):
         with contextlib.suppress(OSError):
             for line in Path(name).read_text().splitlines()[1:]:
                 cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                if int(cols[1].rsplit(":", 1)[1], 16) in ports:
                     total += int(cols[-1])
     return total
 

@@ -51,9 +51,11 @@ from hbbs_procs import (
     rss_bytes,
     start_child,
     udp_drops,
+    udp_drops_of,
     wait_udp_answer,
 )
 from hbbs_spread import SpreadLayout, SpreadPool
+from hbbs_spread_c import CSpreadPool, build_generator, seed_database
 from results_md import tree_commit, write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
@@ -80,6 +82,10 @@ class LayoutRun:
     per_addr: int
     code: str
     peers: int
+    generator: str = "python"
+    seeded: bool = False
+    seed_seconds: float = 0.0
+    online_settled: int = 0
     rss_idle: int = 0
     rss_registered: int = 0
     register: dict[str, float] = field(default_factory=dict)
@@ -126,6 +132,8 @@ class Options:
     rmem: int
     baseline_src: Path | None
     keep: bool
+    generators: list[str] = field(default_factory=lambda: ["python"])
+    seed_db: bool = False
 
 
 class Bench:
@@ -133,6 +141,7 @@ class Bench:
         self.o = opts
         self.workroot = workroot
         self.children: list[Child] = []
+        self.gen_exe = build_generator(workroot) if "c" in opts.generators else None
 
     def start_hbbs(
         self, run: LayoutRun, workdir: Path, port: int, stats: Path, fast_register: bool
@@ -174,21 +183,86 @@ class Bench:
             print(f"     {time.monotonic() - t0:5.0f} s: RSS {rss / 2**20:7.1f} MiB")
         run.server_cores[run.phases[-1].name] = (cpu_seconds(hbbs.pid) - c0) / seconds
 
-    def run_layout(self, per_addr: int, code: str) -> LayoutRun:
+    def run_layout(self, per_addr: int, code: str, generator: str) -> LayoutRun:
         o = self.o
-        run = LayoutRun(per_addr, code, o.peers)
-        workdir = self.workroot / f"{code}-{per_addr}"
+        run = LayoutRun(per_addr, code, o.peers, generator, o.seed_db)
+        workdir = self.workroot / f"{code}-{generator}-{per_addr}"
         workdir.mkdir()
         stats = workdir / "probe.jsonl"
         port = free_port_block()
         layout = SpreadLayout(o.peers, per_addr)
-        print(f"\n== {code}: {o.peers:,} peers, {per_addr} per IP ({layout.addrs:,} IPs)")
+        print(
+            f"\n== {code}, {generator} generator: {o.peers:,} peers, {per_addr} per IP "
+            f"({layout.addrs:,} IPs){', seeded database' if o.seed_db else ''}"
+        )
         hbbs = self.start_hbbs(run, workdir, port, stats, fast_register=True)
-        pool: SpreadPool | None = None
+        pool: SpreadPool | CSpreadPool | None = None
         try:
             time.sleep(1.0)
             run.rss_idle = rss_bytes(hbbs.pid)
-            pool = SpreadPool(layout, o.senders, ("127.0.0.1", port))
+            if o.seed_db:
+                hbbs = self.seed(run, hbbs, layout, workdir, port, stats)
+            else:
+                pool = self.register(run, hbbs, layout, port)
+            server = ("127.0.0.1", port)
+            if generator == "c":
+                if pool is not None:
+                    pool.close()  # registered through Python; the C one plays the clients
+                assert self.gen_exe is not None
+                pool = CSpreadPool(layout, server, True, self.gen_exe)
+            elif pool is None:
+                pool = SpreadPool(layout, o.senders, server)
+                pool.call("confirm")
+            self.phase(run, "steady heartbeats")
+            pool.send("run", time.monotonic() + 0.05)
+            if generator == "c":
+                pool.gather()
+            self.settle(run, hbbs, o.settle, run.rss_settled)
+            run.online_settled = sum(st["online"] for st in pool.call("stats"))
+            run.trim = self.trim(hbbs, stats)
+            if per_addr in o.restart:
+                hbbs = self.restart(run, hbbs, pool, workdir, port, stats)
+                self.phase(run, "steady after restart")
+                self.settle(run, hbbs, o.settle_after_restart, run.rss_restarted)
+            if code == "pyhbb" and o.evict_after > 0:
+                self.evict(run, hbbs, pool, stats)
+            self.phase(run, "end")
+            pool.call("stop")
+        finally:
+            if pool is not None:
+                pool.close()
+            status = hbbs.stop()
+            if status not in (0, None):
+                run.notes.append(f"hbbs exited with status {status}: {hbbs.log_tail(5)}")
+            run.probe = [json.loads(line) for line in stats.read_text().splitlines() if line]
+        return run
+
+    def seed(
+        self,
+        run: LayoutRun,
+        hbbs: Child,
+        layout: SpreadLayout,
+        workdir: Path,
+        port: int,
+        stats: Path,
+    ) -> Child:
+        """Stop the idle hbbs, write every peer into its database, start it again: the
+        peers are registered without a registration phase (warm start reads them)."""
+        hbbs.stop()
+        t0 = time.monotonic()
+        seed_database(workdir / "db_v2.sqlite3", layout)
+        run.seed_seconds = time.monotonic() - t0
+        print(f"     {layout.peers:,} peers seeded in {run.seed_seconds:.0f} s")
+        hbbs = self.start_hbbs(run, workdir, port, stats, fast_register=False)
+        time.sleep(1.0)
+        run.rss_registered = rss_bytes(hbbs.pid)
+        return hbbs
+
+    def register(self, run: LayoutRun, hbbs: Child, layout: SpreadLayout, port: int) -> SpreadPool:
+        """First registration through the protocol (Python senders), as clients do."""
+        o = self.o
+        pool = SpreadPool(layout, o.senders, ("127.0.0.1", port))
+        try:
             self.phase(run, "register")
             t0 = time.monotonic()
             c0 = cpu_seconds(hbbs.pid)
@@ -205,37 +279,27 @@ class Bench:
                 f"({run.register['ok'] / run.register_seconds:,.0f}/s); RSS "
                 f"{run.rss_idle / 2**20:.1f} -> {run.rss_registered / 2**20:.1f} MiB"
             )
-            self.phase(run, "steady heartbeats")
-            pool.send("run", time.monotonic() + 0.05)
-            self.settle(run, hbbs, o.settle, run.rss_settled)
-            run.trim = self.trim(hbbs, stats)
-            if per_addr in o.restart:
-                hbbs = self.restart(run, hbbs, pool, workdir, port, stats)
-                self.phase(run, "steady after restart")
-                self.settle(run, hbbs, o.settle_after_restart, run.rss_restarted)
-            if code == "pyhbb" and o.evict_after > 0:
-                self.phase(run, "eviction")
-                stats.with_suffix(".evict_after").write_text(str(o.evict_after))
-                pool.call("silence", 10, 9)
-                wait = 30 + o.evict_after + 70
-                t0 = time.monotonic()
-                while time.monotonic() - t0 < wait:
-                    time.sleep(10)
-                    line = self.last_probe(stats)
-                    print(f"     {time.monotonic() - t0:5.0f} s: {line.get('peers')} in memory")
-                line = self.last_probe(stats)
-                run.evicted_peers = int(line.get("peers", -1))
-                run.evicted_rss = rss_bytes(hbbs.pid)
-            self.phase(run, "end")
-            pool.call("stop")
-        finally:
-            if pool is not None:
-                pool.close()
-            status = hbbs.stop()
-            if status not in (0, None):
-                run.notes.append(f"hbbs exited with status {status}: {hbbs.log_tail(5)}")
-            run.probe = [json.loads(line) for line in stats.read_text().splitlines() if line]
-        return run
+        except BaseException:
+            pool.close()
+            raise
+        return pool
+
+    def evict(
+        self, run: LayoutRun, hbbs: Child, pool: SpreadPool | CSpreadPool, stats: Path
+    ) -> None:
+        o = self.o
+        self.phase(run, "eviction")
+        stats.with_suffix(".evict_after").write_text(str(o.evict_after))
+        pool.call("silence", 10, 9)
+        wait = 30 + o.evict_after + 70
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < wait:
+            time.sleep(10)
+            line = self.last_probe(stats)
+            print(f"     {time.monotonic() - t0:5.0f} s: {line.get('peers')} in memory")
+        line = self.last_probe(stats)
+        run.evicted_peers = int(line.get("peers", -1))
+        run.evicted_rss = rss_bytes(hbbs.pid)
 
     @staticmethod
     def trim(hbbs: Child, stats: Path) -> tuple[int, int]:
@@ -259,7 +323,13 @@ class Bench:
         return json.loads(lines[-1]) if lines else {}
 
     def restart(
-        self, run: LayoutRun, hbbs: Child, pool: SpreadPool, workdir: Path, port: int, stats: Path
+        self,
+        run: LayoutRun,
+        hbbs: Child,
+        pool: SpreadPool | CSpreadPool,
+        workdir: Path,
+        port: int,
+        stats: Path,
     ) -> Child:
         o = self.o
         if run.code == "pyhbb":
@@ -274,6 +344,9 @@ class Bench:
         t_ready = time.monotonic()
         pool.call("reset")
         drops0 = udp_drops(port)
+        gen_ports = set(getattr(pool, "ports", ()))  # the C generator's; Python's: unknown
+        gen_drops0 = udp_drops_of(gen_ports)
+        gen_cpu0 = sum(cpu_seconds(pid) for pid in pool.pids)
         c0 = cpu_seconds(hbbs.pid)
         total = run.peers
         online = 0
@@ -286,6 +359,8 @@ class Bench:
                 break
         t_all = time.monotonic()
         cores = (cpu_seconds(hbbs.pid) - c0) / (t_all - t_ready)
+        gen_cores = (sum(cpu_seconds(pid) for pid in pool.pids) - gen_cpu0) / (t_all - t_ready)
+        gen_drops = udp_drops_of(gen_ports) - gen_drops0 if gen_ports else None
         final = pool.call("stats", True)
         times = array("d")
         for s in final:
@@ -304,6 +379,8 @@ class Bench:
             "counts": counts,
             "server_cores": cores,
             "kernel_drops": udp_drops(port) - drops0,
+            "generator_cores": gen_cores,
+            "generator_drops": gen_drops,
             "curve": seen[::4],
         }
         print(
@@ -315,12 +392,17 @@ class Bench:
 
     def main(self) -> list[LayoutRun]:
         runs = []
-        for per_addr in self.o.layouts:
-            runs.append(self.run_layout(per_addr, "pyhbb"))
+        for generator in self.o.generators:
+            for per_addr in self.o.layouts:
+                runs.append(self.run_layout(per_addr, "pyhbb", generator))
         if self.o.baseline_src is not None:
             for per_addr in sorted(self.o.restart):
-                runs.append(self.run_layout(per_addr, "baseline"))
+                runs.append(self.run_layout(per_addr, "baseline", self.o.generators[0]))
         return runs
+
+
+def count_or_dash(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -379,28 +461,41 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
         f"{platform.python_version()}, Linux {platform.release()}, loopback only, pyhbb at "
         f"`{tree_commit(ROOT)}`; run took {elapsed / 60:.1f} min; load average at the end "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (the machine is shared: read ratios "
-        f"and figures of the same run). N = {o.peers:,} peers, {o.senders} sender processes "
-        "(`hbbs_spread.py`: one source IP per peer through IP_PKTINFO, each peer playing the "
-        f"client's rules), RMEM {o.rmem // 1024} KiB, RUST_LOG=warn, TEST_HBBS=no."
+        f"and figures of the same run). N = {o.peers:,} peers, one source IP per peer "
+        "(or per-addr peers per IP) through IP_PKTINFO, each peer playing the client's rules; "
+        "generator *c*: `hbbs_spread_gen.c`, one process, sendmmsg/recvmmsg; *python*: "
+        f"`hbbs_spread.py`, {o.senders} sender processes. "
+        + (
+            "Database **seeded** (`--seed-db`: every peer written into db_v2.sqlite3 before "
+            "hbbs starts, as registered from its own IP; no registration phase). "
+            if o.seed_db
+            else "First registration through the protocol (Python senders). "
+        )
+        + f"RMEM {o.rmem // 1024} KiB, RUST_LOG=warn, TEST_HBBS=no."
     )
     lines.append("")
     lines.append(
-        "| peers per IP | code | RegisterPk/s (first registration) | RSS idle | RSS registered "
-        f"| RSS after {o.settle:.0f} s of heartbeats | **bytes per online peer** | after restart "
-        "| server cores (heartbeats) |"
+        "| peers per IP | code | generator | RegisterPk/s (first registration) | RSS idle "
+        f"| RSS registered | RSS after {o.settle:.0f} s of heartbeats | online then "
+        "| **bytes per online peer** | after restart | server cores (heartbeats) |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         if r.code != "pyhbb":
             continue
         settled = r.rss_settled[-1][1] if r.rss_settled else 0
         restarted = r.rss_restarted[-1][1] if r.rss_restarted else 0
         after = f"{r.bytes_per_peer(restarted):.0f}" if restarted else "—"
-        reg_rate = r.register.get("ok", 0) / max(r.register_seconds, 1e-9)
+        reg_rate = (
+            f"seeded in {r.seed_seconds:.0f} s"
+            if r.seeded
+            else f"{r.register.get('ok', 0) / max(r.register_seconds, 1e-9):,.0f}"
+        )
         lines.append(
-            f"| {r.per_addr} | {r.code} | {reg_rate:,.0f} "
+            f"| {r.per_addr} | {r.code} | {r.generator} | {reg_rate} "
             f"| {r.rss_idle / 2**20:.1f} MiB | {r.rss_registered / 2**20:.1f} MiB "
-            f"| {settled / 2**20:.1f} MiB | **{r.bytes_per_peer(settled):.0f}** | {after} "
+            f"| {settled / 2**20:.1f} MiB | {r.online_settled:,} "
+            f"| **{r.bytes_per_peer(settled):.0f}** | {after} "
             f"| {r.server_cores.get('steady heartbeats', 0):.2f} |"
         )
     for r in runs:
@@ -429,10 +524,11 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
         )
         lines.append("")
         lines.append(
-            "| code | peers per IP | online again | 50 % | 90 % | 99 % | **all** | RegisterPk sent "
-            "| heartbeats sent | hbbs stop / start | server cores |"
+            "| code | generator | peers per IP | online again | 50 % | 90 % | 99 % | **all** "
+            "| RegisterPk sent | heartbeats sent (resent) | hbbs stop / start | server cores "
+            "| dropped at hbbs's socket | generator cores | dropped at the generator's |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in restarts:
             x = r.restart
             p = x["percentiles"]
@@ -443,11 +539,14 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
                 else f"not all in {o.restart_timeout:.0f} s"
             )
             lines.append(
-                f"| {r.code} | {r.per_addr} | {x['online']:,}/{r.peers:,} | {p[50]:.1f} s "
-                f"| {p[90]:.1f} s | {p[99]:.1f} s | {everyone} "
+                f"| {r.code} | {r.generator} | {r.per_addr} | {x['online']:,}/{r.peers:,} "
+                f"| {p[50]:.1f} s | {p[90]:.1f} s | {p[99]:.1f} s | {everyone} "
                 f"| {counts.get('sent_register_pk', 0):,} | {counts.get('sent_heartbeats', 0):,} "
+                f"({counts.get('retries', 0):,}) "
                 f"| {x['stop_seconds']:.1f} / {x['start_seconds']:.1f} s "
-                f"| {x['server_cores']:.2f} |"
+                f"| {x['server_cores']:.2f} | {x['kernel_drops']:,} "
+                f"| {x.get('generator_cores', 0):.2f} "
+                f"| {count_or_dash(x.get('generator_drops'))} |"
             )
     reads = next((r.reads for r in runs if r.reads), None)
     if reads:
@@ -465,11 +564,12 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
     )
     lines.append("")
     lines.append(
-        "| code | peers per IP | phase | worst lateness | ticks > 10 ms late | **worst stall "
-        "(loop on CPU)** | ticks > 10 ms on CPU | collections (gen 2: count, worst) "
+        "| code | generator | peers per IP | phase | worst lateness | ticks > 10 ms late "
+        "| **worst stall (loop on CPU)** | ticks > 10 ms on CPU "
+        "| collections (gen 2: count, worst) "
         "| worst collection |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         for ph in r.phases:
             if ph.name == "end":
@@ -479,7 +579,8 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
             full = [ms for g, ms in gcs if g == 2]
             gc_worst = max((ms for _, ms in gcs), default=0.0)
             lines.append(
-                f"| {r.code} | {r.per_addr} | {ph.name} | {st['worst']:.1f} ms | {st['over10']} "
+                f"| {r.code} | {r.generator} | {r.per_addr} | {ph.name} "
+                f"| {st['worst']:.1f} ms | {st['over10']} "
                 f"| **{st['busy']:.1f} ms** | {st['busy_over10']} "
                 f"| {len(gcs)} ({len(full)}, {max(full, default=0.0):.1f} ms) | {gc_worst:.1f} ms |"
             )
@@ -493,14 +594,15 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
         if r.evicted_peers > 0:
             lines.append("")
             lines.append(
-                f"Eviction ({r.per_addr} per IP): a tenth of the peers silent for "
+                f"Eviction ({r.generator} generator, {r.per_addr} per IP): a tenth of the peers "
+                "silent for "
                 f"{30 + o.evict_after:.0f} s (eviction after {o.evict_after:.0f} s offline, set "
                 "at run time); "
                 f"{r.evicted_peers:,} records left in memory, RSS {r.evicted_rss / 2**20:.1f} MiB."
             )
         for note in r.notes:
             lines.append("")
-            lines.append(f"Note ({r.code}, {r.per_addr} per IP): {note}")
+            lines.append(f"Note ({r.code}, {r.generator}, {r.per_addr} per IP): {note}")
     lines.append("")
     return "\n".join(lines)
 
@@ -518,6 +620,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restart-timeout", type=float, default=240.0)
     ap.add_argument("--rmem", type=int, default=4 << 20)
     ap.add_argument("--baseline-src", type=Path, help="src/ of an earlier pyhbb: restart baseline")
+    ap.add_argument(
+        "--generator",
+        default="c" if shutil.which("gcc") or shutil.which("cc") else "python",
+        help="load generator(s), comma list: c (hbbs_spread_gen.c, built with gcc; the default "
+        "when gcc is present) and/or python (hbbs_spread.py); several: each layout per generator",
+    )
+    ap.add_argument(
+        "--seed-db",
+        action="store_true",
+        help="write the peers into db_v2.sqlite3 before hbbs starts instead of registering "
+        "them through the protocol (250 per IP would take ~35 min under the RegisterPk budgets)",
+    )
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--keep", action="store_true", help="keep the temporary working dirs")
@@ -535,7 +649,11 @@ def main(argv: list[str] | None = None) -> int:
         rmem=a.rmem,
         baseline_src=a.baseline_src,
         keep=a.keep,
+        generators=[g for g in a.generator.split(",") if g],
+        seed_db=a.seed_db,
     )
+    if not opts.generators or set(opts.generators) - {"c", "python"}:
+        ap.error("--generator takes c, python or c,python")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workroot = Path(tempfile.mkdtemp(prefix="hbbs_restart_"))
     bench = Bench(opts, workroot)

@@ -20,8 +20,9 @@ A sender plays each of its peers as the RustDesk client does (docs/protocol.md ย
   peer online when nothing changed, ยง6.4).
 
 Commands from the parent (a pipe): ``register`` (first registration, a window of
-outstanding RegisterPk, as fast as the server answers), ``run`` (the client model above
-until told to stop), and during ``run``: ``reset`` (forget who is online), ``silence``
+outstanding RegisterPk, as fast as the server answers), ``confirm`` (every key is
+registered already: a seeded database), ``run`` (the client model above until told to
+stop), and during ``run``: ``reset`` (forget who is online), ``silence``
 (some peers stop: to watch eviction), ``stats``, ``stop``.
 """
 
@@ -85,9 +86,14 @@ class SpreadLayout:
         return ((raw[1] - 16) * 256 + raw[2]) * 254 + raw[3] - 1
 
 
+def register_pk_key(k: int) -> bytes:
+    """Peer k's public key (32 bytes, fixed per peer)."""
+    return hashlib.blake2b(k.to_bytes(8, "little"), digest_size=32).digest()
+
+
 def register_pk(layout: SpreadLayout, k: int) -> bytes:
     """Peer k's RegisterPk: the same uuid and key every time (a real client's are fixed)."""
-    seed = hashlib.blake2b(k.to_bytes(8, "little"), digest_size=32).digest()
+    seed = register_pk_key(k)
     uuid = f"spread-{k:09d}-0000-4000-8000-00000000".encode()
     return pb.RendezvousMessage(
         register_pk=pb.RegisterPk(id=layout.peer_id(k), uuid=uuid, pk=seed)
@@ -375,6 +381,9 @@ def sender_main(
                 conn.send(sender.register(*args))
             elif cmd == "run":
                 sender.run(conn, *args)
+            elif cmd == "confirm":  # registered already (a seeded database)
+                sender.confirmed[:] = b"\x01" * len(sender.peers)
+                conn.send(("confirmed", len(sender.peers)))
             elif cmd == "server":
                 sender.server = args[0]
                 conn.send(("server", args[0]))
