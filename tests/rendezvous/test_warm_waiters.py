@@ -1,12 +1,13 @@
-"""During a warm start, a heartbeat whose row is not in memory yet waits for the scan to
-enter it instead of reading it on its own (the restart storm of issue 11 item 3), and is
-decided then by the same rule as in memory (§6.3)."""
+"""During a warm start, a heartbeat whose row is not in memory yet and for which no read
+can be spared (the restart storm of issue 11 item 3: it used to get no answer) waits for
+the scan to enter its row, and is decided then by the same rule as in memory (§6.3)."""
 
 from __future__ import annotations
 
 from pyhbb.rendezvous.actions import Action, LoadPeer, SendUdp
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.rendezvous.peer_registry import addr_key
+from pyhbb.rendezvous.state import MAX_TAKE_BACK_LOADS
 from pyhbb.rendezvous.stored_peer import CompactRow
 from pyhbb.rendezvous.warm_waiters import WarmWaiters
 from tests.rendezvous.helpers import (
@@ -36,8 +37,13 @@ def enter(core: RendezvousCore, rows: list[CompactRow], now: float) -> list[Acti
 
 
 def warm_core(**settings: object) -> RendezvousCore:
+    """A core during a warm start, with every take-back read it allows in flight."""
     core = make_core(**settings)
     core.registration.warm_start_began()
+    for i in range(MAX_TAKE_BACK_LOADS):  # each from its own /24: the fair shares allow it
+        src = (f"10.{i >> 8 & 255}.{i & 255}.1", 40000)
+        assert loads(core.on_udp(register_peer(f"reading{i:05d}"), src, T0)) == [f"reading{i:05d}"]
+    assert core.state.stats["heartbeat_warm_waits"] == 0
     return core
 
 
@@ -91,15 +97,34 @@ def test_row_beyond_the_limit_answers_request_pk_as_a_take_back_does() -> None:
     assert B_ID not in core.state.peers
 
 
-def test_full_waiting_table_falls_back_to_the_take_back_read() -> None:
+def test_full_waiting_table_leaves_the_heartbeat_unanswered_as_before() -> None:
     core = warm_core()
     waiters = core.registration.warm_waiters
     assert waiters is not None
     waiters.limit = 3
     for i in range(3):
         assert core.on_udp(register_peer(f"waiting{i}"), B_ADDR, T0) == []
-    assert loads(core.on_udp(register_peer(), B_ADDR, T0)) == [B_ID]
-    assert len(waiters) == 3
+    full = core.state.stats["heartbeat_lookup_queue_full"]
+    assert core.on_udp(register_peer(), B_ADDR, T0) == []
+    assert core.state.stats["heartbeat_lookup_queue_full"] == full + 1
+    assert len(waiters) == 3 and enter(core, [ROW_B], T0 + 1) == []
+
+
+def test_with_a_read_to_spare_the_heartbeat_is_taken_back_at_once() -> None:
+    core = make_core()
+    core.registration.warm_start_began()
+    assert loads(core.on_udp(register_peer(), B_ADDR, T0)) == [B_ID]  # not parked
+    assert core.state.stats["heartbeat_warm_waits"] == 0
+
+
+def test_a_parked_id_taken_back_later_is_not_answered_twice() -> None:
+    core = warm_core()
+    assert core.on_udp(register_peer(), B_ADDR, T0) == []  # parked: no read to spare
+    for i in range(MAX_TAKE_BACK_LOADS):  # the reads come back: capacity again
+        core.peer_loaded(f"reading{i:05d}", None, T0 + 1)
+    assert loads(core.on_udp(register_peer(), B_ADDR, T0 + 3)) == [B_ID]  # the resend
+    assert enter(core, [ROW_B], T0 + 3.5) == []  # the scan's row answers nobody now
+    assert core.peer_loaded(B_ID, None, T0 + 4) != []  # the read answers it
 
 
 def test_after_the_warm_start_waiters_are_dropped_and_heartbeats_read_again() -> None:
@@ -107,13 +132,14 @@ def test_after_the_warm_start_waiters_are_dropped_and_heartbeats_read_again() ->
     assert core.on_udp(register_peer(), B_ADDR, T0) == []
     assert core.registration.warm_start_ended() == 1  # its row never came
     assert core.registration.warm_rows_entered([ROW_B], T0 + 1) == []
-    assert loads(core.on_udp(register_peer(), B_ADDR, T0 + 3)) == [B_ID]  # the resend
 
 
 def test_no_parking_without_a_warm_start() -> None:
-    core = make_core()
-    assert loads(core.on_udp(register_peer(), B_ADDR, T0)) == [B_ID]
+    core = warm_core()
+    assert core.registration.warm_start_ended() == 0
+    assert core.on_udp(register_peer(), B_ADDR, T0) == []  # unanswered, as before
     assert core.state.stats["heartbeat_warm_waits"] == 0
+    assert core.state.stats["heartbeat_lookup_queue_full"] == 1
 
 
 def test_waiters_keep_serial_and_address_exactly() -> None:

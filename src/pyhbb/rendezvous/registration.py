@@ -213,19 +213,26 @@ class Registration:
         ):
             s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        # Over the read limits the heartbeat is not answered now; during a warm start it
+        # is answered when the scan enters its row (warm_waiters.py), if that comes first.
         waiters = self.warm_waiters
-        if waiters is not None and waiters.park(peer_id, serial, key):
-            s.stats["heartbeat_warm_waits"] += 1  # answered when the warm start enters its row
-            return []
         if s.pending_loads >= MAX_TAKE_BACK_LOADS:
+            if waiters is not None and waiters.park(peer_id, serial, key):
+                s.stats["heartbeat_warm_waits"] += 1
+                return []
             s.stats["heartbeat_lookup_queue_full"] += 1
             s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
         refused = self.take_backs.admit(src, peer_id, now)
         if refused:
+            if waiters is not None and waiters.park(peer_id, serial, key):
+                s.stats["heartbeat_warm_waits"] += 1
+                return []
             self._budget_refused("take_back", refused, peer_id, src)
             s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
+        if waiters is not None:
+            waiters.forget(peer_id)  # answered by this read, not again by the scan
         s.stats["heartbeat_lookups"] += 1
         # a partial, not a closure: thousands wait at once after a restart, and each
         # closure cell would be one more object for the cyclic GC to walk

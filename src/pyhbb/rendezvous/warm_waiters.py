@@ -1,19 +1,19 @@
-"""Heartbeats that wait for the warm start's row instead of reading their own.
+"""Heartbeats that wait for the warm start's row because no read could be spared for them.
 
-While the warm start reads the peer table into memory (adapters/warm_start.py), a returning
-client's heartbeat often comes before its row. Reading that one row (the take-back,
-registration.py) costs a look-up by id on the same reader thread that is scanning the
-table, and the loop's time to resume the waiter: measured in the 1M-peer restart storm,
-take-back reads and the scan together held the loop back from answering for about half of
-the warm start. Since the scan brings every row anyway, the heartbeat is parked here and
-decided when its row is entered, for a dict look-up per row.
+After a restart, a returning client's heartbeat often comes before the warm start
+(adapters/warm_start.py) has read its row; it is then taken back by a read of its own
+(registration.py). In the 1M-peer restart storm those reads hit their limits in the first
+seconds (7,500 pending, the read budget), and such a heartbeat went unanswered: the client
+resent it 3 s later. Parked here instead, it is answered as soon as the scan enters its
+row, for a dict look-up per row and no read.
 
-One waiter per id (the first; a later heartbeat for the same id, a resend or a forgery, is
-not answered and comes again), bounded in number; each held as one ``bytes``: the serial
-(4 bytes) and the address key (``peer_registry.addr_key``). When the table is full,
-heartbeats take the take-back path as before; when the warm start ends, the waiters left
-(ids not in the table, or beyond its limit) are forgotten: their clients resend within
-3 s and are then taken back.
+Only heartbeats that would get no answer are parked: one with a read to spare is taken
+back at once as before (an id the database lacks must hear ``request_pk`` promptly, not at
+the end of the scan). One waiter per id (the first; a later heartbeat for it is not
+answered, or is taken back if a read is free, which forgets the waiter); bounded in
+number; each held as one ``bytes``: the serial (4 bytes) and the address key
+(``peer_registry.addr_key``). When the warm start ends, the waiters left (ids not in the
+table, or beyond its limit) are forgotten: their clients resend within 3 s.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ class WarmWaiters:
             return False
         waiting[peer_id] = (serial & 0xFFFFFFFF).to_bytes(4, "big") + key
         return True
+
+    def forget(self, peer_id: str) -> None:
+        if self._waiting:
+            self._waiting.pop(peer_id, None)
 
     def claim(self, ids: Iterable[str]) -> list[tuple[str, int, bytes]]:
         """The waiters among ``ids`` (just entered), removed: ``(id, serial, key)``."""

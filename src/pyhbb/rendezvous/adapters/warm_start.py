@@ -8,9 +8,9 @@ back in memory before most of their heartbeats arrive, and those find their reco
 once. Rows are entered only while the table has room (up to ``limit``, below
 MAX_PEERS_IN_MEMORY so that new peers still fit), each page in slices between which the
 loop serves clients; a row no heartbeat claims is evicted a few minutes later
-(``CoreState.preload``). A heartbeat whose row is not read yet waits for it
-(rendezvous/warm_waiters.py) and is answered as the slice holding its row is entered;
-peers beyond the limit are taken back by their heartbeat as before.
+(``CoreState.preload``). Peers not read yet, or beyond the limit, are taken back by their
+heartbeat as before; a heartbeat for which no read can be spared waits for its row
+(rendezvous/warm_waiters.py) and is answered as the slice holding it is entered.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ async def warm_start(
     finally:
         left = registration.warm_start_ended()
     log.info(
-        "warm start: %d peers read into memory in %.1f s; %d heartbeats answered as their "
-        "row came, %d still waiting (taken back at their next heartbeat)%s",
+        "warm start: %d peers read into memory in %.1f s; %d heartbeats that waited for a "
+        "read answered as their row came, %d still waiting (taken back when resent)%s",
         entered,
         clock() - started,
         core.state.stats["heartbeat_warm_answered"],
