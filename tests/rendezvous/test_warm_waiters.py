@@ -149,3 +149,15 @@ def test_waiters_keep_serial_and_address_exactly() -> None:
         assert waiters.park("someone", serial, key)
         assert waiters.claim(["nobody", "someone"]) == [("someone", serial, key)]
     assert waiters.claim(["someone"]) == []
+
+
+def test_heartbeats_never_answered_count_as_unanswered_once_each() -> None:
+    core = warm_core()
+    unanswered = core.state.outcomes["heartbeat", "udp", "unanswered"]
+    assert core.on_udp(register_peer(), B_ADDR, T0) == []  # parked: answered later
+    assert core.state.outcomes["heartbeat", "udp", "unanswered"] == unanswered
+    assert core.on_udp(register_peer(), B_ADDR, T0 + 3) == []  # its resend: never answered
+    assert core.state.outcomes["heartbeat", "udp", "unanswered"] == unanswered + 1
+    assert core.registration.warm_start_ended() == 1  # and the first, once the scan is over
+    assert core.state.outcomes["heartbeat", "udp", "unanswered"] == unanswered + 2
+    assert core.state.stats["heartbeat_warm_waits"] == 1

@@ -215,24 +215,21 @@ class Registration:
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
         # Over the read limits the heartbeat is not answered now; during a warm start it
         # is answered when the scan enters its row (warm_waiters.py), if that comes first.
-        waiters = self.warm_waiters
         if s.pending_loads >= MAX_TAKE_BACK_LOADS:
-            if waiters is not None and waiters.park(peer_id, serial, key):
-                s.stats["heartbeat_warm_waits"] += 1
+            if self._park(peer_id, serial, key):
                 return []
             s.stats["heartbeat_lookup_queue_full"] += 1
             s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
         refused = self.take_backs.admit(src, peer_id, now)
         if refused:
-            if waiters is not None and waiters.park(peer_id, serial, key):
-                s.stats["heartbeat_warm_waits"] += 1
+            if self._park(peer_id, serial, key):
                 return []
             self._budget_refused("take_back", refused, peer_id, src)
             s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
-        if waiters is not None:
-            waiters.forget(peer_id)  # answered by this read, not again by the scan
+        if self.warm_waiters is not None:
+            self.warm_waiters.forget(peer_id)  # answered by this read, not again by the scan
         s.stats["heartbeat_lookups"] += 1
         # a partial, not a closure: thousands wait at once after a restart, and each
         # closure cell would be one more object for the cyclic GC to walk
@@ -270,6 +267,20 @@ class Registration:
 
     # -- warm start (adapters/warm_start.py): heartbeats wait for the scan's rows ----------
 
+    def _park(self, peer_id: str, serial: int, key: bytes) -> bool:
+        """Leave the heartbeat to the warm start's row, if one runs and has room; like a
+        read in flight, a parked heartbeat is counted once it is answered."""
+        waiters = self.warm_waiters
+        if waiters is None:
+            return False
+        if peer_id in waiters:  # a resend, or a forgery: the first one is answered
+            self.s.outcomes["heartbeat", "udp", "unanswered"] += 1
+            return True
+        if not waiters.park(peer_id, serial, key):
+            return False
+        self.s.stats["heartbeat_warm_waits"] += 1
+        return True
+
     def warm_start_began(self) -> None:
         self.warm_waiters = WarmWaiters()
 
@@ -291,7 +302,9 @@ class Registration:
         """Stop parking heartbeats; returns how many still waited (ids the scan did not
         enter: their clients resend within 3 s and are taken back then)."""
         waiters, self.warm_waiters = self.warm_waiters, None
-        return 0 if waiters is None else len(waiters)
+        left = 0 if waiters is None else len(waiters)
+        self.s.outcomes["heartbeat", "udp", "unanswered"] += left
+        return left
 
     def _legacy_updates(self, peer_id: str, serial: int, src: Addr, now: float) -> list[Action]:
         """ConfigUpdate and SoftwareUpdate for a peer whose heartbeat was just accepted

@@ -33,9 +33,12 @@ class WarmWaiters:
     def __len__(self) -> int:
         return len(self._waiting)
 
+    def __contains__(self, peer_id: str) -> bool:
+        return peer_id in self._waiting
+
     def park(self, peer_id: str, serial: int, key: bytes) -> bool:
         """Park the heartbeat of ``peer_id`` from the address ``key``; False when the table
-        is full (take it back instead). An id already waiting keeps its first waiter."""
+        is full. An id already waiting keeps its first waiter."""
         waiting = self._waiting
         if peer_id in waiting:
             return True
