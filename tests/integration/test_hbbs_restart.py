@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pyhbb.rendezvous import app
+from pyhbb.rendezvous import app, registration
+from pyhbb.rendezvous.stored_peer import CompactPage
 from pyhbb.store.base import StoreError
+from pyhbb.store.peers import SqlitePeerStore
 from pyhbb.wire import rendezvous_pb2 as pb
 from tests.support.hbbs_server import running_hbbs
 from tests.support.rdclient import UdpPeer
@@ -110,3 +112,41 @@ async def test_database_down_after_a_restart_answers_request_pk(
             assert await peer.register_peer("123456789") is False  # read again, and back
     finally:
         peer.close()
+
+
+async def test_heartbeats_with_no_read_to_spare_wait_for_the_warm_starts_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peers, ids = await register_then_restart_peers(tmp_path)
+    # as in the restart storm, when every take-back read hbbs allows is in flight
+    monkeypatch.setattr(registration, "MAX_TAKE_BACK_LOADS", 0)
+    gate = asyncio.Event()
+    real_scan = SqlitePeerStore.scan_compact
+
+    async def held_scan(self: SqlitePeerStore, after: bytes, limit: int) -> CompactPage:
+        await gate.wait()  # the warm start's first page comes after the heartbeats
+        return await real_scan(self, after, limit)
+
+    monkeypatch.setattr(SqlitePeerStore, "scan_compact", held_scan)
+    try:
+        async with running_hbbs(tmp_path) as hbbs:
+            for peer, peer_id in zip(peers, ids, strict=True):
+                peer.server = hbbs.udp
+                peer.send(pb.RendezvousMessage(register_peer=pb.RegisterPeer(id=peer_id)))
+            core = hbbs.server.core
+            async with asyncio.timeout(10):
+                while core.state.stats["heartbeat_warm_waits"] < PEERS:
+                    await asyncio.sleep(0.01)
+            assert await peers[0].nothing(0.1)  # waiting: not answered (before: never)
+            gate.set()
+            for peer in peers:
+                answer = await peer.recv()
+                assert answer.register_peer_response.request_pk is False
+            now = asyncio.get_running_loop().time()
+            assert all(core.state.peers.online(peer_id, now) for peer_id in ids)
+            assert hbbs.server.executor.loads.loads == 0  # no read of their own
+            assert core.state.stats["heartbeat_warm_answered"] == PEERS
+            assert core.state.stats["heartbeat_taken_back"] == 0
+    finally:
+        for peer in peers:
+            peer.close()

@@ -186,7 +186,9 @@ class HbbsServer:
         limit = int(opts.max_peers * PRELOAD_SHARE)
         if self.store is not None and not self.opts.cluster and limit > 0:
             # a single server's own database (in a cluster, peers are claimed one by one)
-            self._spawn(warm_start(self.core, self.store, self.executor.clock, limit))
+            self._spawn(
+                warm_start(self.core, self.store, self.executor.clock, limit, self.executor.run)
+            )
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
             self.udp_verdict.enabled = True

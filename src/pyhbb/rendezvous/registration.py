@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from pyhbb.net.hostport import format_addr, is_loopback
@@ -36,12 +36,15 @@ from pyhbb.rendezvous.peer_registry import (
     IP_CHANGED,
     MAX_PK_BYTES,
     PeerRecord,
+    addr_from_key,
     addr_key,
 )
 from pyhbb.rendezvous.rate_limits import TokenBucket, reg_pk_allowed
 from pyhbb.rendezvous.recent_keys import RecentKeys
 from pyhbb.rendezvous.shedding import Shedding
 from pyhbb.rendezvous.state import MAX_ID_BYTES, MAX_TAKE_BACK_LOADS, CoreState
+from pyhbb.rendezvous.stored_peer import CompactRow
+from pyhbb.rendezvous.warm_waiters import WarmWaiters
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.addr_mangle import Addr
 
@@ -101,6 +104,8 @@ class Registration:
             settings.take_back_reads_per_second, TAKE_BACK_BURST_SECONDS, min_burst=64.0
         )
         self.absent_ids = RecentKeys(ABSENT_IDS_BITS_LOG2, ABSENT_IDS_PERIOD)
+        self.warm_waiters: WarmWaiters | None = None
+        """Heartbeats waiting for their row while a warm start runs (warm_waiters.py)."""
         self._legacy_pacer = RateTable(1.0 / LEGACY_UPDATE_INTERVAL, 1.0, MAX_PACED_PEERS)
         self._legacy_total = TokenBucket(
             LEGACY_UPDATES_PER_SECOND, LEGACY_UPDATES_PER_SECOND * 10, 0.0
@@ -208,15 +213,23 @@ class Registration:
         ):
             s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        # Over the read limits the heartbeat is not answered now; during a warm start it
+        # is answered when the scan enters its row (warm_waiters.py), if that comes first.
         if s.pending_loads >= MAX_TAKE_BACK_LOADS:
+            if self._park(peer_id, serial, key):
+                return []
             s.stats["heartbeat_lookup_queue_full"] += 1
             s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
         refused = self.take_backs.admit(src, peer_id, now)
         if refused:
+            if self._park(peer_id, serial, key):
+                return []
             self._budget_refused("take_back", refused, peer_id, src)
             s.outcomes["heartbeat", "udp", "unanswered"] += 1
             return []
+        if self.warm_waiters is not None:
+            self.warm_waiters.forget(peer_id)  # answered by this read, not again by the scan
         s.stats["heartbeat_lookups"] += 1
         # a partial, not a closure: thousands wait at once after a restart, and each
         # closure cell would be one more object for the cyclic GC to walk
@@ -236,13 +249,62 @@ class Registration:
             self.absent_ids.mark(peer_id)
             s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
+        return self._answer_loaded(peer_id, serial, src, key, now, "heartbeat_taken_back")
+
+    def _answer_loaded(
+        self, peer_id: str, serial: int, src: Addr, key: bytes, now: float, counter: str
+    ) -> list[Action]:
+        """A heartbeat that waited for its database row, decided by the in-memory rule
+        (§6.3) now that the row is in memory; ``counter`` counts it if accepted."""
+        s = self.s
         result = s.peers.heartbeat(peer_id, key, now, is_loopback(src[0]))
         if result is None:  # read while the table was full: not kept in memory
             s.outcomes["heartbeat", "udp", "unknown_id"] += 1
             return [SendUdp(REGISTER_PEER_SEND_PK, src)]
         if result == ACCEPTED:
-            s.stats["heartbeat_taken_back"] += 1
+            s.stats[counter] += 1
         return self._heartbeat_answer(result, peer_id, serial, src, now)
+
+    # -- warm start (adapters/warm_start.py): heartbeats wait for the scan's rows ----------
+
+    def _park(self, peer_id: str, serial: int, key: bytes) -> bool:
+        """Leave the heartbeat to the warm start's row, if one runs and has room; like a
+        read in flight, a parked heartbeat is counted once it is answered."""
+        waiters = self.warm_waiters
+        if waiters is None:
+            return False
+        if peer_id in waiters:  # a resend, or a forgery: the first one is answered
+            self.s.outcomes["heartbeat", "udp", "unanswered"] += 1
+            return True
+        if not waiters.park(peer_id, serial, key):
+            return False
+        self.s.stats["heartbeat_warm_waits"] += 1
+        return True
+
+    def warm_start_began(self) -> None:
+        self.warm_waiters = WarmWaiters()
+
+    def warm_rows_entered(self, rows: Sequence[CompactRow], now: float) -> list[Action]:
+        """The answers to the heartbeats that waited for ``rows``, just read by the warm
+        start (entered into memory, or not if the table was full: then ``request_pk``)."""
+        waiters = self.warm_waiters
+        if waiters is None or not len(waiters):
+            return []
+        actions: list[Action] = []
+        for peer_id, serial, key in waiters.claim(row[0] for row in rows):
+            src = addr_from_key(key)
+            actions += self._answer_loaded(
+                peer_id, serial, src, key, now, "heartbeat_warm_answered"
+            )
+        return actions
+
+    def warm_start_ended(self) -> int:
+        """Stop parking heartbeats; returns how many still waited (ids the scan did not
+        enter: their clients resend within 3 s and are taken back then)."""
+        waiters, self.warm_waiters = self.warm_waiters, None
+        left = 0 if waiters is None else len(waiters)
+        self.s.outcomes["heartbeat", "udp", "unanswered"] += left
+        return left
 
     def _legacy_updates(self, peer_id: str, serial: int, src: Addr, now: float) -> list[Action]:
         """ConfigUpdate and SoftwareUpdate for a peer whose heartbeat was just accepted

@@ -9,7 +9,8 @@ once. Rows are entered only while the table has room (up to ``limit``, below
 MAX_PEERS_IN_MEMORY so that new peers still fit), each page in slices between which the
 loop serves clients; a row no heartbeat claims is evicted a few minutes later
 (``CoreState.preload``). Peers not read yet, or beyond the limit, are taken back by their
-heartbeat as before.
+heartbeat as before; a heartbeat for which no read can be spared waits for its row
+(rendezvous/warm_waiters.py) and is answered as the slice holding it is entered.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from pyhbb.rendezvous.actions import Action
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.store.base import PeerStore
 
@@ -28,17 +30,47 @@ SLICE = 500  # rows entered per loop iteration: under 1 ms, never a stall
 
 
 async def warm_start(
-    core: RendezvousCore, store: PeerStore, clock: Callable[[], float], limit: int
+    core: RendezvousCore,
+    store: PeerStore,
+    clock: Callable[[], float],
+    limit: int,
+    run: Callable[[list[Action]], None],
 ) -> None:
-    """Read the peer table into ``core`` (see the module).
+    """Read the peer table into ``core`` (see the module); ``run`` performs the answers
+    to the heartbeats that waited for their rows.
 
     One page at a time: reading the next page while the loop enters the current one was
     measured no faster (bench/warm_start.py): the driver holds the GIL to convert each
     row, so the two threads take turns rather than overlap."""
     started = clock()
+    registration = core.registration
+    registration.warm_start_began()
+    try:
+        entered = await _read_table(core, store, clock, limit, run)
+    finally:
+        left = registration.warm_start_ended()
+    log.info(
+        "warm start: %d peers read into memory in %.1f s; %d heartbeats that waited for a "
+        "read answered as their row came, %d still waiting (taken back when resent)%s",
+        entered,
+        clock() - started,
+        core.state.stats["heartbeat_warm_answered"],
+        left,
+        "" if len(core.state.peers) < limit else " (table limit reached: the rest load on demand)",
+    )
+
+
+async def _read_table(
+    core: RendezvousCore,
+    store: PeerStore,
+    clock: Callable[[], float],
+    limit: int,
+    run: Callable[[list[Action]], None],
+) -> int:
     after = b""
     entered = 0
     state = core.state
+    registration = core.registration
     while len(state.peers) < limit:
         try:
             page = await store.scan_compact(after, PAGE)
@@ -48,17 +80,17 @@ async def warm_start(
                 entered,
                 e,
             )
-            return
+            break
         rows = page.rows
         if not rows:
             break
         after = page.last_guid
         for start in range(0, len(rows), SLICE):
-            entered += state.preload_rows(rows[start : start + SLICE], clock(), limit)
+            now = clock()
+            batch = rows[start : start + SLICE]
+            entered += state.preload_rows(batch, now, limit)
+            answers = registration.warm_rows_entered(batch, now)
+            if answers:
+                run(answers)
             await asyncio.sleep(0)
-    log.info(
-        "warm start: %d peers read into memory in %.1f s%s",
-        entered,
-        clock() - started,
-        "" if len(state.peers) < limit else " (table limit reached: the rest load on demand)",
-    )
+    return entered
