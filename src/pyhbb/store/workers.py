@@ -106,18 +106,30 @@ def _job_failed(request: Request, e: BaseException) -> StoreError:
     return store_error(e)
 
 
-def _settle(outcomes: list[Outcome]) -> None:
-    for request, value, error in outcomes:
+# Futures resolved per event-loop iteration. Each wakes a caller that typically answers a
+# client (~30-50 µs); the loop runs every callback made ready in one iteration before it
+# polls sockets again, so resolving a whole group commit (1,000 writes under a flood) at
+# once stalled every client for tens of ms. In slices, I/O gets in every ~2 ms.
+SETTLE_SLICE = 64
+
+
+def _settle(outcomes: list[Outcome], start: int = 0) -> None:
+    end = start + SETTLE_SLICE
+    for request, value, error in outcomes[start:end]:
         if request.future.done():  # the caller was cancelled; a write still happened
             continue
         if error is None:
             request.future.set_result(value)
         else:
             request.future.set_exception(error)
+    if end < len(outcomes):
+        # after the callers just woken: they run in the next iteration, then this
+        outcomes[0][0].loop.call_soon(_settle, outcomes, end)
 
 
 def deliver(outcomes: list[Outcome]) -> None:
-    """Resolve futures on their loops: one wake-up per loop per batch, not per write."""
+    """Resolve futures on their loops: one wake-up per loop per batch, not per write,
+    and at most :data:`SETTLE_SLICE` of them per loop iteration."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
     for outcome in outcomes:
         by_loop.setdefault(outcome[0].loop, []).append(outcome)
