@@ -6,7 +6,13 @@ import pytest
 
 from pyhbb.rendezvous import state as state_module
 from pyhbb.rendezvous.actions import LoadPeer, Send, SendUdp
-from pyhbb.rendezvous.rate_limits import BlockerLimits, IpBlocker, IpChanges, PunchLog
+from pyhbb.rendezvous.rate_limits import (
+    BlockerLimits,
+    IpBlocker,
+    IpChanges,
+    PunchLog,
+    pack_entry,
+)
 from tests.rendezvous.helpers import (
     B_ADDR,
     B_ID,
@@ -352,7 +358,7 @@ def test_housekeeping_spreads_a_seconds_blocker_sweep_over_calls_that_come_soone
     core = make_core()
     entries = core.state.blocker.entries
     for i in range(120_000):
-        entries[f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"] = (1, T0, T0, None)
+        entries[f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"] = pack_entry(1, T0, T0, None)
     core.on_timer(T0 + 100)  # the first call: a whole second's share (1/60 of the table)
     assert len(entries) == 120_000 - 2000
     core.on_timer(T0 + 100.1)

@@ -10,6 +10,7 @@ import pytest
 from pyhbb.store.base import StoredPeer
 from pyhbb.store.database import SqliteDatabase
 from pyhbb.store.peers import SqlitePeerStore
+from pyhbb.store.workers import SETTLE_SLICE
 from tests.store.conftest import PK, new_guid, peer_store, started, write_lock
 
 pytestmark = pytest.mark.timeout(120)
@@ -115,3 +116,37 @@ async def test_cancelled_write_still_happens_and_the_store_goes_on(
     await store.insert(new_guid(), "after", b"u", PK, "10.0.0.1")
     assert await store.get("cancelled") is not None
     assert await store.count() == 2
+
+
+async def test_a_group_commit_resumes_its_writers_a_slice_per_loop_iteration(
+    store: SqlitePeerStore, db: SqliteDatabase, db_path: Path
+) -> None:
+    """A commit of 1,000 writes must not wake 1,000 callers in one loop iteration: the
+    loop polls no socket until all have run (the issue 12 stalls). Counted per iteration,
+    not timed."""
+    iteration = 0
+    stop = False
+
+    def tick() -> None:
+        nonlocal iteration
+        iteration += 1
+        if not stop:
+            asyncio.get_running_loop().call_soon(tick)
+
+    woken: list[int] = []
+
+    async def insert(i: int) -> None:
+        await store.insert(new_guid(), f"p{i}", b"u", PK, "10.0.0.1")
+        woken.append(iteration)
+
+    before = db.write_transactions
+    with write_lock(db_path):
+        tasks = await started(*(insert(i) for i in range(1000)))
+    tick()
+    await asyncio.gather(*tasks)
+    stop = True
+    assert db.write_transactions - before <= 2  # one big commit (two at most): the case
+    per_iteration = [woken.count(i) for i in set(woken)]
+    assert sum(per_iteration) == 1000
+    assert max(per_iteration) <= SETTLE_SLICE, max(per_iteration)
+    assert await store.count() == 1000

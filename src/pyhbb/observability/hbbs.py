@@ -38,6 +38,7 @@ ERROR_KINDS = {
 REFUSAL_REASONS = {
     "register_pk_too_frequent": "register_pk_rate",
     "register_pk_table_full": "peer_table_full",
+    "register_pk_write_backlog_refused": "database_backlog",
     "sessions_refused": "session_limit",
     "legacy_updates_paced": "legacy_update_pacing",
     "heartbeat_lookup_queue_full": "take_back_queue_full",

@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from pyhbb.rendezvous.disabled_peers import Change
-from pyhbb.rendezvous.rate_limits import BlockerEntry, IpChangeEntry, PunchEntry, blocker_key
+from pyhbb.rendezvous.rate_limits import (
+    BlockerEntry,
+    IpChangeEntry,
+    PunchEntry,
+    blocker_key,
+    unpack_entry,
+)
 from pyhbb.rendezvous.state import MAX_ID_BYTES, CoreState
 
 log = logging.getLogger("pyhbb.rendezvous")
@@ -86,7 +92,7 @@ class CoreAdmin:
         """The IP blocker's entries, expired ones dropped first (as upstream's ``ib``)."""
         self.s.blocker.prune(now)
         return MappingProxyType(
-            {ip: BlockerEntry(*raw) for ip, raw in self.s.blocker.entries.items()}
+            {ip: BlockerEntry(*unpack_entry(raw)) for ip, raw in self.s.blocker.entries.items()}
         )
 
     def blocked_ip(self, ip: str) -> BlockerEntry | None:

@@ -431,6 +431,10 @@ class Registration:
             if not ok:
                 return [reply(Result.SERVER_ERROR)]
             if record is None:
+                if len(self._announcements) >= s.settings.max_writes_in_flight:
+                    # before the budget: what the database cannot take yet spends none of it
+                    self._backlog_refused(peer_id, src, now)
+                    return [reply(TOO_FREQUENT)]
                 refused = self.new_ids.admit(src, peer_id, now)
                 if refused:
                     self._budget_refused("new_id", refused, peer_id, src)
@@ -464,6 +468,26 @@ class Registration:
         # A lost race is decided again on a read begun after the refusal: one already in
         # flight may predate the winning write.
         return s.with_peer(peer_id, now, decide, need_details=True, fresh=attempt > 1)
+
+    def writes_in_flight(self) -> int:
+        """Registrations waiting for their database write."""
+        return len(self._announcements)
+
+    def _backlog_refused(self, peer_id: str, src: Addr, now: float) -> None:
+        stats = self.s.stats
+        stats["register_pk_write_backlog_refused"] += 1
+        if n := self.s.log_throttle.count("write backlog", now):
+            log.warning(
+                "RegisterPk of new ID %s from %s refused: %d registrations are already "
+                "waiting for the database, the most allowed; new IDs arrive faster than it "
+                "stores them (a flood of forged requests, or a slow disk?); the client "
+                "retries (%d this minute, %d so far)",
+                peer_id,
+                src[0],
+                len(self._announcements),
+                n,
+                stats["register_pk_write_backlog_refused"],
+            )
 
     def _budget_refused(self, budget: str, limit: str, peer_id: str, src: Addr) -> None:
         """Count a refusal by a fair budget and say (throttled) what is happening."""

@@ -80,6 +80,13 @@ class CoreSettings:
     register_lookups_per_second: float = 2000.0
     """RegisterPk decisions per second that read the database, shared the same way: a
     flood of forged registrations must not keep the event loop busy with reads."""
+    max_writes_in_flight: int = 1000
+    """Registrations waiting for the database at once beyond which a brand-new ID is
+    refused (TOO_FREQUENT, like the budgets): the writer stores ~1,000 new rows a second
+    under a flood, and every waiting registration is a task, futures and answers that each
+    full garbage collection walks. Without this bound the new-ID budget's minute-long burst
+    queued tens of thousands of them and the collections stalled the event loop for
+    0.6 s (bench/RESULTS.md, flood)."""
     take_back_reads_per_second: float = 50_000.0
     """Heartbeats per second of peers not in memory that read the database (the take-back
     after a restart), shared the same way: what batched reads sustain with room to spare
