@@ -148,34 +148,11 @@ class SessionBudget:
 
     def consume(self, nbytes: int, now: float) -> float:
         """Charge one forwarded chunk; return how long its reader must pause."""
-        # TokenBucket.consume for both limiters, inlined: this runs for every relayed chunk
-        # and two method calls were a good part of its cost (bench/RESULTS.md, relay notes).
         bits = nbytes * 8
         self.total_bits += bits
-        b = self._limited if self.blacklisted or self.downgraded else self._normal
-        tokens = b._tokens
-        elapsed = now - b._last
-        if elapsed > 0:
-            tokens += elapsed * b._rate
-            if tokens > b._burst:
-                tokens = b._burst
-            b._last = now
-        tokens -= bits
-        b._tokens = tokens
-        wait = 0.0 if tokens >= 0 else -tokens / b._rate
-        b = self._total
-        tokens = b._tokens
-        elapsed = now - b._last
-        if elapsed > 0:
-            tokens += elapsed * b._rate
-            if tokens > b._burst:
-                tokens = b._burst
-            b._last = now
-        tokens -= bits
-        b._tokens = tokens
-        if tokens >= 0:
-            return wait
-        shared = -tokens / b._rate
+        session = self._limited if self.blacklisted or self.downgraded else self._normal
+        wait = session.consume(bits, now)
+        shared = self._total.consume(bits, now)
         return wait if wait > shared else shared
 
     def tick(self, now: float, blacklisted: bool, downgrade_start_check: int) -> None:
