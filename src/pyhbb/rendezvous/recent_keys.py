@@ -98,24 +98,14 @@ class RecentKeys:
     def seen_or_mark(self, key: Hashable) -> bool:
         """True when ``key`` was marked in the last one to two periods (it is not marked
         again); else mark it and return False. One hash for both."""
-        # _positions and _set inlined: this is the flood's hot path (shedding.py)
-        h = hash(key)
-        mask = self.mask
-        a = h & mask
-        b = (h >> self.shift) & mask
-        byte_a, bit_a, byte_b, bit_b = a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
+        positions = byte_a, bit_a, byte_b, bit_b = self._positions(key)
         current = self._current
-        if current is not None:
-            if current[byte_a] & bit_a and current[byte_b] & bit_b:
-                return True
-        else:
-            current = self._current = bytearray(self.size)
+        if current is not None and current[byte_a] & bit_a and current[byte_b] & bit_b:
+            return True
         previous = self._previous
         if previous is not None and previous[byte_a] & bit_a and previous[byte_b] & bit_b:
             return True
-        current[byte_a] |= bit_a
-        current[byte_b] |= bit_b
-        self.marked += 1
+        self._set(positions)
         return False
 
     def rotate(self, now: float) -> None:

@@ -25,8 +25,7 @@ import logging
 from collections.abc import Hashable
 
 from pyhbb.rendezvous.fair_budget import REPEATED, SURELY, FairBudget
-
-Addr = tuple[str, int]
+from pyhbb.wire.addr_mangle import Addr
 
 log = logging.getLogger("pyhbb.rendezvous")
 
