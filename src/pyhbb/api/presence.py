@@ -3,7 +3,9 @@
 An ``OnlineRequest`` on hbbs's TCP port P-1 answers a bitmap for many ids at once, so a
 page of the device list costs one short connection. Nothing is cached: when hbbs
 restarts, the next page asks the new process. When hbbs cannot be reached the answer
-is "unknown" (None), never an error for the API's caller.
+is "unknown" (None), never an error for the API's caller; after a timed-out ask the
+answer is "unknown" at once for a while (api/backoff.py), so a wedged hbbs does not slow
+every page down.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError
 
+from pyhbb.api.backoff import TimeoutBackoff
 from pyhbb.observability.throttle import worth_logging
 from pyhbb.wire import rendezvous_pb2 as pb
 from pyhbb.wire.framing import FrameDecoder, FrameError, encode_frame
@@ -36,10 +39,14 @@ class HbbsPresence:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.backoff = TimeoutBackoff()
         self._failures = 0
 
     async def online(self, ids: Sequence[str]) -> dict[str, bool] | None:
-        """{id: online} for ``ids``, or None when hbbs did not answer."""
+        """{id: online} for ``ids``, or None when hbbs did not answer (or did not answer
+        in time a moment ago)."""
+        if self.backoff.wait_left(asyncio.get_running_loop().time()) > 0:
+            return None
         result: dict[str, bool] = {}
         for start in range(0, len(ids), MAX_IDS_PER_QUERY):
             chunk = list(ids[start : start + MAX_IDS_PER_QUERY])
@@ -66,15 +73,21 @@ class HbbsPresence:
                         msg.ParseFromString(payload)
                         if msg.WhichOneof("union") == "online_response":
                             self._failures = 0
+                            self.backoff.answered()
                             return bytes(msg.online_response.states)
         except (OSError, TimeoutError, FrameError, DecodeError, ValueError) as e:
+            if isinstance(e, TimeoutError):
+                self.backoff.timed_out(asyncio.get_running_loop().time())
+                why = f"no answer within {self.timeout:g} s"
+            else:
+                why = str(e) or type(e).__name__
             self._failures += 1
             if worth_logging(self._failures):
                 log.warning(
                     "online state unknown: hbbs at %s:%d did not answer (%s; %d times)",
                     self.host,
                     self.port,
-                    e or type(e).__name__,
+                    why,
                     self._failures,
                 )
             return None

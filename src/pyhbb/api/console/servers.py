@@ -3,15 +3,19 @@
 Each command is one short TCP connection: send the command line, read the answer until
 the server closes (docs/protocol.md §9). Both servers accept console sessions only from
 loopback addresses, so this works when the API runs on the same machine, as ``pyhbb
-run`` starts it. When a server does not answer, the page says so instead of failing.
+run`` starts it. When a server does not answer, the page says so instead of failing;
+after a timed-out command, commands fail at once for a while (api/backoff.py), so a
+wedged server does not make every page wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 
+from pyhbb.api.backoff import TimeoutBackoff
 from pyhbb.observability.throttle import worth_logging
 
 log = logging.getLogger("pyhbb.api.console")
@@ -36,6 +40,7 @@ class ServerConsole:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.backoff = TimeoutBackoff()
         self._failures = 0
 
     @property
@@ -47,6 +52,12 @@ class ServerConsole:
         """The answer to one command; raises ConsoleUnavailable (with a reason)."""
         if not words or not all(valid_argument(w) for w in words):
             raise ValueError(f"not a console command: {words!r}")
+        wait = self.backoff.wait_left(asyncio.get_running_loop().time())
+        if wait > 0:
+            raise ConsoleUnavailable(
+                f"{self.name} did not answer on {self.address} within {self.timeout:g} s a "
+                f"moment ago; asking again in {math.ceil(wait)} s"
+            )
         writer = None
         try:
             async with asyncio.timeout(self.timeout):
@@ -60,23 +71,29 @@ class ServerConsole:
                         break
                     answer += more
         except (OSError, TimeoutError) as e:
+            if isinstance(e, TimeoutError):
+                self.backoff.timed_out(asyncio.get_running_loop().time())
+                why = f"no answer within {self.timeout:g} s"
+            else:
+                why = str(e) or type(e).__name__
             self._failures += 1
             if worth_logging(self._failures):
                 log.warning(
                     "%s console at %s did not answer (%s; %d times)",
                     self.name,
                     self.address,
-                    e or type(e).__name__,
+                    why,
                     self._failures,
                 )
             raise ConsoleUnavailable(
-                f"{self.name} did not answer on {self.address} ({e or type(e).__name__}); "
+                f"{self.name} did not answer on {self.address} ({why}); "
                 f"its console accepts only connections from the same machine"
             ) from None
         finally:
             if writer is not None:
                 writer.close()
         self._failures = 0
+        self.backoff.answered()
         return answer.decode("utf-8", "replace")
 
 

@@ -92,9 +92,9 @@ class ClusterNode:
         try:
             nc = await connect(urls, f"pyhbb-hbbs-{node}", reconnected, error)
         except (NatsError, OSError, TimeoutError) as e:
-            raise ConfigError(
-                f"cannot reach the NATS servers {','.join(urls)} (CLUSTER): {e or type(e).__name__}"
-            ) from e
+            why = str(e) or type(e).__name__
+            servers = ",".join(urls)
+            raise ConfigError(f"cannot reach the NATS servers {servers} (CLUSTER): {why}") from e
         try:
             js = nc.jetstream(timeout=JS_TIMEOUT)
             try:
@@ -147,7 +147,7 @@ class ClusterNode:
             if self._admin is not None:
                 self._admin.doubt_ownership()
         elif n := self._throttle.count("error"):
-            log.warning("NATS: %s (%d this minute)", e or type(e).__name__, n)
+            log.warning("NATS: %s (%d this minute)", str(e) or type(e).__name__, n)
 
     async def _presence_forever(self) -> None:
         while True:
