@@ -16,6 +16,15 @@ Every second one JSON line goes to STATS_FILE::
      "metric_lag_max": ms, what hbbs's own ``pyhbb_event_loop_lag_max_seconds`` reports
      (its worst of the last 10-20 s; null unless hbbs runs with --metrics)}
 
+With ``PROBE_STACKS=1`` a sampler thread looks at the loop every ``SAMPLE_EVERY`` s; while
+the loop's timer is over ``SAMPLE_AFTER`` s late it records the loop thread's Python stack,
+and after each stall over 10 ms it appends one JSON line to STATS_FILE with the suffix
+``.stalls``: ``{"t", "ms": the lateness, "gc": collections inside it [[gen, ms], ...],
+"cpu_ms": the loop thread's CPU time in that interval, "stacks": [[count, "innermost frame <
+caller < ..."], ...]}``. A stall spent in one C call
+that holds the GIL (a collection, a big dict copy) shows only the stack after it: the
+collections are listed apart for that reason.
+
 ``metric_lag_max`` checks the operator's view against the probe's: the metric's timer
 ticks every 5 ms, so it reads a stall at most 5 ms short, and it should agree with
 ``lag_max`` over the same seconds.
@@ -41,6 +50,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +58,9 @@ from typing import Any
 LAG_TICK = 0.002
 SLOW_FULL_GC_MS = 10.0  # a full collection this long dumps the tracked types (see below)
 DUMP_INTERVAL = 10.0  # at most one such dump per this many seconds
+SAMPLE_EVERY = 0.001  # the stack sampler's period (PROBE_STACKS=1)
+SAMPLE_AFTER = 0.004  # lateness from which the sampler records the loop's stack
+STACK_DEPTH = 14
 
 
 def rss_bytes() -> int:
@@ -71,6 +84,8 @@ class Probe:
         self.busy_over10 = 0
         self.server: Any = None
         self.next_dump = 0.0
+        self.due = 0.0  # the lag timer's due time in time.monotonic(), read by the sampler
+        self.stalled_gc: list[list[float]] = []  # collections since the last tick
         gc.callbacks.append(self._gc)
 
     def _gc(self, phase: str, info: dict[str, int]) -> None:
@@ -80,6 +95,7 @@ class Probe:
         else:
             ms = (time.thread_time() - self.gc_started) * 1000
             self.gc_done.append([info["generation"], round(ms, 3)])
+            self.stalled_gc.append([info["generation"], round(ms, 3)])
             now = time.monotonic()
             if info["generation"] == 2 and ms > SLOW_FULL_GC_MS and now >= self.next_dump:
                 # what that collection walked: the types of the objects it tracks
@@ -89,6 +105,13 @@ class Probe:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + LAG_TICK
+        # the sampler thread reads the due time on its own clock: uvloop's loop.time() is
+        # only brought up to date between callbacks, so it stands still during a stall
+        offset = time.monotonic() - loop.time()
+        self.due = due + offset
+        sampler = None
+        if os.environ.get("PROBE_STACKS") == "1":
+            sampler = StallSampler(self.out_path.with_suffix(".stalls"), self)
         next_report = loop.time() + 1.0
         cpu = time.thread_time()
         while True:
@@ -106,7 +129,11 @@ class Probe:
                 self.over10 += 1
                 if spent > 10:
                     self.busy_over10 += 1
+            if sampler is not None:
+                sampler.tick(late, spent, self.stalled_gc)
+            self.stalled_gc = []
             due = max(due + LAG_TICK, now)
+            self.due = due + offset
             if now >= next_report:
                 next_report = now + 1.0
                 self.report(now)
@@ -152,6 +179,48 @@ class Probe:
         self.out.write(json.dumps(line) + "\n")
         self.lag_max, self.lag_n, self.over10, self.gc_done = 0.0, 0, 0, []
         self.busy_max, self.busy_over10 = 0.0, 0
+
+
+class StallSampler:
+    """The loop thread's Python stacks while the lag timer is late (PROBE_STACKS=1): what
+    the loop was doing in each stall over 10 ms, without timing a py-spy dump by hand."""
+
+    def __init__(self, path: Path, probe: Probe) -> None:
+        self.out = path.open("a", buffering=1)
+        self.probe = probe
+        self.loop_thread = threading.get_ident()
+        self.samples: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._sample, name="stall-sampler", daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            time.sleep(SAMPLE_EVERY)
+            if time.monotonic() - self.probe.due < SAMPLE_AFTER:
+                continue
+            frame = sys._current_frames().get(self.loop_thread)
+            names = []
+            while frame is not None and len(names) < STACK_DEPTH:
+                code = frame.f_code
+                names.append(f"{code.co_name}@{Path(code.co_filename).stem}:{frame.f_lineno}")
+                frame = frame.f_back
+            with self.lock:
+                self.samples[" < ".join(names) or "(no Python frame)"] += 1
+
+    def tick(self, late_ms: float, cpu_ms: float, collections_: list[list[float]]) -> None:
+        """The timer ran ``late_ms`` late, the loop's thread on a CPU for ``cpu_ms`` of the
+        interval: write the stall's stacks if it was a stall."""
+        with self.lock:
+            samples, self.samples = self.samples, collections.Counter()
+        if late_ms > 10:
+            line = {
+                "t": round(time.monotonic(), 3),
+                "ms": round(late_ms, 3),
+                "cpu_ms": round(cpu_ms, 3),
+                "gc": collections_,
+                "stacks": [[n, s] for s, n in samples.most_common(6)],
+            }
+            self.out.write(json.dumps(line) + "\n")
 
 
 def dump_tracked(stats: Path, reason: str) -> None:
