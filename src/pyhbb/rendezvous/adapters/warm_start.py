@@ -26,12 +26,12 @@ from pyhbb.store.base import PeerStore
 log = logging.getLogger("pyhbb.rendezvous")
 
 PAGE = 5000  # rows per read job: a few ms of the reader's time
-SLICE = 500  # rows entered per loop iteration when none answers a heartbeat: under 1 ms
-STEP = 50  # rows entered at a time, so that a loop iteration stops at ANSWER_SLICE
-ANSWER_SLICE = 50  # waiting heartbeats answered per loop iteration (at most STEP more)
+SLICE = 512  # rows entered per loop iteration when none answers a heartbeat: under 1 ms
+STEP = 32  # rows entered at a time, so that a loop iteration stops near ANSWER_SLICE
+ANSWER_SLICE = 32  # answers to waiting heartbeats per loop iteration (at most STEP - 1 more)
 # An answered waiter costs a decision and a send (~20 µs): with 500 of them per iteration,
 # as in the 1M restart storm where most rows have a waiter, every iteration held the loop
-# for 10-11 ms (hbbs_probe.py's stall stacks); 50-100 answers take 1-2 ms.
+# for 10-11 ms (hbbs_probe.py's stall stacks); at most 63 answers take ~1-2 ms.
 
 
 async def warm_start(
