@@ -54,7 +54,8 @@ class WarmWaiters:
         return True
 
     def forget(self, peer_id: str) -> None:
-        if self._count and self._shards[hash(peer_id) & SHARD_MASK].pop(peer_id, None):
+        if self._count and peer_id in (shard := self._shards[hash(peer_id) & SHARD_MASK]):
+            del shard[peer_id]
             self._count -= 1
 
     def claim(self, ids: Iterable[str]) -> list[tuple[str, int, bytes]]:
