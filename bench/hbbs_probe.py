@@ -23,7 +23,10 @@ and after each stall over 10 ms it appends one JSON line to STATS_FILE with the 
 "cpu_ms": the loop thread's CPU time in that interval, "stacks": [[count, "innermost frame <
 caller < ..."], ...]}``. A stall spent in one C call
 that holds the GIL (a collection, a big dict copy) shows only the stack after it: the
-collections are listed apart for that reason.
+collections are listed apart for that reason. Each line also has ``"work"``: what the loop
+did between the two ticks around the stall (datagrams received, sends and their ms,
+housekeeping calls and ms, warm-start rows and answers and ms, heartbeats resumed by a
+read and their ms, collections in the loop thread and ms), counted by wrapping those calls.
 
 ``metric_lag_max`` checks the operator's view against the probe's: the metric's timer
 ticks every 5 ms, so it reads a stall at most 5 ms short, and it should agree with
@@ -86,6 +89,8 @@ class Probe:
         self.next_dump = 0.0
         self.due = 0.0  # the lag timer's due time in time.monotonic(), read by the sampler
         self.stalled_gc: list[list[float]] = []  # collections since the last tick
+        self.work: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self.loop_thread = 0
         gc.callbacks.append(self._gc)
 
     def _gc(self, phase: str, info: dict[str, int]) -> None:
@@ -96,6 +101,9 @@ class Probe:
             ms = (time.thread_time() - self.gc_started) * 1000
             self.gc_done.append([info["generation"], round(ms, 3)])
             self.stalled_gc.append([info["generation"], round(ms, 3)])
+            if threading.get_ident() == self.loop_thread:
+                self.work["gc_loop"] += 1
+                self.work["gc_loop_ms"] += ms
             now = time.monotonic()
             if info["generation"] == 2 and ms > SLOW_FULL_GC_MS and now >= self.next_dump:
                 # what that collection walked: the types of the objects it tracks
@@ -110,8 +118,10 @@ class Probe:
         offset = time.monotonic() - loop.time()
         self.due = due + offset
         sampler = None
+        self.loop_thread = threading.get_ident()
         if os.environ.get("PROBE_STACKS") == "1":
             sampler = StallSampler(self.out_path.with_suffix(".stalls"), self)
+            self.count_work()
         next_report = loop.time() + 1.0
         cpu = time.thread_time()
         while True:
@@ -130,13 +140,41 @@ class Probe:
                 if spent > 10:
                     self.busy_over10 += 1
             if sampler is not None:
-                sampler.tick(late, spent, self.stalled_gc)
+                sampler.tick(late, spent, self.stalled_gc, self.work)
+                self.work = collections.defaultdict(float)
             self.stalled_gc = []
             due = max(due + LAG_TICK, now)
             self.due = due + offset
             if now >= next_report:
                 next_report = now + 1.0
                 self.report(now)
+
+    def count_work(self) -> None:
+        """Wrap the calls that do the loop's work, to count them per tick interval."""
+        server = self.server
+        probe = self
+
+        def counted(obj: Any, name: str, key: str, size: Any = None) -> None:
+            real = getattr(obj, name)
+
+            def wrapper(*args: Any) -> Any:
+                t = time.thread_time()
+                result = real(*args)
+                work = probe.work
+                work[key] += 1 if size is None else size(args, result)
+                work[key + "_ms"] += (time.thread_time() - t) * 1000
+                return result
+
+            setattr(obj, name, wrapper)
+
+        endpoint = server._udp_endpoint
+        counted(endpoint, "datagram_received", "datagrams")
+        counted(server.executor, "_send_udp", "sends")
+        core = server.core
+        counted(core, "on_timer", "housekeeping")
+        counted(core, "peer_loaded", "resumed")
+        counted(core.state, "preload_rows", "warm_rows", lambda args, _: len(args[0]))
+        counted(core.registration, "warm_rows_entered", "warm_answers", lambda _, r: len(r))
 
     def metric_lag_max(self) -> float | None:
         """The server's own worst-lag gauge, in ms (``None`` without --metrics)."""
@@ -199,7 +237,7 @@ class StallSampler:
             if time.monotonic() - self.probe.due < SAMPLE_AFTER:
                 continue
             frame = sys._current_frames().get(self.loop_thread)
-            names = []
+            names: list[str] = []
             while frame is not None and len(names) < STACK_DEPTH:
                 code = frame.f_code
                 names.append(f"{code.co_name}@{Path(code.co_filename).stem}:{frame.f_lineno}")
@@ -207,7 +245,13 @@ class StallSampler:
             with self.lock:
                 self.samples[" < ".join(names) or "(no Python frame)"] += 1
 
-    def tick(self, late_ms: float, cpu_ms: float, collections_: list[list[float]]) -> None:
+    def tick(
+        self,
+        late_ms: float,
+        cpu_ms: float,
+        collections_: list[list[float]],
+        work: collections.defaultdict[str, float],
+    ) -> None:
         """The timer ran ``late_ms`` late, the loop's thread on a CPU for ``cpu_ms`` of the
         interval: write the stall's stacks if it was a stall."""
         with self.lock:
@@ -219,6 +263,7 @@ class StallSampler:
                 "cpu_ms": round(cpu_ms, 3),
                 "gc": collections_,
                 "stacks": [[n, s] for s, n in samples.most_common(6)],
+                "work": {k: round(v, 3) for k, v in sorted(work.items())},
             }
             self.out.write(json.dumps(line) + "\n")
 
