@@ -100,7 +100,7 @@ async def _read_table(
                 run(answers)
             if slices.full(len(batch), len(answers)):
                 await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        # a page ends its slice: the next page's read lets the loop run
     return entered
 
 
