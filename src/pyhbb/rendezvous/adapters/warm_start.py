@@ -26,12 +26,14 @@ from pyhbb.store.base import PeerStore
 log = logging.getLogger("pyhbb.rendezvous")
 
 PAGE = 5000  # rows per read job: a few ms of the reader's time
-SLICE = 512  # rows entered per loop iteration when none answers a heartbeat: under 1 ms
+SLICE = 256  # rows entered per loop iteration when none answers a heartbeat: ~1-3 ms at 1M
 STEP = 32  # rows entered at a time, so that a loop iteration stops near ANSWER_SLICE
 ANSWER_SLICE = 32  # answers to waiting heartbeats per loop iteration (at most STEP - 1 more)
 # An answered waiter costs a decision and a send (~20 µs): with 500 of them per iteration,
 # as in the 1M restart storm where most rows have a waiter, every iteration held the loop
-# for 10-11 ms (hbbs_probe.py's stall stacks); at most 63 answers take ~1-2 ms.
+# for 10-11 ms (hbbs_probe.py's stall stacks); at most 63 answers take ~1-2 ms. Entering a
+# row took 5-6 µs in the 1M storm (cache misses on a loaded machine): 512 rows were ~3 ms
+# of a 10-15 ms iteration, two slices sometimes between two ticks of the probe's timer.
 
 
 async def warm_start(
