@@ -16,6 +16,18 @@ Every second one JSON line goes to STATS_FILE::
      "metric_lag_max": ms, what hbbs's own ``pyhbb_event_loop_lag_max_seconds`` reports
      (its worst of the last 10-20 s; null unless hbbs runs with --metrics)}
 
+With ``PROBE_STACKS=1`` a sampler thread looks at the loop every ``SAMPLE_EVERY`` s; while
+the loop's timer is over ``SAMPLE_AFTER`` s late it records the loop thread's Python stack,
+and after each stall over 10 ms it appends one JSON line to STATS_FILE with the suffix
+``.stalls``: ``{"t", "ms": the lateness, "gc": collections inside it [[gen, ms], ...],
+"cpu_ms": the loop thread's CPU time in that interval, "stacks": [[count, "innermost frame <
+caller < ..."], ...]}``. A stall spent in one C call
+that holds the GIL (a collection, a big dict copy) shows only the stack after it: the
+collections are listed apart for that reason. Each line also has ``"work"``: what the loop
+did between the two ticks around the stall (datagrams received, sends and their ms,
+housekeeping calls and ms, warm-start rows and answers and ms, heartbeats resumed by a
+read and their ms, collections in the loop thread and ms), counted by wrapping those calls.
+
 ``metric_lag_max`` checks the operator's view against the probe's: the metric's timer
 ticks every 5 ms, so it reads a stall at most 5 ms short, and it should agree with
 ``lag_max`` over the same seconds.
@@ -41,6 +53,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +61,9 @@ from typing import Any
 LAG_TICK = 0.002
 SLOW_FULL_GC_MS = 10.0  # a full collection this long dumps the tracked types (see below)
 DUMP_INTERVAL = 10.0  # at most one such dump per this many seconds
+SAMPLE_EVERY = 0.001  # the stack sampler's period (PROBE_STACKS=1)
+SAMPLE_AFTER = 0.004  # lateness from which the sampler records the loop's stack
+STACK_DEPTH = 14
 
 
 def rss_bytes() -> int:
@@ -71,6 +87,10 @@ class Probe:
         self.busy_over10 = 0
         self.server: Any = None
         self.next_dump = 0.0
+        self.due = 0.0  # the lag timer's due time in time.monotonic(), read by the sampler
+        self.stalled_gc: list[list[float]] = []  # collections since the last tick
+        self.work: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self.loop_thread = 0
         gc.callbacks.append(self._gc)
 
     def _gc(self, phase: str, info: dict[str, int]) -> None:
@@ -80,6 +100,10 @@ class Probe:
         else:
             ms = (time.thread_time() - self.gc_started) * 1000
             self.gc_done.append([info["generation"], round(ms, 3)])
+            self.stalled_gc.append([info["generation"], round(ms, 3)])
+            if threading.get_ident() == self.loop_thread:
+                self.work["gc_loop"] += 1
+                self.work["gc_loop_ms"] += ms
             now = time.monotonic()
             if info["generation"] == 2 and ms > SLOW_FULL_GC_MS and now >= self.next_dump:
                 # what that collection walked: the types of the objects it tracks
@@ -89,6 +113,15 @@ class Probe:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + LAG_TICK
+        # the sampler thread reads the due time on its own clock: uvloop's loop.time() is
+        # only brought up to date between callbacks, so it stands still during a stall
+        offset = time.monotonic() - loop.time()
+        self.due = due + offset
+        sampler = None
+        self.loop_thread = threading.get_ident()
+        if os.environ.get("PROBE_STACKS") == "1":
+            sampler = StallSampler(self.out_path.with_suffix(".stalls"), self)
+            self.count_work()
         next_report = loop.time() + 1.0
         cpu = time.thread_time()
         while True:
@@ -106,10 +139,42 @@ class Probe:
                 self.over10 += 1
                 if spent > 10:
                     self.busy_over10 += 1
+            if sampler is not None:
+                sampler.tick(late, spent, self.stalled_gc, self.work)
+                self.work = collections.defaultdict(float)
+            self.stalled_gc = []
             due = max(due + LAG_TICK, now)
+            self.due = due + offset
             if now >= next_report:
                 next_report = now + 1.0
                 self.report(now)
+
+    def count_work(self) -> None:
+        """Wrap the calls that do the loop's work, to count them per tick interval."""
+        server = self.server
+        probe = self
+
+        def counted(obj: Any, name: str, key: str, size: Any = None) -> None:
+            real = getattr(obj, name)
+
+            def wrapper(*args: Any) -> Any:
+                t = time.thread_time()
+                result = real(*args)
+                work = probe.work
+                work[key] += 1 if size is None else size(args, result)
+                work[key + "_ms"] += (time.thread_time() - t) * 1000
+                return result
+
+            setattr(obj, name, wrapper)
+
+        endpoint = server._udp_endpoint
+        counted(endpoint, "datagram_received", "datagrams")
+        counted(server.executor, "_send_udp", "sends")
+        core = server.core
+        counted(core, "on_timer", "housekeeping")
+        counted(core, "peer_loaded", "resumed")
+        counted(core.state, "preload_rows", "warm_rows", lambda args, _: len(args[0]))
+        counted(core.registration, "warm_rows_entered", "warm_answers", lambda _, r: len(r))
 
     def metric_lag_max(self) -> float | None:
         """The server's own worst-lag gauge, in ms (``None`` without --metrics)."""
@@ -152,6 +217,55 @@ class Probe:
         self.out.write(json.dumps(line) + "\n")
         self.lag_max, self.lag_n, self.over10, self.gc_done = 0.0, 0, 0, []
         self.busy_max, self.busy_over10 = 0.0, 0
+
+
+class StallSampler:
+    """The loop thread's Python stacks while the lag timer is late (PROBE_STACKS=1): what
+    the loop was doing in each stall over 10 ms, without timing a py-spy dump by hand."""
+
+    def __init__(self, path: Path, probe: Probe) -> None:
+        self.out = path.open("a", buffering=1)
+        self.probe = probe
+        self.loop_thread = threading.get_ident()
+        self.samples: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._sample, name="stall-sampler", daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            time.sleep(SAMPLE_EVERY)
+            if time.monotonic() - self.probe.due < SAMPLE_AFTER:
+                continue
+            frame = sys._current_frames().get(self.loop_thread)
+            names: list[str] = []
+            while frame is not None and len(names) < STACK_DEPTH:
+                code = frame.f_code
+                names.append(f"{code.co_name}@{Path(code.co_filename).stem}:{frame.f_lineno}")
+                frame = frame.f_back
+            with self.lock:
+                self.samples[" < ".join(names) or "(no Python frame)"] += 1
+
+    def tick(
+        self,
+        late_ms: float,
+        cpu_ms: float,
+        collections_: list[list[float]],
+        work: collections.defaultdict[str, float],
+    ) -> None:
+        """The timer ran ``late_ms`` late, the loop's thread on a CPU for ``cpu_ms`` of the
+        interval: write the stall's stacks if it was a stall."""
+        with self.lock:
+            samples, self.samples = self.samples, collections.Counter()
+        if late_ms > 10:
+            line = {
+                "t": round(time.monotonic(), 3),
+                "ms": round(late_ms, 3),
+                "cpu_ms": round(cpu_ms, 3),
+                "gc": collections_,
+                "stacks": [[n, s] for s, n in samples.most_common(6)],
+                "work": {k: round(v, 3) for k, v in sorted(work.items())},
+            }
+            self.out.write(json.dumps(line) + "\n")
 
 
 def dump_tracked(stats: Path, reason: str) -> None:

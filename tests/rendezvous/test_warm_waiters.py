@@ -7,6 +7,7 @@ from __future__ import annotations
 from pyhbb.rendezvous.actions import Action, LoadPeer, SendUdp
 from pyhbb.rendezvous.core import RendezvousCore
 from pyhbb.rendezvous.peer_registry import addr_key
+from pyhbb.rendezvous.shards import SHARDS
 from pyhbb.rendezvous.state import MAX_TAKE_BACK_LOADS
 from pyhbb.rendezvous.stored_peer import CompactRow
 from pyhbb.rendezvous.warm_waiters import WarmWaiters
@@ -161,3 +162,22 @@ def test_heartbeats_never_answered_count_as_unanswered_once_each() -> None:
     assert core.registration.warm_start_ended() == 1  # and the first, once the scan is over
     assert core.state.outcomes["heartbeat", "udp", "unanswered"] == unanswered + 2
     assert core.state.stats["heartbeat_warm_waits"] == 1
+
+
+def test_waiters_are_counted_through_park_forget_and_claim_in_small_dicts() -> None:
+    waiters = WarmWaiters(limit=50_000)
+    key = addr_key(("192.0.2.1", 40000))
+    for i in range(50_000):
+        assert waiters.park(f"w{i}", i, key)
+    assert not waiters.park("one-more", 0, key) and len(waiters) == 50_000
+    assert waiters.park("w7", 99, key) and len(waiters) == 50_000  # the first one is kept
+    # no single dict holds them all: growing one would copy it in one step (shards.py)
+    assert max(len(shard) for shard in waiters._shards) <= 2 * 50_000 // SHARDS
+    waiters.forget("w1")
+    waiters.forget("w1")
+    waiters.forget("never-parked")
+    assert len(waiters) == 49_999 and "w1" not in waiters and "w2" in waiters
+    claimed = waiters.claim(f"w{i}" for i in range(0, 50_000, 2))
+    assert len(claimed) == 25_000 and ("w8", 8, key) in claimed and ("w7", 7, key) not in claimed
+    assert len(waiters) == 24_999
+    assert waiters.park("one-more", 0, key) and len(waiters) == 25_000

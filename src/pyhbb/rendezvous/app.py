@@ -419,16 +419,18 @@ async def _run_until_stopped(
     stop: asyncio.Event | None,
     on_started: Callable[[HbbsServer], None] | None,
 ) -> int:
+    # What is loaded by now (modules, protobuf descriptors, tables) lives as long as the
+    # process: out of the cyclic GC's sight, a full collection no longer walks ~30,000
+    # objects (~35 ms) but only what was created since (bench/RESULTS.md, loop stalls).
+    # Collected before the ports open: after, those ~35 ms stalled the first answers.
+    gc.collect()
+    gc.freeze()
     try:
         await server.start()
     except BaseException:
         await server.stop()
         raise
-    # What is loaded by now (modules, protobuf descriptors, tables) lives as long as the
-    # process: out of the cyclic GC's sight, a full collection no longer walks ~30,000
-    # objects (~35 ms) but only what was created since (bench/RESULTS.md, loop stalls).
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # what start() built (listeners, metrics): no collection, no stall
     if on_started is not None:
         on_started(server)
     waiters = [asyncio.ensure_future(server.stopped.wait())]

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from pyhbb.rendezvous.links import Link
+from pyhbb.rendezvous.shards import SHARD_MASK, SHARDS
 from pyhbb.rendezvous.stored_peer import CompactRow, StoredPeer
 from pyhbb.rendezvous.sweep import KeyRing
 from pyhbb.wire.addr_mangle import Addr, ip_from_bytes, ip_to_bytes, try_into_v4
@@ -267,14 +268,15 @@ class PeerRegistry:
 
     Values are compact records (bytes) or, for peers held as objects, :data:`_OBJECT`
     with the object in a small side table. Switching between the two replaces a value in
-    place: the big dict never grows or shrinks for it (a resize of a million entries would
-    stall the loop).
+    place: the table never grows or shrinks for it. The table is :data:`SHARDS` dicts
+    (rendezvous/shards.py): growing one dict of a million entries stalled the loop.
     """
 
     def __init__(self, max_peers: int = 2_000_000, evict_after: float = 86_400.0) -> None:
         self.max_peers = max_peers
         self.evict_after = evict_after
-        self._peers: dict[str, bytes] = {}
+        self._shards: list[dict[str, bytes]] = [{} for _ in range(SHARDS)]
+        self._count = 0
         self._objects: dict[str, PeerRecord] = {}
         self._ring = KeyRing[str]()
         self.online_estimate = 0
@@ -283,10 +285,15 @@ class PeerRegistry:
         self._online_seen = 0
 
     def __len__(self) -> int:
-        return len(self._peers)
+        return self._count
 
     def __contains__(self, peer_id: str) -> bool:
-        return peer_id in self._peers
+        return peer_id in self._shards[hash(peer_id) & SHARD_MASK]
+
+    @property
+    def largest_dict(self) -> int:
+        """Entries of the largest dict the table is made of: what one growth copies."""
+        return max(len(shard) for shard in self._shards)
 
     @property
     def objects(self) -> int:
@@ -296,21 +303,22 @@ class PeerRegistry:
     def get(self, peer_id: str) -> PeerRecord | None:
         """The record as an object that stays the record until released (the sweeper
         compacts it once nobody else holds it)."""
-        blob = self._peers.get(peer_id)
+        peers = self._shards[hash(peer_id) & SHARD_MASK]
+        blob = peers.get(peer_id)
         if blob is None:
             return None
         if not blob:
             return self._objects[peer_id]
         record = PeerRecord.wrap(blob)
         self._objects[peer_id] = record
-        self._peers[peer_id] = _OBJECT
+        peers[peer_id] = _OBJECT
         return record
 
     def heartbeat(self, peer_id: str, key: bytes, now: float, from_loopback: bool) -> int | None:
         """A UDP RegisterPeer for ``peer_id`` from address ``key`` (:func:`addr_key`): the
         :func:`heartbeat` result, or ``None`` when the id is not in memory. The hot path:
         a compact record stays compact."""
-        peers = self._peers
+        peers = self._shards[hash(peer_id) & SHARD_MASK]
         blob = peers.get(peer_id)
         if blob is None:
             return None
@@ -324,7 +332,7 @@ class PeerRegistry:
 
     def online(self, peer_id: str, now: float) -> bool:
         """Whether ``peer_id`` is online, without making an object of its record."""
-        blob = self._peers.get(peer_id)
+        blob = self._shards[hash(peer_id) & SHARD_MASK].get(peer_id)
         if blob is None:
             return False
         if not blob:
@@ -333,7 +341,7 @@ class PeerRegistry:
 
     def registered_ip(self, peer_id: str) -> str:
         """The IP the next heartbeat of ``peer_id`` is compared with ("" if unknown)."""
-        blob = self._peers.get(peer_id)
+        blob = self._shards[hash(peer_id) & SHARD_MASK].get(peer_id)
         if blob is None:
             return ""
         if not blob:
@@ -342,30 +350,32 @@ class PeerRegistry:
 
     def ids(self) -> list[str]:
         """Every id in memory (a copy: O(n), for rare admin and cluster operations)."""
-        return list(self._peers)
+        return [peer_id for shard in self._shards for peer_id in shard]
 
     def items(self) -> Iterator[tuple[str, PeerRecord]]:
         """Every record, compact ones as detached snapshots (change records through
         :meth:`get`); for tests and small tables."""
         objects = self._objects
-        for peer_id, blob in list(self._peers.items()):
+        for peer_id, blob in [item for shard in self._shards for item in shard.items()]:
             yield peer_id, objects[peer_id] if not blob else PeerRecord.wrap(blob)
 
     def has_room(self, now: float) -> bool:
         """Whether a new record may be added; when full, a small constant slice of the
         records is examined for offline ones to evict (never a scan on a client's request:
         the housekeeping timer does the rest)."""
-        if len(self._peers) < self.max_peers:
+        if self._count < self.max_peers:
             return True
         self.evict_step(now, ROOM_SEARCH_BUDGET, offline_for=0.0)
-        return len(self._peers) < self.max_peers
+        return self._count < self.max_peers
 
     def add_stored(self, peer_id: str, row: StoredPeer, last_reg: float = EXPIRED) -> None:
         """Enter the database row of an id not in memory, as a compact record (offline:
         ``last_reg`` at least :data:`REG_TIMEOUT` in the past)."""
-        assert peer_id not in self._peers
+        peers = self._shards[hash(peer_id) & SHARD_MASK]
+        assert peer_id not in peers
         self._ring.added(peer_id)
-        self._peers[peer_id] = stored_blob(row, last_reg)
+        peers[peer_id] = stored_blob(row, last_reg)
+        self._count += 1
 
     def add_rows(self, rows: Sequence[CompactRow], last_reg: float, room: int) -> int:
         """Enter the rows ``(id, pk, info.ip)`` whose ids are not in memory, at most
@@ -374,13 +384,14 @@ class PeerRegistry:
         enters a million rows."""
         if room <= 0:
             return 0
-        peers = self._peers
+        shards = self._shards
         time = _EXPIRED_TIME if last_reg == EXPIRED else _pack_time(last_reg)
         time_port0 = time + b"\0\0"  # an IP-only address follows the time (addr_key)
         length_byte = _LENGTH_BYTE
         is_canonical_v4 = _is_canonical_v4
         added: list[str] = []
         for peer_id, pk, ip in rows:
+            peers = shards[hash(peer_id) & SHARD_MASK]
             if peer_id in peers:
                 continue
             try:
@@ -396,40 +407,43 @@ class PeerRegistry:
             if len(added) == room:
                 break
         self._ring.extend(added)
+        self._count += len(added)
         return len(added)
 
     def put(self, peer_id: str, record: PeerRecord) -> None:
-        peers = self._peers
+        peers = self._shards[hash(peer_id) & SHARD_MASK]
         if peer_id not in peers:
             self._ring.added(peer_id)
+            self._count += 1
         self._objects[peer_id] = record
         peers[peer_id] = _OBJECT
 
     def remove(self, peer_id: str, record: PeerRecord | None = None) -> None:
         """Remove ``peer_id`` (only if it still maps to ``record`` when one is given)."""
-        if peer_id not in self._peers:
+        if peer_id not in self:
             return
         if record is not None and self._objects.get(peer_id) is not record:
             return
         self._drop(peer_id)
 
     def rename(self, old_id: str, new_id: str) -> None:
-        peers = self._peers
-        blob = peers.get(old_id)
+        blob = self._shards[hash(old_id) & SHARD_MASK].get(old_id)
         if blob is None:
             return
         record = None if blob else self._objects.get(old_id)
         self._drop(old_id)
-        if new_id in peers:
+        if new_id in self:
             self._drop(new_id)
         self._ring.added(new_id)
-        peers[new_id] = blob
+        self._shards[hash(new_id) & SHARD_MASK][new_id] = blob
+        self._count += 1
         if record is not None:
             self._objects[new_id] = record
 
     def _drop(self, peer_id: str) -> None:
         """Forget ``peer_id`` outside the sweeper (its ring entry becomes an orphan)."""
-        del self._peers[peer_id]
+        del self._shards[hash(peer_id) & SHARD_MASK][peer_id]
+        self._count -= 1
         self._objects.pop(peer_id, None)
         self._ring.removed(peer_id)
 
@@ -444,7 +458,7 @@ class PeerRegistry:
             or sys.getrefcount(record) > _UNSHARED_REFS
         ):
             return False
-        self._peers[peer_id] = record.blob
+        self._shards[hash(peer_id) & SHARD_MASK][peer_id] = record.blob
         del self._objects[peer_id]
         return True
 
@@ -454,9 +468,10 @@ class PeerRegistry:
         database keeps them) and compact the objects nobody holds any more. Returns how
         many were dropped."""
         limit = REG_TIMEOUT + (self.evict_after if offline_for is None else offline_for)
-        peers, objects, ring = self._peers, self._objects, self._ring
+        shards, objects, ring = self._shards, self._objects, self._ring
         removed = online = 0
         for peer_id in ring.take(min(budget, MAX_SWEEP_SLICE)):
+            peers = shards[hash(peer_id) & SHARD_MASK]
             blob = peers.get(peer_id)
             if blob is None:
                 continue  # gone (its entry was an orphan the ring skipped)
@@ -478,6 +493,7 @@ class PeerRegistry:
             if session or idle < REG_TIMEOUT:
                 online += 1
             ring.keep(peer_id)
+        self._count -= removed
         self._online_seen += online
         if ring.pass_done():
             self.online_estimate, self._online_seen = self._online_seen, 0
@@ -485,6 +501,6 @@ class PeerRegistry:
 
     def online_count(self, now: float) -> int:
         """Online peers: counted exactly in small tables, else the last sweep's count."""
-        if len(self._peers) > EXACT_COUNT_LIMIT:
+        if self._count > EXACT_COUNT_LIMIT:
             return self.online_estimate
-        return sum(1 for peer_id in self._peers if self.online(peer_id, now))
+        return sum(1 for shard in self._shards for peer_id in shard if self.online(peer_id, now))

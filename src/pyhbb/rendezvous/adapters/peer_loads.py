@@ -19,7 +19,7 @@ from pyhbb.rendezvous.actions import Action, StoreFailure
 from pyhbb.rendezvous.core import RendezvousCore
 
 MAX_BATCH = 1000  # ids per read job: a job holds a reader (and, briefly, the GIL) for ~10 ms
-RESUME_SLICE = 100  # waiters resumed per loop iteration: ~2 ms, never a stall
+RESUME_SLICE = 32  # waiters resumed per loop iteration: each decides and sends (~20-40 µs)
 
 
 class PeerLoads:

@@ -26,7 +26,14 @@ from pyhbb.store.base import PeerStore
 log = logging.getLogger("pyhbb.rendezvous")
 
 PAGE = 5000  # rows per read job: a few ms of the reader's time
-SLICE = 500  # rows entered per loop iteration: under 1 ms, never a stall
+SLICE = 256  # rows entered per loop iteration when none answers a heartbeat: ~1-3 ms at 1M
+STEP = 32  # rows entered at a time, so that a loop iteration stops near ANSWER_SLICE
+ANSWER_SLICE = 32  # answers to waiting heartbeats per loop iteration (at most STEP - 1 more)
+# An answered waiter costs a decision and a send (~20 µs): with 500 of them per iteration,
+# as in the 1M restart storm where most rows have a waiter, every iteration held the loop
+# for 10-11 ms (hbbs_probe.py's stall stacks); at most 63 answers take ~1-2 ms. Entering a
+# row took 5-6 µs in the 1M storm (cache misses on a loaded machine): 512 rows were ~3 ms
+# of a 10-15 ms iteration, two slices sometimes between two ticks of the probe's timer.
 
 
 async def warm_start(
@@ -85,12 +92,37 @@ async def _read_table(
         if not rows:
             break
         after = page.last_guid
-        for start in range(0, len(rows), SLICE):
+        slices = WarmSlices()
+        for start in range(0, len(rows), STEP):
             now = clock()
-            batch = rows[start : start + SLICE]
+            batch = rows[start : start + STEP]
             entered += state.preload_rows(batch, now, limit)
             answers = registration.warm_rows_entered(batch, now)
             if answers:
                 run(answers)
-            await asyncio.sleep(0)
+            if slices.full(len(batch), len(answers)):
+                await asyncio.sleep(0)
+        # a page ends its slice: the next page's read lets the loop run
     return entered
+
+
+class WarmSlices:
+    """When the warm start lets the loop serve clients: after :data:`SLICE` rows, or
+    sooner after :data:`ANSWER_SLICE` answers to waiting heartbeats (each answer costs
+    tens of times what entering a row does)."""
+
+    def __init__(self, rows: int = SLICE, answers: int = ANSWER_SLICE) -> None:
+        self.rows_limit = rows
+        self.answers_limit = answers
+        self.rows = 0
+        self.answers = 0
+
+    def full(self, rows: int, answers: int) -> bool:
+        """Count ``rows`` entered and ``answers`` sent; True (and start a new slice) when
+        this slice is done."""
+        self.rows += rows
+        self.answers += answers
+        if self.rows < self.rows_limit and self.answers < self.answers_limit:
+            return False
+        self.rows = self.answers = 0
+        return True
