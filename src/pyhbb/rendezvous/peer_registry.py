@@ -351,6 +351,25 @@ class PeerRegistry:
         for peer_id, blob in list(self._peers.items()):
             yield peer_id, objects[peer_id] if not blob else PeerRecord.wrap(blob)
 
+    def compact_records(self) -> tuple[list[str], list[bytes]]:
+        """Every id and its compact record, in table order (a restart in place's
+        snapshot, rendezvous/handover.py): copies made in C, not a loop per record."""
+        ids = list(self._peers)
+        records = list(self._peers.values())
+        objects = self._objects
+        if objects:
+            records = [record or objects[i].blob for i, record in zip(ids, records, strict=True)]
+        return ids, records
+
+    def add_compact(self, records: dict[str, bytes]) -> None:
+        """Fill the empty table with checked compact records (a restart in place)."""
+        if self._peers:
+            raise ValueError("add_compact fills an empty table only")
+        self._peers.update(records)
+        ids = list(records)
+        for start in range(0, len(ids), 4096):  # KeyRing.extend is quadratic in its list
+            self._ring.extend(ids[start : start + 4096])
+
     def has_room(self, now: float) -> bool:
         """Whether a new record may be added; when full, a small constant slice of the
         records is examined for offline ones to evict (never a scan on a client's request:
