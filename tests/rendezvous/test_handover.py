@@ -163,6 +163,9 @@ def test_a_bad_timestamp_is_refused() -> None:
         (["a"], [record(addr=b"\x00\x01::FFFF:1.2.3.4")], "malformed"),
         (["a"], [record(addr=b"\x00\x01\xff\xfe")], "malformed"),
         (["a"], [record(addr=b"\x00\x01host.example")], "malformed"),
+        (["a"], [record(addr=b"\x00\x011.2.3.4\n5.6.7.8")], "malformed"),
+        (["a"], [record(last_reg=math.inf)], "time not a number"),
+        (["a"], [record(last_reg=math.nan)], "time not a number"),
         (["a"], [record(pk=b"k" * 255, addr=b"\x00\x01" + b"1" * 46)], "impossible length"),
     ],
 )
