@@ -96,6 +96,7 @@ def test_sigusr2_keeps_pid_sockets_and_peers(hbbs: tuple[Hbbs, int], tmp_path: P
     server, port = hbbs
     pid = server.proc.pid
     sockets_before = server.socket_inodes()
+    command = Path(f"/proc/{pid}/cmdline").read_bytes()
 
     async def scenario() -> None:
         peer = await UdpPeer.open(("127.0.0.1", port), "127.0.0.2")
@@ -118,6 +119,9 @@ def test_sigusr2_keeps_pid_sockets_and_peers(hbbs: tuple[Hbbs, int], tmp_path: P
 
     asyncio.run(scenario())
     assert server.proc.poll() is None and server.proc.pid == pid
+    # the same command line and name (for pidof and supervisors): the console script
+    assert Path(f"/proc/{pid}/comm").read_text() == "hbbs\n"
+    assert Path(f"/proc/{pid}/cmdline").read_bytes() == command
     kept = sockets_before & server.socket_inodes()
     assert len(kept) >= 4, (sockets_before, server.socket_inodes())  # UDP P, TCP P, P-1, P+2
     for p in (port - 1, port, port + 2):

@@ -171,14 +171,34 @@ class RestartInPlace:
         in :data:`~pyhbb.rendezvous.handover.ENV_VAR`. Returns (status 1) only on failure."""
         env = dict(os.environ)
         env[ENV_VAR] = encode_fds(self.kept, self.paused_at)
-        argv = [sys.executable, *sys.orig_argv[1:]]
+        program, argv = own_command()
         sys.stdout.flush()
         sys.stderr.flush()
         try:
-            os.execve(sys.executable, argv, env)
+            os.execve(program, argv, env)
         except OSError as e:
-            log.error("restart in place failed: cannot run %s: %s; exiting", sys.executable, e)
+            log.error("restart in place failed: cannot run %s: %s; exiting", program, e)
         for fd in self.kept.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
         return 1
+
+
+def own_command() -> tuple[str, list[str]]:
+    """How this process was started: the program to exec and its argv. A console script
+    (``.venv/bin/hbbs``) is run again by its own path, so the process keeps its name for
+    ``pidof`` and supervisors, when its ``#!`` line names this interpreter; anything
+    else (``python -m ...``, a script run by ``python``) by the interpreter."""
+    script = sys.argv[0]
+    if sys.orig_argv[1:2] == [script] and os.access(script, os.X_OK):
+        try:
+            with open(script, "rb") as f:
+                first = f.readline(4096)
+        except OSError:
+            first = b""
+        interpreter = first[2:].strip().split(b" ")[0] if first.startswith(b"#!") else b""
+        if interpreter and os.path.realpath(interpreter) == os.fsencode(
+            os.path.realpath(sys.executable)
+        ):
+            return script, sys.orig_argv[1:]
+    return sys.executable, [sys.executable, *sys.orig_argv[1:]]
