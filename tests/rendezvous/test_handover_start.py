@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pyhbb.config.hbbs import HbbsOptions
+from pyhbb.config.sources import ConfigError
 from pyhbb.rendezvous.adapters.restart import Inherited, RestartInPlace
 from pyhbb.rendezvous.app import HbbsServer, serve
 from pyhbb.rendezvous.handover import encode_snapshot
@@ -133,3 +134,37 @@ async def test_inherited_sockets_that_do_not_fit_are_replaced(
             peer.close()
         f.write(b"still open")  # the file descriptor was left alone
         f.flush()
+
+
+def test_sigusr2_is_refused_while_starting_in_cluster_mode_twice_and_on_bad_config(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    begun: list[bool] = []
+    problems: list[Exception] = []
+
+    def check_config() -> None:
+        if problems:
+            raise problems[0]
+
+    restart = RestartInPlace(check_config, None)
+    caplog.set_level(logging.INFO, "pyhbb.rendezvous")
+    restart.on_signal()
+    assert "still starting" in caplog.text and not begun
+
+    restart.attach(lambda: begun.append(True), cluster=True)
+    restart.on_signal()
+    assert "not supported in cluster mode" in caplog.text and not begun
+
+    restart.attach(lambda: begun.append(True), cluster=False)
+    problems.append(ConfigError("PORT=x is not a port"))
+    restart.on_signal()
+    assert "refused: PORT=x is not a port; still running with the old configuration" in (
+        caplog.text
+    )
+    assert not begun and not restart.accepted
+
+    problems.clear()
+    restart.on_signal()
+    assert begun == [True] and restart.accepted
+    restart.on_signal()  # a second signal during the hand-over
+    assert "already under way" in caplog.text and begun == [True]
