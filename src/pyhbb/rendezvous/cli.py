@@ -40,6 +40,8 @@ def _restart_in_place(argv: list[str] | None, inherited: Inherited | None) -> Re
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 = configuration error, 1 = runtime failure)."""
+    # SIGUSR2 (restart in place) would end the process until the loop handles it
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
         opts = parse_hbbs_options(argv, os.environ, Path.cwd())
     except ConfigError as e:

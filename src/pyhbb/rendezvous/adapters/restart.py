@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -172,6 +173,9 @@ class RestartInPlace:
         env = dict(os.environ)
         env[ENV_VAR] = encode_fds(self.kept, self.paused_at)
         program, argv = own_command()
+        # ignored, not fatal (the default), until the new process's loop handles it: an
+        # ignored signal stays ignored across exec
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         sys.stdout.flush()
         sys.stderr.flush()
         try:
