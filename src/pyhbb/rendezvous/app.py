@@ -41,6 +41,7 @@ from pyhbb.rendezvous.adapters.restart import (
     DRAIN_TIMEOUT,
     RestartInPlace,
     SocketSender,
+    gc_paused,
     read_snapshot,
     snapshot_path,
     write_snapshot,
@@ -380,8 +381,10 @@ class HbbsServer:
             await self.stop(drain_timeout=DRAIN_TIMEOUT)
         finally:
             sender.close()
-        ids, records = self.core.state.peers.compact_records()
-        data = encode_snapshot(ids, records, self.executor.clock(), time.time(), complete)
+        with gc_paused():
+            ids, records = self.core.state.peers.compact_records()
+            data = encode_snapshot(ids, records, self.executor.clock(), time.time(), complete)
+            del records
         try:
             write_snapshot(path, data)
         except OSError as e:
@@ -506,7 +509,8 @@ def _take_snapshot(server: HbbsServer, path: Path) -> bool:
     peers = server.core.state.peers
     try:
         data = read_snapshot(path, max_snapshot_bytes(peers.max_peers))
-        snapshot = decode_snapshot(data, server.executor.clock(), time.time(), peers.max_peers)
+        with gc_paused():
+            snapshot = decode_snapshot(data, server.executor.clock(), time.time(), peers.max_peers)
     except (OSError, ValueError) as e:  # SnapshotError is a ValueError
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         kind = "unusable" if isinstance(e, SnapshotError) else "unreadable"
@@ -518,7 +522,8 @@ def _take_snapshot(server: HbbsServer, path: Path) -> bool:
             why,
         )
         return True
-    peers.add_compact(snapshot.records)
+    with gc_paused():
+        peers.add_compact(snapshot.records)
     server.peers_handed_over = len(snapshot.records)
     return not snapshot.complete
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ def take_inherited(environ: dict[str, str] | os._Environ[str]) -> Inherited | No
         log.warning("restart in place: ignoring %s=%r (%s); binding as usual", ENV_VAR, value, e)
         return None
     return Inherited(fds, paused_at)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic collection while a snapshot's million-item lists are built: each young
+    collection would walk them whole (decoding 1M records took 7.6 s with it, 3.9 s
+    without). Nothing of what is built forms a cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def snapshot_path(db_path: str) -> Path:
