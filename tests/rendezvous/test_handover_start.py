@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -83,14 +84,17 @@ def inherit(made: dict[str, socket.socket]) -> Inherited:
         (b"PYHBBHO\x00 damaged", "unusable (too short"),
         (encode_snapshot(["x"], [b"\0" * 9], 0.0, time.time() - 120, True), "unusable (stale"),
         (None, "unreadable (No such file"),
+        ("fifo", "unreadable (not a regular file"),
     ],
 )
 async def test_a_bad_snapshot_falls_back_to_the_warm_start(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, snapshot: bytes | None, reason: str
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, snapshot: bytes | str | None, reason: str
 ) -> None:
     peer = await registered_peer(tmp_path)
     path = tmp_path / "db_v2.sqlite3.handover"
-    if snapshot is not None:
+    if snapshot == "fifo":
+        os.mkfifo(path)  # nobody writes to it: opening it must not wait
+    elif snapshot is not None:
         path.write_bytes(snapshot)
     port = free_base_port()
     made = listeners(port)

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -99,10 +100,14 @@ def read_snapshot(path: Path, max_bytes: int) -> bytes:
     """The snapshot's bytes, then the file is deleted (used once, good or bad). Raises
     OSError, or ValueError when the file is larger than any valid one."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise ValueError(f"{size} bytes, more than a full table's {max_bytes}")
+        # non-blocking: a FIFO put in its place must not hang the start
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError("not a regular file")
+            if info.st_size > max_bytes:
+                raise ValueError(f"{info.st_size} bytes, more than a full table's {max_bytes}")
             return f.read(max_bytes + 1)
     finally:
         with contextlib.suppress(OSError):
