@@ -33,7 +33,7 @@ ticks every 5 ms, so it reads a stall at most 5 ms short, and it should agree wi
 ``lag_max`` over the same seconds.
 
 After a full collection over ``SLOW_FULL_GC_MS`` (at most every ``DUMP_INTERVAL`` s), and
-on SIGUSR2, the types of the objects the GC tracks go to STATS_FILE with the suffix
+on SIGWINCH, the types of the objects the GC tracks go to STATS_FILE with the suffix
 ``.tracked`` (one JSON line each): what a slow full collection had to walk.
 
 The lag probe is a timer every ``LAG_TICK`` s: its lateness is how long the loop was busy
@@ -270,7 +270,7 @@ class StallSampler:
 
 def dump_tracked(stats: Path, reason: str) -> None:
     """The types of the objects the cyclic GC tracks (not frozen), appended to STATS_FILE
-    with the suffix ``.tracked``: on SIGUSR2, and after a full collection over
+    with the suffix ``.tracked``: on SIGWINCH, and after a full collection over
     ``SLOW_FULL_GC_MS`` (at most every ``DUMP_INTERVAL`` s)."""
     counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
     line = {
@@ -302,13 +302,13 @@ def main() -> int:
             settings.evict_after = float(evict_after)
         return settings
 
-    async def start(self: Any) -> None:
-        await real_start(self)
+    async def start(self: Any, *args: Any, **kwargs: Any) -> None:
+        await real_start(self, *args, **kwargs)
         probe.server = self
         self._spawn(probe.run())
 
-    def on_usr2(*_: object) -> None:
-        dump_tracked(stats, "SIGUSR2")
+    def on_winch(*_: object) -> None:
+        dump_tracked(stats, "SIGWINCH")
 
     def trim(*_: object) -> None:
         """SIGUSR1: give the allocator's free pages back (glibc malloc_trim), and note the
@@ -328,7 +328,7 @@ def main() -> int:
                 + "\n"
             )
 
-    signal.signal(signal.SIGUSR2, on_usr2)
+    signal.signal(signal.SIGWINCH, on_winch)  # SIGUSR2 is hbbs's restart in place
     signal.signal(signal.SIGUSR1, trim)
     app.core_settings = core_settings  # type: ignore[assignment]
     app.HbbsServer.start = start  # type: ignore[method-assign]

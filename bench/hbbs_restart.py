@@ -9,10 +9,13 @@ client's registration rules):
 1. **register**: RegisterPk for N peers (NEW_PEERS_PER_SECOND raised for this phase only);
 2. **steady state**: every peer heartbeats once per 15 s for ``--settle`` seconds, past
    the IP blocker's 61 s window and its sweep: VmRSS per online peer;
-3. **restart** (``--restart``): SIGTERM, start again on the same database with default
-   limits, while the clients keep heartbeating: time until every peer is online again
-   (its RegisterPeer answered without ``request_pk``) and how many RegisterPk that took;
-   then another steady state and VmRSS;
+3. **restart** (``--restart``), while the clients keep heartbeating: ``--restart-kind
+   cold`` (the default): SIGTERM, start again on the same database with default limits;
+   ``handover``: SIGUSR2, hbbs restarts in place (same sockets, peer table handed over).
+   Time until every peer is online again (its RegisterPeer answered without
+   ``request_pk``), how many RegisterPk that took, and how many of a sample of peers
+   another client's online query (TCP P-1, once a second) ever saw offline; then another
+   steady state and VmRSS;
 4. **eviction**: a tenth of the peers go silent and are evicted (PROBE_EVICT_AFTER).
 
 Throughout, the worst event-loop stall per phase (a timer every 2 ms, its lateness) and
@@ -22,7 +25,7 @@ Also measured: the database's read capacity (``get_many`` in batches, ``get`` on
 on the N-row database, the figure the take-back read budget is sized from.
 
 Usage: .venv/bin/python bench/hbbs_restart.py [--peers N] [--per-addr 1,25,250]
-       [--restart 1] [--baseline-src DIR] [--no-write]
+       [--restart 1] [--restart-kind cold|handover] [--baseline-src DIR] [--no-write]
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -59,6 +64,7 @@ from hbbs_spread_c import CSpreadPool, build_generator, seed_database
 from results_md import tree_commit, write_section
 
 from pyhbb.wire import rendezvous_pb2 as pb
+from pyhbb.wire.framing import FrameDecoder, encode_frame
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -68,6 +74,7 @@ PROBE = pb.RendezvousMessage(register_peer=pb.RegisterPeer(id="bench-probe")).Se
 GOAL_RESTART = 15.0
 GOAL_BYTES = 300
 GOAL_STALL_MS = 10.0
+OFFLINE_SAMPLE = 2000  # peers whose online state another client asks about, once a second
 
 
 @dataclass
@@ -134,6 +141,51 @@ class Options:
     keep: bool
     generators: list[str] = field(default_factory=lambda: ["python"])
     seed_db: bool = False
+    restart_kind: str = "cold"
+
+
+class OfflineWatch:
+    """Another client asking hbbs (TCP P-1, OnlineRequest) once a second whether a sample
+    of the peers is online, in a thread: the peers it ever saw offline. A question that
+    gets no answer (nothing listens, during a cold restart) counts as nothing."""
+
+    def __init__(self, port: int, ids: list[str]) -> None:
+        self.port = port
+        self.ids = ids
+        self.ever_offline: set[str] = set()
+        self.asked = 0
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _ask(self) -> bytes | None:
+        request = pb.RendezvousMessage(online_request=pb.OnlineRequest(id="bench", peers=self.ids))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port - 1), timeout=5) as sock:
+                sock.sendall(encode_frame(request.SerializeToString()))
+                decoder = FrameDecoder(1 << 20)
+                while not (frames := decoder.feed(sock.recv(65536) or b"\0")):
+                    pass
+        except OSError:
+            return None
+        return pb.RendezvousMessage.FromString(frames[0]).online_response.states
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.asked += 1
+            states = self._ask()
+            if states is None or len(states) * 8 < len(self.ids):
+                continue
+            self.answered += 1
+            for i, peer_id in enumerate(self.ids):
+                if not states[i // 8] & (0x80 >> (i % 8)):
+                    self.ever_offline.add(peer_id)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(10)
+        return len(self.ever_offline)
 
 
 class Bench:
@@ -335,15 +387,28 @@ class Bench:
         if run.code == "pyhbb":
             run.reads = measure_reads(workdir / "db_v2.sqlite3", run.peers)
             print(f"     database reads: {run.reads}")
+        layout = SpreadLayout(run.peers, run.per_addr)
+        step = max(1, run.peers // OFFLINE_SAMPLE)
+        watch = OfflineWatch(port, [layout.peer_id(k) for k in range(0, run.peers, step)])
+        time.sleep(2.5)  # two answers before: every sampled peer is online then
+        before = len(watch.ever_offline)
         self.phase(run, "restart")
+        drops0 = udp_drops(port)  # hand-over: the same socket throughout, gap included
         t_term = time.monotonic()
-        status = hbbs.stop()
-        t_stopped = time.monotonic()
-        print(f"     stopped in {t_stopped - t_term:.1f} s (status {status})")
-        hbbs = self.start_hbbs(run, workdir, port, stats, fast_register=False)
+        if o.restart_kind == "handover":
+            os.kill(hbbs.pid, signal.SIGUSR2)
+            wait_exec(hbbs.pid)
+            t_stopped = time.monotonic()
+            print(f"     exec after {t_stopped - t_term:.1f} s")
+            wait_udp_answer(port, PROBE, hbbs, timeout=60)
+        else:
+            status = hbbs.stop()
+            t_stopped = time.monotonic()
+            print(f"     stopped in {t_stopped - t_term:.1f} s (status {status})")
+            hbbs = self.start_hbbs(run, workdir, port, stats, fast_register=False)
+            drops0 = udp_drops(port)  # a new socket: its counter starts at zero
         t_ready = time.monotonic()
         pool.call("reset")
-        drops0 = udp_drops(port)
         gen_ports = set(getattr(pool, "ports", ()))  # the C generator's; Python's: unknown
         gen_drops0 = udp_drops_of(gen_ports)
         gen_cpu0 = sum(cpu_seconds(pid) for pid in pool.pids)
@@ -358,6 +423,8 @@ class Bench:
             if online >= total:
                 break
         t_all = time.monotonic()
+        time.sleep(2.0)  # the watch's answers after the last peer came back
+        watch.stop()
         cores = (cpu_seconds(hbbs.pid) - c0) / (t_all - t_ready)
         gen_cores = (sum(cpu_seconds(pid) for pid in pool.pids) - gen_cpu0) / (t_all - t_ready)
         gen_drops = udp_drops_of(gen_ports) - gen_drops0 if gen_ports else None
@@ -382,11 +449,17 @@ class Bench:
             "generator_cores": gen_cores,
             "generator_drops": gen_drops,
             "curve": seen[::4],
+            "kind": o.restart_kind,
+            "offline_sample": len(watch.ids),
+            "ever_offline": len(watch.ever_offline),
+            "offline_before": before,
+            "watch_answers": f"{watch.answered}/{watch.asked}",
         }
         print(
             f"     {len(offsets):,}/{total:,} online again; 50/90/99/100 %: "
             + " / ".join(f"{v:.1f}" for v in run.restart["percentiles"].values())
-            + f" s after hbbs answered; counts {counts}"
+            + f" s after hbbs answered; counts {counts}; {len(watch.ever_offline)} of "
+            f"{len(watch.ids)} sampled peers ever read offline ({before} before the restart)"
         )
         return hbbs
 
@@ -399,6 +472,16 @@ class Bench:
             for per_addr in sorted(self.o.restart):
                 runs.append(self.run_layout(per_addr, "baseline", self.o.generators[0]))
         return runs
+
+
+def wait_exec(pid: int, timeout: float = 60.0) -> None:
+    """Wait until ``pid`` runs the image a restart in place execs (its environment, as
+    given to exec, names the sockets handed over)."""
+    deadline = time.monotonic() + timeout
+    while b"PYHBB_HANDOVER=" not in Path(f"/proc/{pid}/environ").read_bytes():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"hbbs (pid {pid}) did not restart in place in {timeout:.0f} s")
+        time.sleep(0.005)
 
 
 def count_or_dash(value: int | None) -> str:
@@ -517,18 +600,24 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
     if restarts:
         lines.append("")
         lines.append(
-            "Restart: SIGTERM, a new hbbs on the same database with default limits, the "
-            "clients heartbeating throughout (unanswered requests resent after 3 s; "
-            "`request_pk` answered with RegisterPk). Time from the new hbbs answering to each "
-            "peer's first RegisterPeer answered without `request_pk`:"
+            "Restart *cold*: SIGTERM, a new hbbs on the same database with default limits; "
+            "*handover*: SIGUSR2, hbbs restarts in place (exec, same PID and sockets, peer "
+            "table handed over in a snapshot); the clients heartbeat throughout (unanswered "
+            "requests resent after 3 s; `request_pk` answered with RegisterPk). Time from the "
+            "new hbbs answering to each peer's first RegisterPeer answered without "
+            "`request_pk`; *ever offline*: of a sample of peers, those another client's "
+            "online query (TCP P-1, once a second) saw offline at least once from the signal "
+            "on; *stop / start*: signal to exit (cold) or exec (handover), then to the new "
+            "process answering:"
         )
         lines.append("")
         lines.append(
-            "| code | generator | peers per IP | online again | 50 % | 90 % | 99 % | **all** "
-            "| RegisterPk sent | heartbeats sent (resent) | hbbs stop / start | server cores "
-            "| dropped at hbbs's socket | generator cores | dropped at the generator's |"
+            "| code | kind | generator | peers per IP | online again | 50 % | 90 % | 99 % "
+            "| **all** | **ever offline** | RegisterPk sent | heartbeats sent (resent) "
+            "| hbbs stop / start | server cores | dropped at hbbs's socket | generator cores "
+            "| dropped at the generator's |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in restarts:
             x = r.restart
             p = x["percentiles"]
@@ -539,8 +628,10 @@ def report(runs: list[LayoutRun], o: Options, elapsed: float) -> str:
                 else f"not all in {o.restart_timeout:.0f} s"
             )
             lines.append(
-                f"| {r.code} | {r.generator} | {r.per_addr} | {x['online']:,}/{r.peers:,} "
+                f"| {r.code} | {x['kind']} | {r.generator} | {r.per_addr} "
+                f"| {x['online']:,}/{r.peers:,} "
                 f"| {p[50]:.1f} s | {p[90]:.1f} s | {p[99]:.1f} s | {everyone} "
+                f"| **{x['ever_offline']:,} of {x['offline_sample']:,}** "
                 f"| {counts.get('sent_register_pk', 0):,} | {counts.get('sent_heartbeats', 0):,} "
                 f"({counts.get('retries', 0):,}) "
                 f"| {x['stop_seconds']:.1f} / {x['start_seconds']:.1f} s "
@@ -632,6 +723,12 @@ def main(argv: list[str] | None = None) -> int:
         help="write the peers into db_v2.sqlite3 before hbbs starts instead of registering "
         "them through the protocol (250 per IP would take ~35 min under the RegisterPk budgets)",
     )
+    ap.add_argument(
+        "--restart-kind",
+        choices=("cold", "handover"),
+        default="cold",
+        help="cold: SIGTERM and start again (default); handover: SIGUSR2, restart in place",
+    )
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--keep", action="store_true", help="keep the temporary working dirs")
@@ -651,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=a.keep,
         generators=[g for g in a.generator.split(",") if g],
         seed_db=a.seed_db,
+        restart_kind=a.restart_kind,
     )
     if not opts.generators or set(opts.generators) - {"c", "python"}:
         ap.error("--generator takes c, python or c,python")

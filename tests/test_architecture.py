@@ -28,6 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Cores that decide without doing I/O (each must exist).
 PURE_ROOTS = [
     "pyhbb.rendezvous.core",
+    "pyhbb.rendezvous.handover",
     "pyhbb.relay.core",
     "pyhbb.relay.pairing",
     "pyhbb.relay.bandwidth",

@@ -27,7 +27,8 @@ Environment variables, .env and the -c file apply to all. hbbr listens on P+1 an
 (P = the hbbs port, 21116 by default) and enforces the same key as hbbs (-k -), so only
 clients configured with your key can relay. The API server listens on P-2 (21114), where
 clients look for it, and hbbs tunnels API calls to it. When one service exits, the
-others are stopped too.
+others are stopped too. SIGUSR2 is passed to hbbs: it restarts in place (new code and
+configuration, same sockets and peers; see README, "Upgrading without dropping peers").
 Monitoring (Prometheus /metrics and /healthz) is on by default, on loopback only:
 hbbs at 127.0.0.1:9116, hbbr at 127.0.0.1:9117, the API server at 127.0.0.1:9114. Give
 hbbs --metrics HOST:PORT to move them all (hbbr takes PORT+1, the API PORT-2), or
@@ -134,8 +135,14 @@ def _run(hbbs_args: list[str], hbbr_args: list[str], api_args: list[str] | None)
             if child.poll() is None:
                 child.send_signal(signum)
 
+    def restart_hbbs(_signum: int, _frame: object) -> None:
+        # SIGUSR2 = hbbs's restart in place; hbbr and the API would die of it
+        if children[0].poll() is None:
+            children[0].send_signal(signal.SIGUSR2)
+
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGUSR2, restart_hbbs)
     status = 0
     while all(child.poll() is None for child in children):
         time.sleep(0.2)

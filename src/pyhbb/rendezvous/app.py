@@ -7,6 +7,7 @@ import contextlib
 import errno
 import gc
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from pyhbb.net.conn_limits import ConnectionLimiter
 from pyhbb.net.fd_limit import FdWatch, open_fds, raise_fd_limit
 from pyhbb.net.hostport import format_addr
 from pyhbb.net.local_ip import detect_local_ip
-from pyhbb.net.sockets import BACKLOG, tcp_listener, udp_socket
+from pyhbb.net.sockets import BACKLOG, AdoptError, adopt, tcp_listener, udp_socket
 from pyhbb.observability.hbbs import (
     UdpVerdict,
     hbbs_families,
@@ -36,18 +37,34 @@ from pyhbb.rendezvous.adapters.base import AdapterContext
 from pyhbb.rendezvous.adapters.executor import Executor, resolves
 from pyhbb.rendezvous.adapters.http_proxy import HttpProxy
 from pyhbb.rendezvous.adapters.nat_port import NatPortLink
+from pyhbb.rendezvous.adapters.restart import (
+    DRAIN_TIMEOUT,
+    RestartInPlace,
+    SocketSender,
+    gc_paused,
+    read_snapshot,
+    snapshot_path,
+    write_snapshot,
+)
 from pyhbb.rendezvous.adapters.tcp import TcpLink
 from pyhbb.rendezvous.adapters.udp import UdpEndpoint
 from pyhbb.rendezvous.adapters.warm_start import warm_start
 from pyhbb.rendezvous.adapters.ws import WsLink
 from pyhbb.rendezvous.console import Console
 from pyhbb.rendezvous.core import RendezvousCore
+from pyhbb.rendezvous.handover import (
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+    max_snapshot_bytes,
+)
 from pyhbb.rendezvous.messages import config_update_problem
 from pyhbb.rendezvous.rate_limits import BlockerLimits
 from pyhbb.rendezvous.state import CoreSettings
 from pyhbb.store.base import PeerStore, StoreError
 from pyhbb.store.database import SqliteDatabase
 from pyhbb.store.peers import SqlitePeerStore
+from pyhbb.store.schema import db_path_from_url
 from pyhbb.wire.keys import ServerKey, resolve_hbbs_key
 
 log = logging.getLogger("pyhbb.rendezvous")
@@ -133,6 +150,12 @@ class HbbsServer:
             counts=self.ctx.counts,
         )
         self._servers: list[asyncio.Server] = []
+        self._sockets: dict[str, socket.socket] = {}
+        """The listeners by role (handover.SOCKET_ROLES): kept open by a restart in place."""
+        self._warm_start: asyncio.Task[None] | None = None
+        self.handing_over = False
+        self.peers_handed_over = 0
+        """Peers taken from the previous process's snapshot (a restart in place)."""
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_endpoint: UdpEndpoint | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -155,15 +178,23 @@ class HbbsServer:
             ),
         }
 
-    async def start(self) -> None:
-        """Bind every port (raising BindError with advice on failure) and start serving."""
+    async def start(
+        self, inherited: dict[str, int] | None = None, warm_start_needed: bool = True
+    ) -> None:
+        """Bind every port (raising BindError with advice on failure), or adopt the
+        listeners a restart in place left (``inherited``: descriptors by role), and start
+        serving; ``warm_start_needed`` is False when the peer table came with them."""
         opts = self.opts
         loop = asyncio.get_running_loop()
         soft_limit = raise_fd_limit()
-        udp = udp_socket(opts.bind, opts.port, opts.rmem)
-        tcp = tcp_listener(opts.bind, opts.port)
-        nat = tcp_listener(opts.bind, opts.nat_port)
-        ws = tcp_listener(opts.bind, opts.ws_port)
+        fds = inherited or {}
+        udp = self._listener(fds.get("udp"), socket.SOCK_DGRAM, opts.port)
+        if opts.rmem > 0:  # an adopted socket keeps the old value: the option may be new
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, opts.rmem)
+        tcp = self._listener(fds.get("tcp"), socket.SOCK_STREAM, opts.port)
+        nat = self._listener(fds.get("nat"), socket.SOCK_STREAM, opts.nat_port)
+        ws = self._listener(fds.get("ws"), socket.SOCK_STREAM, opts.ws_port)
+        self._sockets = {"udp": udp, "tcp": tcp, "nat": nat, "ws": ws}
         if opts.metrics is not None:
             self.monitoring = Monitoring.bind("hbbs", opts.metrics)
         transport, endpoint = await loop.create_datagram_endpoint(
@@ -184,11 +215,12 @@ class HbbsServer:
         if not self.opts.cluster:  # in cluster mode the node checks and shares its relays
             self._spawn(relay_health.check_forever(self.core.admin))
         limit = int(opts.max_peers * PRELOAD_SHARE)
-        if self.store is not None and not self.opts.cluster and limit > 0:
+        if self.store is not None and not self.opts.cluster and limit > 0 and warm_start_needed:
             # a single server's own database (in a cluster, peers are claimed one by one)
-            self._spawn(
+            self._warm_start = asyncio.ensure_future(
                 warm_start(self.core, self.store, self.executor.clock, limit, self.executor.run)
             )
+            self._tasks.append(self._warm_start)
         dest = watchdog.target(opts.test_hbbs, opts.port, opts.bind)
         if dest is not None:
             self.udp_verdict.enabled = True
@@ -206,6 +238,17 @@ class HbbsServer:
         warning = self.fd_watch.describe(opts.max_connections)
         if warning is not None:
             log.warning("%s", warning)
+
+    def _listener(self, fd: int | None, kind: socket.SocketKind, port: int) -> socket.socket:
+        bind = self.opts.bind
+        if fd is not None:
+            try:
+                return adopt(fd, kind, bind, port)
+            except AdoptError as e:
+                log.warning("restart in place: %s; binding anew", e)
+        if kind == socket.SOCK_DGRAM:
+            return udp_socket(bind, port)
+        return tcp_listener(bind, port)
 
     def _start_monitoring(self, monitoring: Monitoring) -> None:
         """/metrics and /healthz: the core's counters and tables, UDP and TCP listeners,
@@ -318,8 +361,48 @@ class HbbsServer:
         self.exit_code = max(self.exit_code, exit_code)
         self.stopped.set()
 
-    async def stop(self) -> None:
-        """Stop listening, close every connection, finish every database write."""
+    def begin_handover(self) -> None:
+        """Stop serving for a restart in place (:meth:`hand_over` follows)."""
+        self.handing_over = True
+        self.stopped.set()
+
+    async def hand_over(self, restart: RestartInPlace, path: Path) -> None:
+        """Stop reading and accepting (the kernel queues for the next process), finish
+        the database work in flight (bounded), then write the peer table to ``path``."""
+        warm = self._warm_start
+        complete = warm is None or (warm.done() and not warm.cancelled())
+        sender = restart.keep(self._sockets)
+        if self._udp is not None:
+            self._udp.close()  # uvloop cannot pause UDP reading: the kept socket queues
+        self.executor.udp.open(SocketSender(sender), sender.family == socket.AF_INET6)
+        for server in self._servers:
+            server.close()
+        try:
+            await self.stop(drain_timeout=DRAIN_TIMEOUT)
+        finally:
+            sender.close()
+        with gc_paused():
+            ids, records = self.core.state.peers.compact_records()
+            data = encode_snapshot(ids, records, self.executor.clock(), time.time(), complete)
+            del records
+        try:
+            write_snapshot(path, data)
+        except OSError as e:
+            log.error(
+                "hand-over: cannot write %s (%s): the next process reads the database", path, e
+            )
+            return
+        log.info(
+            "hand-over: %d peers written to %s (%d bytes), %.0f ms after reading stopped",
+            len(ids),
+            path,
+            len(data),
+            (time.time() - restart.paused_at) * 1000,
+        )
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stop listening, close every connection, finish every database write (for at
+        most ``drain_timeout`` seconds when given)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -335,26 +418,47 @@ class HbbsServer:
             self._udp.close()
         for link in list(self.ctx.links):
             link.close()
-        await self.executor.drain()
+        if drain_timeout is None:
+            await self.executor.drain()
+        else:
+            try:
+                await asyncio.wait_for(self.executor.drain(), drain_timeout)
+            except TimeoutError:
+                log.warning(
+                    "%d database tasks unfinished after %.0f s: going ahead (none was "
+                    "acknowledged; their clients send again)",
+                    len(self.executor.tasks),
+                    drain_timeout,
+                )
         await self.http_proxy.close()
         await self.executor.directory.close()
         log.info("hbbs stopped")
+
+
+def check_options(opts: HbbsOptions) -> ServerKey:
+    """What :func:`serve` refuses before binding anything (ConfigError, KeyError_): also
+    run on SIGUSR2, so that a bad edit leaves the running server as it is."""
+    problem = config_update_problem(opts.rendezvous_servers)
+    if problem is not None:
+        raise ConfigError(f"-R/RENDEZVOUS_SERVERS: {problem}")
+    return resolve_hbbs_key(opts.key, opts.workdir)
 
 
 async def serve(
     opts: HbbsOptions,
     stop: asyncio.Event | None = None,
     on_started: Callable[[HbbsServer], None] | None = None,
+    restart: RestartInPlace | None = None,
 ) -> int:
     """Run hbbs until ``stop`` is set (or the self-test fails); returns the exit status.
+    With ``restart``, SIGUSR2 hands over to the next process (the caller then calls
+    ``restart.exec()`` when ``restart.accepted``), and what the previous one handed
+    over is taken.
 
     Raises ConfigError for settings that would make hbbs send oversized answers."""
-    problem = config_update_problem(opts.rendezvous_servers)
-    if problem is not None:
-        raise ConfigError(f"-R/RENDEZVOUS_SERVERS: {problem}")
-    key = resolve_hbbs_key(opts.key, opts.workdir)
+    key = check_options(opts)
     if opts.cluster:
-        return await _serve_cluster_node(opts, key, stop, on_started)
+        return await _serve_cluster_node(opts, key, stop, on_started, restart)
     db_url = opts.db_url
     if not Path(db_url).is_absolute() and "://" not in db_url and not db_url.startswith("sqlite:"):
         db_url = str(opts.workdir / db_url)
@@ -373,6 +477,7 @@ async def serve(
         (time.monotonic() - started) * 1000,
     )
     server = HbbsServer(opts, key, store, db=db)
+    handover = snapshot_path(db_path_from_url(db_url))
     try:
         # Before the first client is served: a disabled device is never reachable.
         admin = server.core.admin
@@ -381,9 +486,46 @@ async def serve(
         except StoreError as e:
             raise StoreError(f"reading the devices disabled in the web console failed: {e}") from e
         admin.load_disabled(*disabled)
-        return await _run_until_stopped(server, stop, on_started)  # commits the store's writes
+        warm_start_needed = True
+        if restart is not None and restart.inherited is not None:
+            warm_start_needed = _take_snapshot(server, handover)
+        # commits the store's writes
+        return await _run_until_stopped(
+            server, stop, on_started, restart, handover, warm_start_needed
+        )
     finally:
-        await db.close()
+        if server.handing_over:
+            try:
+                await asyncio.wait_for(db.close(), DRAIN_TIMEOUT)
+            except TimeoutError:
+                log.warning("database writes still queued after %.0f s: going ahead", DRAIN_TIMEOUT)
+        else:
+            await db.close()
+
+
+def _take_snapshot(server: HbbsServer, path: Path) -> bool:
+    """Fill the peer table from the previous process's snapshot; returns whether the
+    warm start from the database is still needed (one log line says why when it is)."""
+    peers = server.core.state.peers
+    try:
+        data = read_snapshot(path, max_snapshot_bytes(peers.max_peers))
+        with gc_paused():
+            snapshot = decode_snapshot(data, server.executor.clock(), time.time(), peers.max_peers)
+    except (OSError, ValueError) as e:  # SnapshotError is a ValueError
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        kind = "unusable" if isinstance(e, SnapshotError) else "unreadable"
+        log.warning(
+            "restart in place: peer snapshot %s %s (%s): peers come back through the "
+            "database (warm start)",
+            path,
+            kind,
+            why,
+        )
+        return True
+    with gc_paused():
+        peers.add_compact(snapshot.records)
+    server.peers_handed_over = len(snapshot.records)
+    return not snapshot.complete
 
 
 async def _serve_cluster_node(
@@ -391,6 +533,7 @@ async def _serve_cluster_node(
     key: ServerKey,
     stop: asyncio.Event | None,
     on_started: Callable[[HbbsServer], None] | None,
+    restart: RestartInPlace | None,
 ) -> int:
     """hbbs as one node of a cluster: peers live in the NATS directory, not in SQLite."""
     from pyhbb.rendezvous.adapters.cluster.node import ClusterNode
@@ -409,7 +552,7 @@ async def _serve_cluster_node(
         await node.start(
             server.core, server.executor.run, asyncio.get_running_loop().time, opts.relay_servers
         )
-        return await _run_until_stopped(server, stop, on_started)
+        return await _run_until_stopped(server, stop, on_started, restart)
     finally:
         await node.close()
 
@@ -418,7 +561,11 @@ async def _run_until_stopped(
     server: HbbsServer,
     stop: asyncio.Event | None,
     on_started: Callable[[HbbsServer], None] | None,
+    restart: RestartInPlace | None = None,
+    handover: Path | None = None,
+    warm_start_needed: bool = True,
 ) -> int:
+    inherited = restart.inherited if restart is not None else None
     # What is loaded by now (modules, protobuf descriptors, tables) lives as long as the
     # process: out of the cyclic GC's sight, a full collection no longer walks ~30,000
     # objects (~35 ms) but only what was created since (bench/RESULTS.md, loop stalls).
@@ -426,10 +573,19 @@ async def _run_until_stopped(
     gc.collect()
     gc.freeze()
     try:
-        await server.start()
+        await server.start(inherited.fds if inherited else None, warm_start_needed)
     except BaseException:
         await server.stop()
         raise
+    if inherited is not None:
+        log.info(
+            "restarted in place: %d peers kept, gap %.0f ms%s",
+            server.peers_handed_over,
+            (time.time() - inherited.paused_at) * 1000,
+            "" if warm_start_needed else " (no warm start needed)",
+        )
+    if restart is not None:
+        restart.attach(server.begin_handover, cluster=bool(server.opts.cluster))
     gc.freeze()  # what start() built (listeners, metrics): no collection, no stall
     if on_started is not None:
         on_started(server)
@@ -441,5 +597,8 @@ async def _run_until_stopped(
     finally:
         for w in waiters:
             w.cancel()
-        await server.stop()
+        if server.handing_over and restart is not None and handover is not None:
+            await server.hand_over(restart, handover)
+        else:
+            await server.stop()
     return server.exit_code

@@ -28,6 +28,7 @@ import re
 import struct
 import sys
 from collections.abc import Iterator, Sequence
+from itertools import chain
 
 from pyhbb.rendezvous.links import Link
 from pyhbb.rendezvous.shards import SHARD_MASK, SHARDS
@@ -358,6 +359,28 @@ class PeerRegistry:
         objects = self._objects
         for peer_id, blob in [item for shard in self._shards for item in shard.items()]:
             yield peer_id, objects[peer_id] if not blob else PeerRecord.wrap(blob)
+
+    def compact_records(self) -> tuple[list[str], list[bytes]]:
+        """Every id and its compact record, in table order (a restart in place's
+        snapshot, rendezvous/handover.py): copies made in C, not a loop per record."""
+        ids = list(chain.from_iterable(self._shards))
+        records = list(chain.from_iterable(shard.values() for shard in self._shards))
+        objects = self._objects
+        if objects:
+            records = [record or objects[i].blob for i, record in zip(ids, records, strict=True)]
+        return ids, records
+
+    def add_compact(self, records: dict[str, bytes]) -> None:
+        """Fill the empty table with checked compact records (a restart in place)."""
+        if self._count:
+            raise ValueError("add_compact fills an empty table only")
+        shards = self._shards
+        for peer_id, record in records.items():  # before the ports open: no stall
+            shards[hash(peer_id) & SHARD_MASK][peer_id] = record
+        self._count = len(records)
+        ids = list(records)
+        for start in range(0, len(ids), 4096):  # KeyRing.extend is quadratic in its list
+            self._ring.extend(ids[start : start + 4096])
 
     def has_room(self, now: float) -> bool:
         """Whether a new record may be added; when full, a small constant slice of the
