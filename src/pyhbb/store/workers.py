@@ -137,8 +137,13 @@ def _job_failed(request: Request, e: BaseException) -> StoreError:
 # Futures resolved per event-loop iteration. Each wakes a caller that typically answers a
 # client (~30-50 µs); the loop runs every callback made ready in one iteration before it
 # polls sockets again, so resolving a whole group commit (1,000 writes under a flood) at
-# once stalled every client for tens of ms. In slices, I/O gets in every ~2 ms.
-SETTLE_SLICE = 64
+# once stalled every client for tens of ms. The slice is small because an iteration
+# reads at most 32 datagrams of a socket (libuv): to keep up with a 30,000/s flood an
+# iteration must last under ~1 ms, or the socket's queue fills and a heartbeat waits
+# behind all of it (64 a slice: heartbeat p99 19-49 ms, 8: 16-21 ms, bench/RESULTS.md).
+# 8 an iteration still resolves several thousand a second, far more than one writer
+# commits.
+SETTLE_SLICE = 8
 
 
 class Outcomes:
