@@ -15,7 +15,9 @@ Threads
     threads (hbbs: MAX_DATABASE_CONNECTIONS) each owns a read connection. A job is plain
     synchronous code given a ``sqlite3.Connection``; ``read``/``write`` queue it and await
     its result, which comes back through ``loop.call_soon_threadsafe``. The file is in WAL
-    mode, so reads never wait for the writer, nor the writer for reads.
+    mode, so reads never wait for the writer, nor the writer for reads. The threads run at
+    a lower CPU priority than the loop (``thread_nice``, Linux): when they want the same
+    core, the loop's answers go first and the rows wait.
 
 Group commit
     Every write job queued when the writer becomes free goes into one ``BEGIN IMMEDIATE``
