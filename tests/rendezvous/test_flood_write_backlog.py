@@ -135,3 +135,38 @@ def test_waiting_registrations_keep_what_the_gc_walks_bounded() -> None:
 def test_the_default_backlog_bound() -> None:
     core = make_core()
     assert 100 <= core.state.settings.max_writes_in_flight <= 5000
+
+
+def test_a_repeated_request_uses_the_backlog_reserve_and_a_new_one_does_not() -> None:
+    """A genuine client repeats its refused RegisterPk from the same address and port; a
+    forger spraying new ids does not. Repeats may go a fifth beyond the bound, no further."""
+    core = flood_core()
+    in_flight: list[Action] = []  # kept, as the executor keeps the writes it runs
+    for i in range(CAP):
+        in_flight += [a for a in new_id(core, i, T0) if isinstance(a, Persist)]
+    assert len(in_flight) == CAP == core.registration.writes_in_flight()
+    reserve = CAP // 5
+    # first tries beyond the bound: all refused (and remembered)
+    for i in range(CAP, CAP + reserve + 10):
+        assert udp_replies(new_id(core, i, T0 + 1)) == [(REG_TOO_FREQUENT, source(i))]
+    assert core.registration.writes_in_flight() == CAP
+    # their repeats 15 s later, from the same address and port: the reserve, then no more
+    for i in range(CAP, CAP + reserve + 10):
+        actions = new_id(core, i, T0 + 16)
+        writes = [a for a in actions if isinstance(a, Persist)]
+        if writes:
+            assert i < CAP + reserve and actions == writes
+            in_flight += writes
+        else:
+            assert i >= CAP + reserve
+            assert udp_replies(actions) == [(REG_TOO_FREQUENT, source(i))]
+    assert core.registration.writes_in_flight() == CAP + reserve
+    # a write done: a new id never seen before is still refused (above the bound) ...
+    done = in_flight.pop(0)
+    assert isinstance(done, Persist)
+    assert udp_replies(core.write_done(done)) == [(REG_OK, source(0))]
+    assert udp_replies(new_id(core, 50_000, T0 + 17)) == [(REG_TOO_FREQUENT, source(50_000))]
+    # ... while a repeat refused for want of reserve now gets the room
+    in_flight += [a for a in new_id(core, CAP + reserve, T0 + 18) if isinstance(a, Persist)]
+    assert core.registration.writes_in_flight() == CAP + reserve
+    assert core.state.stats["register_pk_write_backlog_refused"] == reserve + 10 + 10 + 1

@@ -150,3 +150,26 @@ async def test_a_group_commit_resumes_its_writers_a_slice_per_loop_iteration(
     assert sum(per_iteration) == 1000
     assert max(per_iteration) <= SETTLE_SLICE, max(per_iteration)
     assert await store.count() == 1000
+
+
+async def test_two_databases_on_one_loop_deliver_independently(tmp_path: Path) -> None:
+    """Each database hands back its own outcomes: one whose writer waits for a lock
+    neither holds back nor mixes up the other's, and both settle in their order."""
+    path_a, path_b = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
+    async with (
+        await SqliteDatabase.open(str(path_a), busy_timeout=60) as db_a,
+        await SqliteDatabase.open(str(path_b), busy_timeout=60) as db_b,
+    ):
+        store_a, store_b = SqlitePeerStore(db_a), SqlitePeerStore(db_b)
+        with write_lock(path_a):
+            waiting = await started(
+                *(store_a.insert(new_guid(), f"a{i}", b"u", PK, "10.0.0.1") for i in range(100))
+            )
+            # the other database's 300 writes complete while all of A's still wait
+            for i in range(300):
+                await store_b.insert(new_guid(), f"b{i}", b"u", PK, "10.0.0.2")
+            assert not any(t.done() for t in waiting)
+        await asyncio.gather(*waiting)
+        assert await store_a.count() == 100
+        assert await store_b.count() == 300
+        assert await store_a.get("b0") is None and await store_b.get("a0") is None

@@ -15,7 +15,9 @@ Threads
     threads (hbbs: MAX_DATABASE_CONNECTIONS) each owns a read connection. A job is plain
     synchronous code given a ``sqlite3.Connection``; ``read``/``write`` queue it and await
     its result, which comes back through ``loop.call_soon_threadsafe``. The file is in WAL
-    mode, so reads never wait for the writer, nor the writer for reads.
+    mode, so reads never wait for the writer, nor the writer for reads. The threads run at
+    a lower CPU priority than the loop (``thread_nice``, Linux): when they want the same
+    core, the loop's answers go first and the rows wait.
 
 Group commit
     Every write job queued when the writer becomes free goes into one ``BEGIN IMMEDIATE``
@@ -108,7 +110,16 @@ from pyhbb.store.schema import (
     is_readonly,
     missing_peer_schema,
 )
-from pyhbb.store.workers import BEGIN_WRITE, COMMIT, ROLLBACK, Reader, Request, Writer
+from pyhbb.store.workers import (
+    BEGIN_WRITE,
+    COMMIT,
+    DATABASE_THREAD_NICE,
+    ROLLBACK,
+    Outcomes,
+    Reader,
+    Request,
+    Writer,
+)
 
 __all__ = ["Conflict", "IdTaken", "Job", "Migration", "SqliteDatabase", "StoreError"]
 
@@ -129,7 +140,13 @@ class SqliteDatabase:
     """The database file."""
 
     def __init__(
-        self, path: str, *, readers: int, busy_timeout: float, latest: Mapping[str, int]
+        self,
+        path: str,
+        *,
+        readers: int,
+        busy_timeout: float,
+        latest: Mapping[str, int],
+        thread_nice: int = DATABASE_THREAD_NICE,
     ) -> None:
         """Prefer :meth:`open`, which also waits until the database is usable."""
         if readers < 1:
@@ -142,11 +159,16 @@ class SqliteDatabase:
         """Latency, jobs in flight and failures, for the metrics and the health check."""
         self._closed = False
         self._stopped: asyncio.Future[list[Any]] | None = None
+        outcomes = Outcomes()
         self._reads: queue.SimpleQueue[Request] = queue.SimpleQueue()
-        self._readers = [Reader(n, self._reads, self._open_reader) for n in range(readers)]
+        self._readers = [
+            Reader(n, self._reads, self._open_reader, outcomes, nice=thread_nice)
+            for n in range(readers)
+        ]
         loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[Any] = loop.create_future()
-        self._writer = Writer(self._open_writer, Request(recorded_versions, loop, self._ready))
+        setup = Request(recorded_versions, loop, self._ready)
+        self._writer = Writer(self._open_writer, setup, outcomes, nice=thread_nice)
         for thread in (self._writer, *self._readers):
             thread.start()
 
@@ -158,20 +180,32 @@ class SqliteDatabase:
         readers: int = 1,
         busy_timeout: float = 5.0,
         migrations: Sequence[Migration] = (),
+        thread_nice: int = DATABASE_THREAD_NICE,
     ) -> Self:
         """Open the database named by ``DB_URL``, creating the file and schema if missing.
 
         ``readers`` is the read pool size; ``busy_timeout`` how long a statement waits for
         a lock held by another process. ``migrations`` are the steps of the components
-        this process uses, applied if pending. Raises :class:`StoreError` with a message
-        for the admin if the file cannot be used (ValueError for malformed arguments).
+        this process uses, applied if pending. ``thread_nice`` is how much nicer than the
+        caller the database threads run (Linux; 0 leaves them as they are). Raises
+        :class:`StoreError` with a message for the admin if the file cannot be used
+        (ValueError for malformed arguments).
         """
         latest = latest_versions(migrations)
         db = cls(
-            db_path_from_url(db_url), readers=readers, busy_timeout=busy_timeout, latest=latest
+            db_path_from_url(db_url),
+            readers=readers,
+            busy_timeout=busy_timeout,
+            latest=latest,
+            thread_nice=thread_nice,
         )
         try:
             recorded: dict[str, int] = await db._ready
+            if db.thread_nice is not None:
+                log.info(
+                    "database: its threads run at nice %d, so the event loop wins a busy core",
+                    db.thread_nice,
+                )
             for step in pending(migrations, recorded):
                 if await db.write(partial(apply_step, step, latest[step.component])):
                     log.info(
@@ -184,6 +218,11 @@ class SqliteDatabase:
             await db.close()
             raise
         return db
+
+    @property
+    def thread_nice(self) -> int | None:
+        """The writer thread's nice value once open (None: not lowered, or not Linux)."""
+        return self._writer.nice
 
     @property
     def write_transactions(self) -> int:
