@@ -86,7 +86,9 @@ class CoreSettings:
     under a flood, and every waiting registration is a task, futures and answers that each
     full garbage collection walks. Without this bound the new-ID budget's minute-long burst
     queued tens of thousands of them and the collections stalled the event loop for
-    0.6 s (bench/RESULTS.md, flood)."""
+    0.6 s (bench/RESULTS.md, flood). A request repeating a refused one from the same
+    address and port, as a genuine client retries, may use a reserve of a fifth more
+    (registration.py)."""
     take_back_reads_per_second: float = 50_000.0
     """Heartbeats per second of peers not in memory that read the database (the take-back
     after a restart), shared the same way: what batched reads sustain with room to spare
