@@ -84,6 +84,7 @@ def test_refusals_by_the_backlog_spend_no_new_id_budget() -> None:
         blocker=BlockerLimits(burst=1 << 30),
         register_lookups_per_second=float(1 << 30),
         new_peers_per_second=1.0,  # a burst of 60 new ids in all
+        new_id_flood_mode=False,  # the burst's own accounting (flood mode: its own tests)
         max_writes_in_flight=10,
     )
 

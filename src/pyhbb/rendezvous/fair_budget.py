@@ -10,6 +10,14 @@ the same request again from the same address and port (every 15 s, §12), which 
 that never sees our answers has no reason to do (and if it does, each forged attempt
 costs it twice). A fifth of the global rate is kept for such repeated requests.
 
+*Flood mode* (opt-in, for the new-id budget): while requests are offered faster than the
+global rate (and more than :data:`FLOOD_MIN` a second), first-time requests draw from a
+bucket of a fifth of it instead of the minute-long burst, until none came too fast for
+:data:`FLOOD_HOLD` seconds. Each admitted
+new id is a database write, and in a forged flood those writes took the core the event
+loop needs (bench/RESULTS.md, flood); genuine clients still come in through the retry
+lane, which forgers do not use.
+
 Every table is bounded and O(1) per packet: per-key rates live in :class:`BoundedTable`
 (one float per key), and the repeated requests are remembered in fixed memory
 (:class:`~pyhbb.rendezvous.recent_keys.RecentKeys`).
@@ -29,6 +37,9 @@ PREFIX_SHARE = 50  # one source prefix may take 1/50 of the global rate and burs
 SOURCE_SHARE = 100  # one source address 1/100
 RETRY_SHARE = 5  # repeated requests have their own 1/5 of the global rate
 BURST_SECONDS = 60.0  # by default every bucket holds a minute's worth
+FLOOD_SHARE = 5  # in flood mode, first-time requests get a fifth of the rate
+FLOOD_HOLD = 30.0  # flood mode ends after this long without a second offered too fast
+FLOOD_MIN = 50  # fewer first-time requests than this in a second are never a flood
 MAX_KEYS = 32_768  # sources and prefixes remembered per budget (~130 bytes each)
 # Repeated requests, as (source address, port, request): 4 MiB per generation, each kept 30
 # to 60 s, so a client's retry 3 or 15 s later is found (§12). A false positive lets a
@@ -90,8 +101,10 @@ class FairBudget:
         burst_seconds: float = BURST_SECONDS,
         max_keys: int = MAX_KEYS,
         min_burst: float = 1.0,
+        flood_mode: bool = False,
     ) -> None:
-        """``min_burst``: what one source or prefix may always do at once."""
+        """``min_burst``: what one source or prefix may always do at once; ``flood_mode``:
+        see the module."""
         burst = rate * burst_seconds
         self.rate = rate
         self.total = TokenBucket(rate, burst, 0.0)
@@ -103,6 +116,16 @@ class FairBudget:
         self.marks = RecentKeys(RETRY_MARKS_BITS_LOG2, RETRY_MARKS_PERIOD)
         self.retried = 0
         """Events admitted through the retry lane."""
+        self.flood_bucket = (
+            TokenBucket(rate / FLOOD_SHARE, max(1.0, rate / FLOOD_SHARE), 0.0)
+            if flood_mode
+            else None
+        )
+        self.flooded_until = float("-inf")
+        self.floods = 0
+        """Times flood mode began."""
+        self._second = float("-inf")  # start of the one-second window being counted
+        self._offered = 0  # first-time requests offered in it
 
     def admit(self, src: Addr, request: Hashable, now: float, repeated: bool = False) -> str:
         """:data:`ADMITTED`, or which limit refused ``request`` from ``src``. ``repeated``:
@@ -113,7 +136,7 @@ class FairBudget:
             return SOURCE_LIMIT
         if not self.prefixes.take(prefix_key(ip), now):
             return PREFIX_LIMIT
-        if self.total.take(now):
+        if self._first_time_bucket(now).take(now):
             return ADMITTED
         if (repeated or self.marks.seen_or_mark((ip, src[1], request))) and self.retries.take(now):
             self.retried += 1
@@ -130,7 +153,11 @@ class FairBudget:
         flood's cheap first check (:mod:`~pyhbb.rendezvous.shedding`): the common case, a
         new request while the global rate is spent, costs one bucket and one mark."""
         verdict = UNDECIDED
-        if self.total.empty(now):
+        if self.flooded(now) and self.flood_bucket is not None:
+            first_time = self.flood_bucket
+        else:
+            first_time = self.total
+        if first_time.empty(now):
             if not self.marks.seen_or_mark((src[0], src[1], request)) or self.retries.empty(now):
                 return SURELY
             verdict = REPEATED
@@ -138,6 +165,23 @@ class FairBudget:
         if self.prefixes.refuses(prefix_key(ip), now) or self.sources.refuses(blocker_key(ip), now):
             return SURELY
         return verdict
+
+    def flooded(self, now: float) -> bool:
+        """Whether flood mode is on (see the module)."""
+        return now < self.flooded_until
+
+    def _first_time_bucket(self, now: float) -> TokenBucket:
+        """Count one first-time request offered at ``now``; the bucket it draws from."""
+        if self.flood_bucket is None:
+            return self.total
+        if now - self._second >= 1.0:
+            self._second, self._offered = now, 0
+        self._offered += 1
+        if self._offered > self.rate and self._offered > FLOOD_MIN:
+            if not self.flooded(now):
+                self.floods += 1
+            self.flooded_until = now + FLOOD_HOLD
+        return self.flood_bucket if self.flooded(now) else self.total
 
     def housekeeping(self, now: float, budget: int) -> None:
         """Expire whole budgets and rotate the retry marks (once a second)."""

@@ -24,6 +24,8 @@ from pyhbb.rendezvous.actions import (
 )
 from pyhbb.rendezvous.bounded_table import BoundedTable
 from pyhbb.rendezvous.fair_budget import (
+    FLOOD_HOLD,
+    FLOOD_SHARE,
     GLOBAL_LIMIT,
     PREFIX_LIMIT,
     RETRY_SHARE,
@@ -95,7 +97,10 @@ class Registration:
     def __init__(self, state: CoreState) -> None:
         self.s = state
         settings = state.settings
-        self.new_ids = FairBudget(settings.new_peers_per_second)
+        # each admitted new id is a write: in a flood, first-time ones get a fifth of the rate
+        self.new_ids = FairBudget(
+            settings.new_peers_per_second, flood_mode=settings.new_id_flood_mode
+        )
         # one source may always do twice the IP blocker's burst (32 RegisterPk, §11.1) at
         # once: the blocker stays the per-source limit an admin sees and tunes
         self.lookups = FairBudget(
@@ -539,6 +544,11 @@ class Registration:
                 f"{what} arrive faster than {option}={rate:g} per second allows (a flood of "
                 "forged requests?); clients that repeat their request still get in"
             )
+            if budget == "new_id":
+                why += (
+                    f"; while they do, and for {FLOOD_HOLD:g} s after, first-time ones get "
+                    f"{rate / FLOOD_SHARE:g} per second (each is a database write)"
+                )
         else:
             part = "source prefix (IPv4 /24, IPv6 /56)" if limit == PREFIX_LIMIT else "source"
             why = f"this {part} has used its share of {option}={rate:g} per second for {what}"

@@ -80,6 +80,10 @@ class CoreSettings:
     register_lookups_per_second: float = 2000.0
     """RegisterPk decisions per second that read the database, shared the same way: a
     flood of forged registrations must not keep the event loop busy with reads."""
+    new_id_flood_mode: bool = True
+    """While brand-new IDs are offered faster than ``new_peers_per_second``, first-time
+    ones get a fifth of it and the minute-long burst is kept (fair_budget.py, flood mode);
+    off, a flood spends the burst at once, as writes the loop's core must then carry."""
     max_writes_in_flight: int = 1000
     """Registrations waiting for the database at once beyond which a brand-new ID is
     refused (TOO_FREQUENT, like the budgets): the writer stores ~1,000 new rows a second
