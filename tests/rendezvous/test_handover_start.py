@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from pyhbb.config.hbbs import HbbsOptions
 from pyhbb.config.sources import ConfigError
 from pyhbb.rendezvous.adapters.restart import Inherited, RestartInPlace
 from pyhbb.rendezvous.app import HbbsServer, serve
-from pyhbb.rendezvous.handover import encode_snapshot
+from pyhbb.rendezvous.handover import SOCKET_ROLES, encode_snapshot
 from pyhbb.wire import rendezvous_pb2 as pb
 from tests.support.hbbs_server import running_hbbs
 from tests.support.ports import free_base_port
@@ -102,7 +102,7 @@ async def test_a_bad_snapshot_falls_back_to_the_warm_start(
     caplog.set_level(logging.INFO, "pyhbb.rendezvous")
     try:
         async with restarted_hbbs(tmp_path, inherit(made), port) as server:
-            assert server._sockets["udp"].fileno() == udp_fd  # adopted, not bound anew
+            assert server.sockets["udp"].fileno() == udp_fd  # adopted, not bound anew
             peer.server = ("127.0.0.1", port)
             # back through the database: answered without asking for the key
             assert await peer.register_peer(PEER) is False
@@ -132,7 +132,7 @@ async def test_inherited_sockets_that_do_not_fit_are_replaced(
             assert f"inherited TCP descriptor {inherited.fds['tcp']}: a SOCK_DGRAM" in log
             assert f"bound to 127.0.0.1:{other - 1}, not port {port - 1}" in log
             assert "Socket operation on non-socket" in log and "binding anew" in log
-            assert server._sockets["udp"].getsockname() == ("127.0.0.1", port)
+            assert server.sockets["udp"].getsockname() == ("127.0.0.1", port)
             peer = await UdpPeer.open(("127.0.0.1", port), "127.0.0.3")
             assert await peer.register_peer(PEER) is True  # served on the right port
             peer.close()
@@ -155,11 +155,23 @@ def test_sigusr2_is_refused_while_starting_in_cluster_mode_twice_and_on_bad_conf
     restart.on_signal()
     assert "still starting" in caplog.text and not begun
 
-    restart.attach(lambda: begun.append(True), cluster=True)
-    restart.on_signal()
-    assert "not supported in cluster mode" in caplog.text and not begun
+    with unbound_sockets() as sockets:
+        restart.attach(lambda: begun.append(True), sockets, cluster=True)
+        restart.on_signal()
+        assert "not supported in cluster mode" in caplog.text and not begun
 
-    restart.attach(lambda: begun.append(True), cluster=False)
+        restart.attach(lambda: begun.append(True), sockets, cluster=False)
+        refused_to_begin(restart, begun, problems, caplog)
+    for fd in restart.kept.values():
+        os.close(fd)
+
+
+def refused_to_begin(
+    restart: RestartInPlace,
+    begun: list[bool],
+    problems: list[Exception],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     problems.append(ConfigError("PORT=x is not a port"))
     restart.on_signal()
     assert "refused: PORT=x is not a port; still running with the old configuration" in (
@@ -170,5 +182,37 @@ def test_sigusr2_is_refused_while_starting_in_cluster_mode_twice_and_on_bad_conf
     problems.clear()
     restart.on_signal()
     assert begun == [True] and restart.accepted
+    assert set(restart.kept) == set(SOCKET_ROLES)
+    assert all(os.get_inheritable(fd) for fd in restart.kept.values())
     restart.on_signal()  # a second signal during the hand-over
     assert "already under way" in caplog.text and begun == [True]
+
+
+@contextlib.contextmanager
+def unbound_sockets() -> Iterator[dict[str, socket.socket]]:
+    sockets = {
+        role: socket.socket(type=socket.SOCK_DGRAM if role == "udp" else socket.SOCK_STREAM)
+        for role in SOCKET_ROLES
+    }
+    try:
+        yield sockets
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+def test_sigusr2_is_refused_while_running_when_the_sockets_cannot_be_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    begun: list[bool] = []
+    restart = RestartInPlace(lambda: None, None)
+    caplog.set_level(logging.INFO, "pyhbb.rendezvous")
+    with unbound_sockets() as sockets:
+        sockets["ws"].close()  # its descriptor is gone: dup fails as when out of them
+        before = set(os.listdir("/proc/self/fd"))
+        restart.attach(lambda: begun.append(True), sockets, cluster=False)
+        restart.on_signal()
+        assert "cannot keep the listening sockets" in caplog.text
+        assert "still running" in caplog.text
+        assert not begun and not restart.accepted and restart.kept == {}
+        assert set(os.listdir("/proc/self/fd")) == before  # the duplicates made were closed

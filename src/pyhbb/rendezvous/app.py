@@ -150,7 +150,7 @@ class HbbsServer:
             counts=self.ctx.counts,
         )
         self._servers: list[asyncio.Server] = []
-        self._sockets: dict[str, socket.socket] = {}
+        self.sockets: dict[str, socket.socket] = {}
         """The listeners by role (handover.SOCKET_ROLES): kept open by a restart in place."""
         self._warm_start: asyncio.Task[None] | None = None
         self.handing_over = False
@@ -194,7 +194,7 @@ class HbbsServer:
         tcp = self._listener(fds.get("tcp"), socket.SOCK_STREAM, opts.port)
         nat = self._listener(fds.get("nat"), socket.SOCK_STREAM, opts.nat_port)
         ws = self._listener(fds.get("ws"), socket.SOCK_STREAM, opts.ws_port)
-        self._sockets = {"udp": udp, "tcp": tcp, "nat": nat, "ws": ws}
+        self.sockets = {"udp": udp, "tcp": tcp, "nat": nat, "ws": ws}
         if opts.metrics is not None:
             self.monitoring = Monitoring.bind("hbbs", opts.metrics)
         transport, endpoint = await loop.create_datagram_endpoint(
@@ -371,7 +371,7 @@ class HbbsServer:
         the database work in flight (bounded), then write the peer table to ``path``."""
         warm = self._warm_start
         complete = warm is None or (warm.done() and not warm.cancelled())
-        sender = restart.keep(self._sockets)
+        sender = restart.reading_stopped()
         if self._udp is not None:
             self._udp.close()  # uvloop cannot pause UDP reading: the kept socket queues
         self.executor.udp.open(SocketSender(sender), sender.family == socket.AF_INET6)
@@ -585,7 +585,7 @@ async def _run_until_stopped(
             "" if warm_start_needed else " (no warm start needed)",
         )
     if restart is not None:
-        restart.attach(server.begin_handover, cluster=bool(server.opts.cluster))
+        restart.attach(server.begin_handover, server.sockets, bool(server.opts.cluster))
     gc.freeze()  # what start() built (listeners, metrics): no collection, no stall
     if on_started is not None:
         on_started(server)

@@ -142,15 +142,22 @@ class RestartInPlace:
         self.inherited = inherited
         """What the previous process left (None: an ordinary start)."""
         self._begin: Callable[[], None] | None = None
+        self._sockets: Mapping[str, socket.socket] = {}
         self._cluster = False
         self.accepted = False
         """A hand-over is under way: the server stops and :meth:`exec` follows."""
         self.kept: dict[str, int] = {}
+        """Duplicates of the listeners' descriptors, by role, inheritable by the exec."""
+        self._sender: socket.socket | None = None
         self.paused_at = 0.0
 
-    def attach(self, begin: Callable[[], None], cluster: bool) -> None:
-        """The running server's way to begin a hand-over (once it serves)."""
+    def attach(
+        self, begin: Callable[[], None], sockets: Mapping[str, socket.socket], cluster: bool
+    ) -> None:
+        """The running server's way to begin a hand-over (once it serves), and its
+        listeners by role (:data:`SOCKET_ROLES`)."""
         self._begin = begin
+        self._sockets = sockets
         self._cluster = cluster
 
     def on_signal(self) -> None:
@@ -171,21 +178,41 @@ class RestartInPlace:
         except Exception as e:  # ConfigError, a key problem: whatever the start would refuse
             log.error("restart in place refused: %s; still running with the old configuration", e)
             return
+        try:
+            self._keep(self._sockets)
+        except OSError as e:  # out of descriptors: stopping now would be an outage
+            log.error(
+                "restart in place refused: cannot keep the listening sockets (%s); still running",
+                e,
+            )
+            return
         log.info("SIGUSR2: restarting in place (sockets and peer table handed over)")
         self.accepted = True
         self._begin()
 
-    def keep(self, sockets: Mapping[str, socket.socket]) -> socket.socket:
+    def _keep(self, sockets: Mapping[str, socket.socket]) -> None:
         """Duplicate the listeners' descriptors so that they outlive the event loop and
-        the exec; returns a socket on the kept UDP descriptor to send the last answers."""
-        self.paused_at = time.time()
-        for role in SOCKET_ROLES:
-            fd = os.dup(sockets[role].fileno())
-            os.set_inheritable(fd, True)
-            self.kept[role] = fd
-        sender = socket.socket(fileno=os.dup(self.kept["udp"]))
+        the exec, and one more of the UDP socket to send the last answers; before the
+        server stops, so that a failure leaves it serving."""
+        kept: dict[str, int] = {}
+        try:
+            for role in SOCKET_ROLES:
+                kept[role] = os.dup(sockets[role].fileno())
+                os.set_inheritable(kept[role], True)
+            sender = socket.socket(fileno=os.dup(kept["udp"]))
+        except OSError:
+            for fd in kept.values():
+                os.close(fd)
+            raise
         sender.setblocking(False)
-        return sender
+        self.kept, self._sender = kept, sender
+
+    def reading_stopped(self) -> socket.socket:
+        """Note when reading stopped (the gap starts); the socket to send the answers
+        of the database work still in flight."""
+        assert self._sender is not None, "only after a hand-over was accepted"
+        self.paused_at = time.time()
+        return self._sender
 
     def exec(self) -> int:
         """Replace this process with hbbs started the same way, the kept sockets named
